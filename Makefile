@@ -1,0 +1,35 @@
+# tinyseek: `make demo` runs the main job, `make test` runs the tests.
+# GPU users pick their torch build: make test TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.tinyseek-installed
+
+.PHONY: install test test-slow lint demo bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check tinyseek tests bench
+	$(VENV)/bin/ruff format --check tinyseek tests bench
+	$(VENV)/bin/mypy tinyseek
+
+demo: $(STAMP)
+	$(VENV)/bin/tinyseek demo
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from tinyseek.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Verifiable reasoning tasks: procedurally generated problems, worked solutions, verifiers."""
