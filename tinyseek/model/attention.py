@@ -1,0 +1,113 @@
+"""Multi-head Latent Attention (MLA), with its two paths.
+
+Keys and values are compressed into a `kv_lora_rank` latent (normalized by kv_a_layernorm) plus one
+rotated rope key shared by all heads. Two ways to attend, same result:
+- expanded (training, no cache): kv_b_proj expands the latent to per-head k_nope and v, then SDPA;
+- absorbed (inference, over a cache): W_UK is folded into the query and W_UV applied after attention,
+  so attention runs directly over the cached latent; the cache holds kv_lora_rank + qk_rope_head_dim
+  numbers per token per layer, nothing per head.
+The cache is anything with `update(kv, pe, positions) -> (kv_all, pe_all)` laid out so that a cached
+token's index equals its position; the causal mask then follows from positions alone.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tinyseek.config import ModelConfig
+from tinyseek.model.norm import RMSNorm
+from tinyseek.model.rope import apply_rope
+
+
+class LatentStore(Protocol):
+    def update(
+        self, kv: torch.Tensor, pe: torch.Tensor, positions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store latents kv [B, T, R] and rope keys pe [B, T, r] at `positions` [B, T]; return every
+        cached latent and rope key of those rows, [B, S, R] and [B, S, r], index = position."""
+        ...
+
+
+class MLA(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        c = config
+        self.n_heads, self.nope_dim, self.rope_dim = (
+            c.num_attention_heads,
+            c.qk_nope_head_dim,
+            c.qk_rope_head_dim,
+        )
+        self.v_dim, self.kv_rank, self.scale = c.v_head_dim, c.kv_lora_rank, c.softmax_scale
+        h, qk = c.hidden_size, c.num_attention_heads * c.qk_head_dim
+        self.q_lora_rank = c.q_lora_rank
+        if c.q_lora_rank is None:
+            self.q_proj = nn.Linear(h, qk, bias=False)
+        else:
+            self.q_a_proj = nn.Linear(h, c.q_lora_rank, bias=False)
+            self.q_a_layernorm = RMSNorm(c.q_lora_rank)
+            self.q_b_proj = nn.Linear(c.q_lora_rank, qk, bias=False)
+        self.kv_a_proj_with_mqa = nn.Linear(h, c.kv_lora_rank + c.qk_rope_head_dim, bias=False)
+        self.kv_a_layernorm = RMSNorm(c.kv_lora_rank)
+        self.kv_b_proj = nn.Linear(
+            c.kv_lora_rank, c.num_attention_heads * (c.qk_nope_head_dim + c.v_head_dim), bias=False
+        )
+        self.o_proj = nn.Linear(c.num_attention_heads * c.v_head_dim, h, bias=False)
+
+    def query(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-head (q_nope [B,T,H,dn], rotated q_pe [B,T,H,dr])."""
+        q = (
+            self.q_proj(x)
+            if self.q_lora_rank is None
+            else self.q_b_proj(self.q_a_layernorm(self.q_a_proj(x)))
+        )
+        q = q.view(*x.shape[:2], self.n_heads, self.nope_dim + self.rope_dim)
+        q_nope, q_pe = q.split([self.nope_dim, self.rope_dim], dim=-1)
+        return q_nope, apply_rope(q_pe, cos, sin)
+
+    def latent(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the cache holds: normalized latent kv [B,T,R] and rotated shared rope key pe [B,T,dr]."""
+        kv, pe = self.kv_a_proj_with_mqa(x).split([self.kv_rank, self.rope_dim], dim=-1)
+        return self.kv_a_layernorm(kv), apply_rope(pe, cos, sin)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        positions: torch.Tensor,
+        cache: LatentStore | None = None,
+    ) -> torch.Tensor:
+        bsz, seqlen, _ = x.shape
+        q_nope, q_pe = self.query(x, cos, sin)
+        kv, pe = self.latent(x, cos, sin)
+        if cache is None:  # expanded: per-head keys and values, causal over this sequence
+            k_nope, v = (
+                self.kv_b_proj(kv).view(bsz, seqlen, self.n_heads, -1).split([self.nope_dim, self.v_dim], -1)
+            )
+            q = torch.cat([q_nope, q_pe], dim=-1)
+            k = torch.cat([k_nope, pe.unsqueeze(2).expand(-1, -1, self.n_heads, -1)], dim=-1)
+            out = F.scaled_dot_product_attention(
+                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True, scale=self.scale
+            ).transpose(1, 2)
+        else:  # absorbed: attend over the cached latent directly
+            kv_all, pe_all = cache.update(kv, pe, positions)
+            w = self.kv_b_proj.weight.view(self.n_heads, self.nope_dim + self.v_dim, self.kv_rank)
+            w_uk, w_uv = w[:, : self.nope_dim], w[:, self.nope_dim :]
+            q_latent = torch.einsum("bthd,hdr->bthr", q_nope, w_uk)
+            scores = torch.einsum("bthr,bsr->bhts", q_latent, kv_all) + torch.einsum(
+                "bthd,bsd->bhts", q_pe, pe_all
+            )
+            visible = torch.arange(kv_all.shape[1], device=x.device) <= positions[:, None, :, None]
+            scores = (scores.float() * self.scale).masked_fill(~visible, float("-inf"))
+            probs = scores.softmax(dim=-1).to(kv_all.dtype)
+            out = torch.einsum("bhts,bsr->bthr", probs, kv_all)
+            out = torch.einsum("bthr,hdr->bthd", out, w_uv)
+        return self.o_proj(out.reshape(bsz, seqlen, self.n_heads * self.v_dim))

@@ -1,0 +1,153 @@
+"""DeepSeekMoE: shared experts plus fine-grained routed experts behind a Gate.
+
+Design choices:
+- Gate scores are computed in fp32 (as the references do); `e_score_correction_bias` (aux-loss-free
+  balancing, V3) shifts only which experts are *selected*, never the weights, and stays fp32 even when
+  the model is cast to bf16 (its updates are ~1e-3 and would vanish in bf16).
+- Routed experts are stored stacked, `gate_up_proj [E, 2I, H]` and `down_proj [E, H, I]`, so one
+  grouped matmul (`torch._grouped_mm`) serves all experts; tokens are sorted by expert first. A loop
+  over the experts that received tokens is the fallback where grouped_mm is unsupported.
+- `MoE.tokens_per_expert` keeps the last forward's load, which the trainer's bias balancing reads.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tinyseek.config import ModelConfig
+
+
+class MLP(nn.Module):
+    """SwiGLU feed-forward: down(silu(gate(x)) * up(x)). Dense layers and shared experts."""
+
+    def __init__(self, dim: int, inter_dim: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(dim, inter_dim, bias=False)
+        self.up_proj = nn.Linear(dim, inter_dim, bias=False)
+        self.down_proj = nn.Linear(inter_dim, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Gate(nn.Module):
+    """Routes each token to `num_experts_per_tok` experts; returns (weights fp32 [N,k], indices [N,k])."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        c = config
+        self.top_k, self.n_group, self.topk_group = c.num_experts_per_tok, c.n_group, c.topk_group
+        self.method, self.scoring = c.topk_method, c.scoring_func
+        self.norm_topk_prob, self.scaling = c.norm_topk_prob, c.routed_scaling_factor
+        self.weight = nn.Parameter(torch.empty(c.n_routed_experts, c.hidden_size))
+        self.e_score_correction_bias: torch.Tensor | None
+        if c.topk_method == "noaux_tc":
+            self.register_buffer(
+                "e_score_correction_bias", torch.zeros(c.n_routed_experts, dtype=torch.float32)
+            )
+        else:
+            self.e_score_correction_bias = None
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        bias = self.e_score_correction_bias
+        super()._apply(fn, recurse)
+        moved = self.e_score_correction_bias
+        if bias is not None and moved is not None:  # follow the module's device, never leave fp32
+            self.e_score_correction_bias = (
+                moved.float() if bias.is_meta or moved.is_meta else bias.to(moved.device)
+            )
+        return self
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = F.linear(x.float(), self.weight.float())
+        scores = logits.sigmoid() if self.scoring == "sigmoid" else logits.softmax(dim=-1)
+        choice = scores if self.e_score_correction_bias is None else scores + self.e_score_correction_bias
+        if self.n_group > 1 and self.method != "greedy":
+            grouped = choice.view(x.shape[0], self.n_group, -1)
+            group_score = (
+                grouped.topk(2, dim=-1).values.sum(-1) if self.method == "noaux_tc" else grouped.amax(-1)
+            )
+            kept = group_score.topk(self.topk_group, dim=-1).indices
+            keep = torch.zeros_like(group_score, dtype=torch.bool).scatter_(1, kept, True)
+            choice = grouped.masked_fill(~keep.unsqueeze(-1), float("-inf")).flatten(1)
+        indices = choice.topk(self.top_k, dim=-1).indices
+        weights = scores.gather(1, indices)
+        if self.norm_topk_prob:
+            weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
+        return weights * self.scaling, indices
+
+
+@functools.cache
+def _grouped_mm_works(device_type: str, dtype: torch.dtype) -> bool:
+    if not hasattr(torch, "_grouped_mm"):
+        return False
+    try:
+        x = torch.ones(2, 8, device=device_type, dtype=dtype)
+        w = torch.ones(2, 8, 8, device=device_type, dtype=dtype)
+        torch._grouped_mm(
+            x, w.transpose(-2, -1), offs=torch.tensor([1, 2], device=device_type, dtype=torch.int32)
+        )
+        return True
+    except (RuntimeError, NotImplementedError):
+        return False
+
+
+def grouped_linear(x: torch.Tensor, weight: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Rows of x sorted by expert (counts[e] rows for expert e) times weight[e]ᵀ, one call for all experts."""
+    if _grouped_mm_works(x.device.type, x.dtype):
+        offs = counts.cumsum(0).to(torch.int32)
+        return torch._grouped_mm(x, weight.transpose(-2, -1), offs=offs)
+    out = x.new_empty(x.shape[0], weight.shape[1])
+    start = 0
+    for e, n in enumerate(counts.tolist()):
+        if n:
+            out[start : start + n] = x[start : start + n] @ weight[e].T
+            start += n
+    return out
+
+
+class Experts(nn.Module):
+    """All routed experts, stacked; computes tokens already sorted by expert."""
+
+    def __init__(self, n_experts: int, dim: int, inter_dim: int):
+        super().__init__()
+        self.gate_up_proj = nn.Parameter(torch.empty(n_experts, 2 * inter_dim, dim))
+        self.down_proj = nn.Parameter(torch.empty(n_experts, dim, inter_dim))
+
+    def forward(self, x: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        dtype = (
+            torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+        )
+        x = x.to(dtype)
+        gate, up = grouped_linear(x, self.gate_up_proj.to(dtype), counts).chunk(2, dim=-1)
+        return grouped_linear(F.silu(gate) * up, self.down_proj.to(dtype), counts)
+
+
+class MoE(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        c = config
+        self.n_experts, self.top_k = c.n_routed_experts, c.num_experts_per_tok
+        self.gate = Gate(c)
+        self.experts = Experts(c.n_routed_experts, c.hidden_size, c.moe_intermediate_size)
+        self.shared_experts = (
+            MLP(c.hidden_size, c.n_shared_experts * c.moe_intermediate_size) if c.n_shared_experts else None
+        )
+        self.tokens_per_expert = torch.zeros(c.n_routed_experts, dtype=torch.long)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1])
+        weights, indices = self.gate(flat)
+        order = indices.flatten().argsort(stable=True)
+        counts = torch.bincount(indices.flatten(), minlength=self.n_experts)
+        self.tokens_per_expert = counts.detach()
+        token = order // self.top_k
+        routed = self.experts(flat[token], counts) * weights.flatten()[order, None]
+        out = torch.zeros_like(flat, dtype=routed.dtype).index_add_(0, token, routed).to(x.dtype)
+        if self.shared_experts is not None:
+            out = out + self.shared_experts(flat)
+        return out.view_as(x)

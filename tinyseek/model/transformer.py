@@ -1,0 +1,181 @@
+"""Block, MTPModule and Transformer: the DeepSeek-V3 decoder with its multi-token-prediction modules.
+
+Design choices:
+- Module names follow the Hugging Face checkpoint (`embed_tokens`, `layers.N.self_attn.q_a_proj`, ...)
+  so the state-dict adapter in tinyseek/checkpoint.py only has to add the `model.` prefix, split the
+  stacked experts, and move MTP modules to `model.layers.{num_hidden_layers + d}`.
+- `hidden_states()` returns the post-final-norm states the head reads; MTP depth 1 takes those (as
+  vLLM/SGLang feed the released MTP weights), combines them with the embedding of the next token, runs
+  one block and reuses the main model's embedding and output head.
+- With a cache the attention takes the absorbed path (inference); without, the expanded path (training).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tinyseek.config import ModelConfig
+from tinyseek.model.attention import MLA, LatentStore
+from tinyseek.model.moe import MLP, Gate, MoE
+from tinyseek.model.norm import RMSNorm
+from tinyseek.model.rope import RotaryEmbedding
+
+
+class Block(nn.Module):
+    """Pre-norm decoder layer: x + MLA(norm(x)), then + FFN(norm(x)), FFN dense or MoE by layer index."""
+
+    def __init__(self, config: ModelConfig, layer_id: int):
+        super().__init__()
+        self.self_attn = MLA(config)
+        self.mlp: nn.Module
+        if config.is_moe_layer(layer_id):
+            self.mlp = MoE(config)
+        else:
+            self.mlp = MLP(config.hidden_size, config.intermediate_size)
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        positions: torch.Tensor,
+        cache: LatentStore | None = None,
+    ) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, positions, cache)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class MTPModule(nn.Module):
+    """One MTP depth: h' = eh_proj([enorm(emb(t_{i+k})); hnorm(h_i)]), then a full block."""
+
+    def __init__(self, config: ModelConfig, layer_id: int):
+        super().__init__()
+        h = config.hidden_size
+        self.enorm = RMSNorm(h, config.rms_norm_eps)
+        self.hnorm = RMSNorm(h, config.rms_norm_eps)
+        self.eh_proj = nn.Linear(2 * h, h, bias=False)
+        self.block = Block(config, layer_id)
+        self.shared_head_norm = RMSNorm(h, config.rms_norm_eps)
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        next_embeds: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        positions: torch.Tensor,
+        cache: LatentStore | None = None,
+    ) -> torch.Tensor:
+        """Returns the block output h_i^k (pre-norm): the input of the next depth."""
+        x = self.eh_proj(torch.cat([self.enorm(next_embeds), self.hnorm(hidden)], dim=-1))
+        return self.block(x, cos, sin, positions, cache)
+
+
+class Transformer(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.rotary = RotaryEmbedding(config)
+        self.layers = nn.ModuleList(Block(config, i) for i in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+        n = config.num_hidden_layers
+        self.mtp = nn.ModuleList(MTPModule(config, n + d) for d in range(config.num_nextn_predict_layers))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        std = self.config.initializer_range
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=std)
+            elif isinstance(module, Gate):
+                nn.init.normal_(module.weight, std=std)
+                if module.e_score_correction_bias is not None:
+                    module.e_score_correction_bias.zero_()
+            elif isinstance(module, RMSNorm):
+                nn.init.ones_(module.weight)
+            elif hasattr(module, "gate_up_proj"):
+                nn.init.normal_(module.gate_up_proj, std=std)
+                nn.init.normal_(module.down_proj, std=std)
+
+    def _positions(self, input_ids: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+        if positions is None:
+            positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+        return positions
+
+    def hidden_states(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        cache: object | None = None,
+    ) -> torch.Tensor:
+        """Post-final-norm hidden states [B, T, H]. `cache` has `.layer(i) -> LatentStore`."""
+        positions = self._positions(input_ids, positions)
+        cos, sin = self.rotary(positions)
+        x = self.embed_tokens(input_ids)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, positions, None if cache is None else cache.layer(i))  # type: ignore[attr-defined]
+        return self.norm(x)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        cache: object | None = None,
+    ) -> torch.Tensor:
+        """Logits [B, T, vocab]."""
+        return self.lm_head(self.hidden_states(input_ids, positions, cache))
+
+    def mtp_hidden_states(
+        self,
+        hidden: torch.Tensor,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        cache: object | None = None,
+    ) -> list[torch.Tensor]:
+        """MTP outputs, normed for the head: depth k's row i predicts token i + k + 1.
+
+        Depth k sees rows 0..T-1-k (the ones whose token i + k exists in `input_ids`)."""
+        positions = self._positions(input_ids, positions)
+        outputs, h = [], hidden
+        n = self.config.num_hidden_layers
+        for k, module in enumerate(self.mtp, start=1):
+            pos = positions[:, : input_ids.shape[1] - k]
+            cos, sin = self.rotary(pos)
+            layer_cache = None if cache is None else cache.layer(n + k - 1)  # type: ignore[attr-defined]
+            h = module(h[:, : pos.shape[1]], self.embed_tokens(input_ids[:, k:]), cos, sin, pos, layer_cache)
+            outputs.append(module.shared_head_norm(h))
+        return outputs
+
+    # ---- checkpoints (see tinyseek/checkpoint.py) ---------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+    ) -> Transformer:
+        from tinyseek.checkpoint import load_model
+
+        return load_model(path, dtype=dtype, device=device)
+
+    def save_pretrained(self, path: str | Path, max_shard_bytes: int = 5 * 2**30) -> Path:
+        from tinyseek.checkpoint import save_model
+
+        return save_model(self, path, max_shard_bytes=max_shard_bytes)
+
+    def num_parameters(self) -> int:
+        """Unique parameter elements plus the correction biases (both are checkpoint tensors)."""
+        biases = sum(
+            b.numel() for name, b in self.named_buffers() if name.endswith("e_score_correction_bias")
+        )
+        return sum(p.numel() for p in self.parameters()) + biases
