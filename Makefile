@@ -29,7 +29,8 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy tinyseek
 
 demo: $(STAMP)
-	$(VENV)/bin/tinyseek demo
+	$(VENV)/bin/tinyseek params deepseek-v3
+	$(VENV)/bin/tinyseek params tiny
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 from pathlib import Path
+from typing import cast
 
 import torch
 from safetensors import safe_open
@@ -26,7 +27,7 @@ from safetensors.torch import save_file
 from tinyseek.config import ModelConfig
 from tinyseek.model.moe import MoE
 from tinyseek.model.rope import RotaryEmbedding
-from tinyseek.model.transformer import Transformer
+from tinyseek.model.transformer import MTPModule, Transformer
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ def hf_tensors(model: Transformer) -> dict[str, torch.Tensor]:
     out["model.norm.weight"] = model.norm.weight
     if not cfg.tie_word_embeddings:
         out["lm_head.weight"] = model.lm_head.weight
-    for d, module in enumerate(model.mtp):
+    for d, mtp in enumerate(model.mtp):
+        module = cast(MTPModule, mtp)
         prefix = f"model.layers.{cfg.num_hidden_layers + d}"
         out[f"{prefix}.enorm.weight"] = module.enorm.weight
         out[f"{prefix}.hnorm.weight"] = module.hnorm.weight
@@ -197,7 +199,8 @@ def save_model(model: Transformer, path: str | Path, max_shard_bytes: int = 5 * 
     """Write config.json, generation_config.json and safetensors shards in the HF layout."""
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {**hf_tensors(model), **mtp_copies(model)}
+    copies = mtp_copies(model)
+    tensors = {**hf_tensors(model), **copies}
     shards: list[list[str]] = [[]]
     size = 0
     for name, tensor in tensors.items():
@@ -217,7 +220,9 @@ def save_model(model: Transformer, path: str | Path, max_shard_bytes: int = 5 * 
             stale.unlink()
     (directory / INDEX_FILE).unlink(missing_ok=True)
     for file, names in zip(files, shards, strict=True):
-        _write_atomic({n: tensors[n].detach().to("cpu").contiguous() for n in names}, directory / file)
+        # Stored copies (MTP embedding/head) must not share memory with the originals in safetensors.
+        shard = {n: tensors[n].detach().to("cpu").contiguous() for n in names}
+        _write_atomic({n: t.clone() if n in copies else t for n, t in shard.items()}, directory / file)
     if len(files) > 1:
         total = sum(t.numel() * t.element_size() for t in tensors.values())
         index = {

@@ -29,6 +29,9 @@ _DERIVED_KEYS = {
     "rope_interleave",
     "transformers_version",
     "dtype",
+    "model_type",
+    "architectures",
+    "num_key_value_heads",
 }
 
 
@@ -167,6 +170,11 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ModelConfig:
         raw = dict(raw)
+        if raw.get("model_type") == "deepseek_v2":  # V2 configs omit what differs from V3's defaults
+            raw.setdefault("scoring_func", "softmax")
+            raw.setdefault("topk_method", "greedy")
+            raw.setdefault("norm_topk_prob", False)
+            raw.setdefault("num_nextn_predict_layers", 0)
         rope_parameters = raw.pop("rope_parameters", None)
         if rope_parameters and "rope_scaling" not in raw:
             rp = dict(rope_parameters)
@@ -210,9 +218,10 @@ class ModelConfig:
         out = {k: v for k, v in dataclasses.asdict(self).items() if k != "extra"}
         out.update(self.extra)
         out.pop("eos_token_ids", None)
+        v3 = self.topk_method == "noaux_tc"  # transformers' V2 classes carry softmax routing
         out.update(
-            model_type="deepseek_v3",
-            architectures=["DeepseekV3ForCausalLM"],
+            model_type="deepseek_v3" if v3 else "deepseek_v2",
+            architectures=["DeepseekV3ForCausalLM" if v3 else "DeepseekV2ForCausalLM"],
             # transformers needs these to treat MLA heads as full heads.
             num_key_value_heads=self.num_attention_heads,
             rope_interleave=True,

@@ -44,7 +44,8 @@ class ModelSize:
 
     @property
     def gate(self) -> int:
-        return self.config.n_routed_experts * (self.config.hidden_size + 1)  # weight + correction bias
+        bias = 1 if self.config.topk_method == "noaux_tc" else 0  # e_score_correction_bias (V3 only)
+        return self.config.n_routed_experts * (self.config.hidden_size + bias)
 
     def moe(self, activated: bool = False) -> int:
         c = self.config

@@ -28,7 +28,7 @@ def yarn_inv_freq(dim: int, theta: float, scaling: dict) -> tuple[torch.Tensor, 
         return dim * math.log(original / (rotations * 2 * math.pi)) / (2 * math.log(theta))
 
     low = max(math.floor(correction_dim(beta_fast)), 0)
-    high = min(math.ceil(correction_dim(beta_slow)), dim - 1)
+    high: float = min(math.ceil(correction_dim(beta_slow)), dim - 1)
     if low == high:
         high += 0.001
     ramp = ((torch.arange(dim // 2, dtype=torch.float32) - low) / (high - low)).clamp(0, 1)
@@ -50,6 +50,8 @@ def yarn_inv_freq(dim: int, theta: float, scaling: dict) -> tuple[torch.Tensor, 
 
 class RotaryEmbedding(nn.Module):
     """Turns positions [B, T] into (cos, sin) [B, T, rope_dim/2] shared by all layers."""
+
+    inv_freq: torch.Tensor
 
     def __init__(self, config: ModelConfig):
         super().__init__()

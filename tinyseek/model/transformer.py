@@ -13,13 +13,14 @@ Design choices:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
 
 from tinyseek.config import ModelConfig
 from tinyseek.model.attention import MLA, LatentStore
-from tinyseek.model.moe import MLP, Gate, MoE
+from tinyseek.model.moe import MLP, Experts, Gate, MoE
 from tinyseek.model.norm import RMSNorm
 from tinyseek.model.rope import RotaryEmbedding
 
@@ -103,7 +104,7 @@ class Transformer(nn.Module):
                     module.e_score_correction_bias.zero_()
             elif isinstance(module, RMSNorm):
                 nn.init.ones_(module.weight)
-            elif hasattr(module, "gate_up_proj"):
+            elif isinstance(module, Experts):
                 nn.init.normal_(module.gate_up_proj, std=std)
                 nn.init.normal_(module.down_proj, std=std)
 
@@ -148,7 +149,8 @@ class Transformer(nn.Module):
         positions = self._positions(input_ids, positions)
         outputs, h = [], hidden
         n = self.config.num_hidden_layers
-        for k, module in enumerate(self.mtp, start=1):
+        for k, mtp in enumerate(self.mtp, start=1):
+            module = cast(MTPModule, mtp)
             pos = positions[:, : input_ids.shape[1] - k]
             cos, sin = self.rotary(pos)
             layer_cache = None if cache is None else cache.layer(n + k - 1)  # type: ignore[attr-defined]

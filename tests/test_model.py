@@ -1,0 +1,123 @@
+"""Model behaviour that has no transformers counterpart: absorbed decoding, MTP, layer patterns, dtypes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import YARN, tiny_config
+
+from tinyseek.model import moe as moe_module
+from tinyseek.model.cache import LatentCache
+from tinyseek.model.moe import MoE, grouped_linear
+from tinyseek.model.transformer import Transformer
+
+
+@pytest.mark.parametrize("overrides", [{}, {"q_lora_rank": None, "rope_scaling": YARN}])
+def test_prefill_then_absorbed_decoding_equals_full_forward(overrides):
+    model = Transformer(tiny_config(**overrides)).eval()
+    x = torch.randint(0, 96, (3, 20))
+    cache = LatentCache(model.config, batch_size=3, max_len=32)
+    with torch.no_grad():
+        full = model(x)
+        steps = [model(x[:, :9], cache=cache)]
+        for t in range(9, 20):
+            steps.append(model(x[:, t : t + 1], positions=torch.full((3, 1), t), cache=cache))
+    assert (torch.cat(steps, dim=1) - full).abs().max().item() <= 1e-4
+
+
+def test_ragged_positions_in_one_batch():
+    """Rows at different positions decode together: each row equals its own full forward."""
+    model = Transformer(tiny_config()).eval()
+    a, b = torch.randint(0, 96, (1, 12)), torch.randint(0, 96, (1, 7))
+    cache = LatentCache(model.config, batch_size=2, max_len=32)
+    with torch.no_grad():
+        model(a[:, :11], cache=_Rows(cache, [0]))
+        model(b[:, :6], cache=_Rows(cache, [1]))
+        step = model(torch.cat([a[:, 11:], b[:, 6:]]), positions=torch.tensor([[11], [6]]), cache=cache)
+        want_a, want_b = model(a)[:, -1], model(b)[:, -1]
+    assert torch.allclose(step[0, 0], want_a[0], atol=1e-4)
+    assert torch.allclose(step[1, 0], want_b[0], atol=1e-4)
+
+
+class _Rows:
+    """Routes a 1-row batch into chosen rows of a LatentCache (what an engine's slot map does)."""
+
+    def __init__(self, cache: LatentCache, rows: list[int]):
+        self.cache, self.rows = cache, rows
+
+    def layer(self, i: int):
+        cache, rows = self.cache, self.rows
+
+        class View:
+            def update(self, kv, pe, positions):
+                layer = cache.layer(i)
+                layer.kv[rows, positions[0]] = kv[0]
+                layer.pe[rows, positions[0]] = pe[0]
+                n = int(positions.max()) + 1
+                return layer.kv[rows, :n], layer.pe[rows, :n]
+
+        return View()
+
+
+def test_mtp_incremental_equals_full():
+    model = Transformer(tiny_config()).eval()
+    x = torch.randint(0, 96, (2, 16))
+    cache = LatentCache(model.config, batch_size=2, max_len=32)
+    with torch.no_grad():
+        full = model.mtp_hidden_states(model.hidden_states(x), x)[0]
+        h = model.hidden_states(x[:, :10], cache=cache)
+        first = model.mtp_hidden_states(h, x[:, :11], cache=cache)[0]
+    assert full.shape == (2, 15, 32) and first.shape == (2, 10, 32)
+    assert torch.allclose(first, full[:, :10], atol=1e-5)
+
+
+def test_moe_layer_freq_pattern():
+    cfg = tiny_config(num_hidden_layers=8, first_k_dense_replace=1, moe_layer_freq=2)
+    model = Transformer(cfg)
+    kinds = ["moe" if isinstance(layer.mlp, MoE) else "dense" for layer in model.layers]
+    assert kinds == ["dense", "dense", "moe", "dense", "moe", "dense", "moe", "dense"]
+    assert isinstance(model.mtp[0].block.mlp, MoE)  # layer index 8 is even: MoE
+
+
+def test_bf16_model_keeps_correction_bias_in_fp32():
+    model = Transformer(tiny_config())
+    gate = model.layers[1].mlp.gate
+    gate.e_score_correction_bias.fill_(1e-3 + 1e-7)
+    model = model.to(torch.bfloat16)
+    assert gate.e_score_correction_bias.dtype == torch.float32
+    assert gate.e_score_correction_bias[0].item() == pytest.approx(1e-3 + 1e-7, rel=1e-6)
+    assert model.layers[1].mlp.experts.gate_up_proj.dtype == torch.bfloat16
+    out = model(torch.randint(0, 96, (2, 8)))
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+
+
+def test_correction_bias_changes_selection_not_weights():
+    cfg = tiny_config(n_group=1, topk_group=1)
+    gate = Transformer(cfg).layers[1].mlp.gate
+    x = torch.randn(64, 32)
+    w0, i0 = gate(x)
+    gate.e_score_correction_bias[3] = 10.0  # expert 3 is now always chosen
+    w1, i1 = gate(x)
+    assert (i1 == 3).any(dim=1).all() and not (i0 == 3).any(dim=1).all()
+    assert torch.allclose(w1.sum(-1), torch.full((64,), cfg.routed_scaling_factor))
+
+
+def test_grouped_matmul_equals_per_expert_loop(monkeypatch):
+    x = torch.randn(11, 16)
+    w = torch.randn(4, 8, 16)
+    counts = torch.tensor([3, 0, 5, 3])
+    fast = grouped_linear(x, w, counts)
+    monkeypatch.setattr(moe_module, "_grouped_mm_works", lambda *_: False)
+    slow = grouped_linear(x, w, counts)
+    ref = torch.cat([x[:3] @ w[0].T, x[3:8] @ w[2].T, x[8:] @ w[3].T])
+    assert torch.allclose(fast, ref, atol=1e-5) and torch.allclose(slow, ref, atol=1e-5)
+
+
+def test_moe_backward_reaches_every_used_expert():
+    model = Transformer(tiny_config())
+    model(torch.randint(0, 96, (2, 16))).float().logsumexp(-1).mean().backward()
+    moe = model.layers[1].mlp
+    used = moe.tokens_per_expert > 0
+    grads = moe.experts.gate_up_proj.grad.abs().sum(dim=(1, 2))
+    assert (grads[used] > 0).all() and (grads[~used] == 0).all()
+    assert moe.tokens_per_expert.sum().item() == 2 * 16 * 2
