@@ -12,7 +12,9 @@ from tinyseek.cli import main
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tinyseek", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "tinyseek", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_params_deepseek_v3_json():

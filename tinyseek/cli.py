@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # `tinyseek ... | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
     except (ValueError, FileNotFoundError, KeyError) as err:
         # Bad input: a clear one-line message, no traceback.
         print(f"tinyseek {args.command}: error: {err}", file=sys.stderr)
