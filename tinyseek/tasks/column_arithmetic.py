@@ -20,7 +20,11 @@ import random
 from tinyseek.tasks.base import Problem
 from tinyseek.tasks.reasoning import ReasoningTask, Slip, check_difficulty, check_language, check_line
 
-QUESTION = {"en": "What is {a} {op} {b}?", "fr": "Combien font {a} {op} {b} ?", "zh": "{a} {op} {b} 等于多少？"}
+QUESTION = {
+    "en": "What is {a} {op} {b}?",
+    "fr": "Combien font {a} {op} {b} ?",
+    "zh": "{a} {op} {b} 等于多少？",
+}
 # {expr}={value} then the digit written and, when there is one, the carry or borrow.
 WRITE = {"en": ", write {digit}", "fr": ", j'écris {digit}", "zh": "，写{digit}"}
 CARRY = {"en": ", carry {carry}", "fr": ", je retiens {carry}", "zh": "，进{carry}"}
@@ -61,6 +65,8 @@ def _carry_columns(columns: list[tuple[str, int, bool]], lang: str, slip: Slip) 
 
 
 class AdditionTask(ReasoningTask):
+    """Column addition with carries; difficulty d adds two (d + 2)-digit numbers."""
+
     name = "addition"
 
     def make(self, rng: random.Random, difficulty: int) -> Problem:
@@ -74,7 +80,9 @@ class AdditionTask(ReasoningTask):
     def work(self, problem: Problem, lang: str, slip: Slip) -> tuple[list[str], str]:
         a, b = problem.data["a"], problem.data["b"]
         width = max(len(str(a)), len(str(b)))
-        columns = [(f"{x}+{y}", x + y, x > y) for x, y in zip(_digits(a, width), _digits(b, width))]
+        columns = [
+            (f"{x}+{y}", x + y, x > y) for x, y in zip(_digits(a, width), _digits(b, width), strict=True)
+        ]
         return _carry_columns(columns, lang, slip)
 
     def check(self, problem: Problem, answer: str, lang: str) -> tuple[str, bool]:
@@ -84,6 +92,8 @@ class AdditionTask(ReasoningTask):
 
 
 class SubtractionTask(ReasoningTask):
+    """Column subtraction with borrows; difficulty d: two (d + 2)-digit numbers, result >= 0."""
+
     name = "subtraction"
 
     def make(self, rng: random.Random, difficulty: int) -> Problem:
@@ -98,7 +108,7 @@ class SubtractionTask(ReasoningTask):
         a, b = problem.data["a"], problem.data["b"]
         width = len(str(a))
         lines, written, borrow = [], [], 0
-        for x, y in zip(_digits(a, width), _digits(b, width)):
+        for x, y in zip(_digits(a, width), _digits(b, width), strict=True):
             line = f"{x}-1={x - 1}{SEP[lang]}" if borrow else ""
             top = x - borrow
             borrow = int(top < y)
@@ -119,6 +129,8 @@ class SubtractionTask(ReasoningTask):
 
 
 class MultiplicationTask(ReasoningTask):
+    """A (d + 2)-digit number times one digit 2-9, column by column with carries."""
+
     name = "multiplication"
 
     def make(self, rng: random.Random, difficulty: int) -> Problem:

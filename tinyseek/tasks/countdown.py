@@ -43,7 +43,9 @@ def evaluate_expression(expression: str) -> tuple[Fraction, list[int]]:
     """
     text = expression.replace("×", "*").replace("÷", "/").replace("−", "-").split("=")[0].strip()
     if not text or len(text) > MAX_EXPRESSION_CHARS:
-        raise ValueError(f"expected an expression of 1..{MAX_EXPRESSION_CHARS} characters, got {expression!r}")
+        raise ValueError(
+            f"expected an expression of 1..{MAX_EXPRESSION_CHARS} characters, got {expression!r}"
+        )
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as err:
@@ -80,6 +82,8 @@ def _apply(op: str, x: int, y: int) -> int:
 
 
 class CountdownTask(ReasoningTask):
+    """Reach a target from d + 2 numbers with + - * /, each number at most once."""
+
     name = "countdown"
 
     def make(self, rng: random.Random, difficulty: int) -> Problem:

@@ -39,6 +39,8 @@ def euclid_lines(a: int, b: int, slip: Slip) -> tuple[list[tuple[int, int, int, 
 
 
 class GcdTask(ReasoningTask):
+    """Greatest common divisor of two numbers below 10^(d+1) by Euclid's algorithm."""
+
     name = "gcd"
 
     def make(self, rng: random.Random, difficulty: int) -> Problem:

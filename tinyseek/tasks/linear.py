@@ -44,24 +44,25 @@ def _value(v: Fraction) -> str:
 
 
 class LinearEquationTask(ReasoningTask):
+    """Solve a linear equation in x; x on both sides from difficulty 2, fractions from 3."""
+
     name = "linear"
 
     def make(self, rng: random.Random, difficulty: int) -> Problem:
         check_difficulty(difficulty)
-        span = 5 * difficulty + 5
+        span, half = 5 * difficulty + 5, (5 * difficulty + 5) // 2
         while True:
-            a = rng.choice([k for k in range(-span // 2, span // 2 + 1) if k not in (0, 1)])
-            c = rng.randint(-span // 2, span // 2) if difficulty >= 2 else 0
-            if a == c or (difficulty < 2 and a < 0):
-                continue
-            b = rng.choice([k for k in range(-2 * span, 2 * span + 1) if k != 0])
-            if difficulty >= 3:
-                d = rng.randint(-2 * span, 2 * span)
-                x = Fraction(d - b, a - c)
-            else:
-                x = Fraction(rng.randint(-span, span))
-                d = int((a - c) * x + b)
-            break
+            a = rng.randint(2, half) if difficulty < 2 else rng.randint(-half, half)
+            c = rng.randint(-half, half) if difficulty >= 2 else 0
+            b = rng.randint(-2 * span, 2 * span)
+            if a not in (0, 1) and a != c and b != 0:
+                break
+        if difficulty >= 3:
+            d = rng.randint(-2 * span, 2 * span)
+            x = Fraction(d - b, a - c)
+        else:
+            x = Fraction(rng.randint(-span, span))
+            d = int((a - c) * x + b)
         data = {"a": a, "b": b, "c": c, "d": d}
         equation = f"{_side(a, b)}={_side(c, d)}"
         return Problem(self.name, equation, format_number(x), data)
@@ -80,7 +81,9 @@ class LinearEquationTask(ReasoningTask):
         x = Fraction(rhs, coefficient)
         if coefficient != 1:
             division = f"x={rhs}/{_value(Fraction(coefficient))}"
-            lines.append(division if division == f"x={format_number(x)}" else f"{division}={format_number(x)}")
+            lines.append(
+                division if division == f"x={format_number(x)}" else f"{division}={format_number(x)}"
+            )
         return lines, format_number(x)
 
     def check(self, problem: Problem, answer: str, lang: str) -> tuple[str, bool]:
