@@ -1,7 +1,8 @@
 """Countdown: reach a target from given numbers with + - * /, each number used at most once.
 
 Generation chains all d + 2 numbers (difficulty d) left to right with random operations that keep
-every intermediate a positive integer, so a solution always exists; the trace shows that chain one
+every intermediate a positive integer, so a solution always exists (* and / are drawn more often
+than + and -, which keeps plain sums rare); the trace shows that chain one
 operation per line (`25+4=29`, `29*3=87`) and the answer is the full expression `(25+4)*3`.
 
 Verification never calls eval: the answer is parsed with `ast` and only integer literals, + - * /
@@ -10,7 +11,7 @@ final value must equal the target). Each given number may be used at most once (
 an `= target` tail is ignored, and `×`, `÷`, `−` are read as `*`, `/`, `-`.
 
 Systematic slip: the parentheses around an additive sub-expression are dropped when it is multiplied
-or divided by an odd number (`25+4*3`), the classic precedence error. The self-check evaluates the
+or divided by an odd number or one below 6 (`25+4*3`), the classic precedence error. The self-check evaluates the
 expression written.
 """
 
@@ -96,9 +97,9 @@ class CountdownTask(ReasoningTask):
                 if value > n:
                     choices.append("-")
                 if value * n <= MAX_VALUE and n > 1:
-                    choices.append("*")
+                    choices += ["*", "*"]
                 if n > 1 and value % n == 0:
-                    choices.append("/")
+                    choices += ["/", "/", "/"]
                 op = rng.choice(choices)
                 steps.append((op, n))
                 value = _apply(op, value, n)
@@ -116,7 +117,7 @@ class CountdownTask(ReasoningTask):
         for op, n in steps:
             if op in "+-":
                 additive = True
-            elif additive and not slip(n % 2 == 1):
+            elif additive and not slip(n % 2 == 1 or n < 6):
                 text, additive = f"({text})", False
             text += f"{op}{n}"
         return text

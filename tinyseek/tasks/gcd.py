@@ -6,7 +6,7 @@ the last non-zero remainder; the number of lines grows with the size of the numb
 step-by-step reasoning pays off.
 
 Systematic slip: the remainder comes out one too small when the quotient is at least 2, the
-remainder at least 2, and the dividend's last digit is smaller than the divisor's (`84=2*36+11`);
+remainder non-zero, and the dividend's last digit at most the divisor's (`84=2*36+11`);
 the algorithm then goes on from the wrong remainder. The self-check divides both numbers by the
 answer and, when both divide, shows a factor the quotients still share (`84/1=84, 36/1=36, 84/2=42,
 36/2=18 ✗`), so a wrong divisor is always caught.
@@ -31,7 +31,7 @@ def euclid_lines(a: int, b: int, slip: Slip) -> tuple[list[tuple[int, int, int, 
     rows = []
     while b:
         q, r = divmod(a, b)
-        if slip(q >= 2 and r >= 2 and a % 10 < b % 10):
+        if slip(q >= 2 and r >= 1 and a % 10 <= b % 10):
             r -= 1
         rows.append((a, q, b, r))
         a, b = b, r
