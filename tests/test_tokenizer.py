@@ -134,3 +134,46 @@ def test_bad_inputs_are_named(tmp_path: Path) -> None:
     (tmp_path / "tokenizer_config.json").write_text("{broken", encoding="utf-8")
     with pytest.raises(ValueError, match="tokenizer_config.json"):
         Tokenizer.from_pretrained(tmp_path)
+
+
+def test_cli_trains_small_vocab_on_tasks_and_encodes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from tinyseek.commands import tokenizer as tokenizer_command
+
+    parser = argparse.ArgumentParser()
+    tokenizer_command.add_parsers(parser.add_subparsers(dest="command"))
+    corpus = tmp_path / "extra.txt"
+    corpus.write_text("an extra line of text\n", encoding="utf-8")
+    args = parser.parse_args(
+        [
+            "tokenizer",
+            "train",
+            "--task",
+            "addition,countdown",
+            "--task-problems",
+            "50",
+            "--corpus",
+            str(corpus),
+            "--vocab-size",
+            "300",
+            "--small-alphabet",
+            "--out",
+            str(tmp_path / "tok"),
+            "--json",
+        ]
+    )
+    assert args.func(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["vocab_size"] <= 300
+    tok = Tokenizer.from_pretrained(tmp_path / "tok")
+    question = "Avec les nombres 3, 4, 25, obtenez 87"
+    assert tok.decode(tok.encode(question, add_special_tokens=False)) == question
+    args = parser.parse_args(["tokenizer", "encode", "--tokenizer", str(tmp_path / "tok"), "12+3", "--json"])
+    assert args.func(args) == 0
+    assert json.loads(capsys.readouterr().out)["pieces"] == [BOS, "1", "2", "+", "3"]
+    args = parser.parse_args(["tokenizer", "train", "--vocab-size", "300", "--out", str(tmp_path / "x")])
+    with pytest.raises(ValueError, match="--corpus"):
+        args.func(args)
