@@ -16,6 +16,8 @@ import sys
 COMMAND_MODULES = [
     "tinyseek.commands.params",
     "tinyseek.commands.cost",
+    "tinyseek.commands.tasks",
+    "tinyseek.commands.tokenizer",
 ]
 
 
