@@ -1,0 +1,25 @@
+"""Run untrusted Python in a bubblewrap sandbox with resource limits (see runner.py, bubblewrap.py)."""
+
+from tinyseek.sandbox.bubblewrap import INSTALL_HINT
+from tinyseek.sandbox.limits import Limits, RunResult, Status
+from tinyseek.sandbox.runner import (
+    Program,
+    SandboxUnavailable,
+    require_sandbox,
+    run_program,
+    run_python,
+    sandbox_problem,
+)
+
+__all__ = [
+    "INSTALL_HINT",
+    "Limits",
+    "Program",
+    "RunResult",
+    "SandboxUnavailable",
+    "Status",
+    "require_sandbox",
+    "run_program",
+    "run_python",
+    "sandbox_problem",
+]
