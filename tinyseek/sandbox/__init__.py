@@ -1,7 +1,9 @@
 """Run untrusted Python in a bubblewrap sandbox with resource limits (see runner.py, bubblewrap.py)."""
 
 from tinyseek.sandbox.bubblewrap import INSTALL_HINT
+from tinyseek.sandbox.function_tests import FunctionTests, FunctionTestsRun, Outcome, run_function_tests
 from tinyseek.sandbox.limits import Limits, RunResult, Status
+from tinyseek.sandbox.pool import SandboxPool
 from tinyseek.sandbox.runner import (
     Program,
     SandboxUnavailable,
@@ -13,12 +15,17 @@ from tinyseek.sandbox.runner import (
 
 __all__ = [
     "INSTALL_HINT",
+    "FunctionTests",
+    "FunctionTestsRun",
     "Limits",
+    "Outcome",
     "Program",
     "RunResult",
+    "SandboxPool",
     "SandboxUnavailable",
     "Status",
     "require_sandbox",
+    "run_function_tests",
     "run_program",
     "run_python",
     "sandbox_problem",
