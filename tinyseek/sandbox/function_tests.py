@@ -63,7 +63,7 @@ class FunctionTestsRun:
             raise ValueError(f"expected {len(self.outcomes)} expected values, got {len(expected)}")
         return [
             outcome is not None and outcome.error is None and canonical(outcome.value) == canonical(want)
-            for outcome, want in zip(self.outcomes, expected)
+            for outcome, want in zip(self.outcomes, expected, strict=True)
         ]
 
 

@@ -12,10 +12,12 @@ environment, private temp dir) without isolation: for trusted code only.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import os
+import select
 import selectors
 import signal
 import subprocess
@@ -23,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
 from tinyseek.sandbox.bubblewrap import (
@@ -60,7 +63,7 @@ class Program:
                 raise ValueError(f"file name {name!r} must be a plain name other than main.py")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _probe(bwrap: str | None, python: str) -> str | None:
     """None when a trivial program runs in the sandbox, else why it cannot."""
     if bwrap is None:
@@ -165,39 +168,78 @@ def _run_unsandboxed(python: str, program: Program, limits: Limits) -> RunResult
         return _supervise(proc, limits, None, sandboxed=False)
 
 
-class _Supervision:
-    """Mutable state of one run while the runner watches it."""
+def _open_child_pidfd(pid: int, parent: int) -> int | None:
+    """A pidfd for `pid` if it is still the child of `parent` (so not a recycled pid)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        status = ""
+    if f"\nPPid:\t{parent}\n" not in status:
+        os.close(fd)
+        return None
+    return fd
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+
+def _wait_readable(fd: int, timeout: float | None) -> bool:
+    readable, _, _ = select.select([fd], [], [], timeout)
+    return bool(readable)
+
+
+class _Supervision:
+    """One run being watched: its output so far, why it was stopped, and its sandbox's init.
+
+    bwrap's outer process may exit as soon as the sandbox's init reports the exit status, while
+    the kernel is still killing the rest of the PID namespace; a pidfd on that init (opened while
+    it is surely bwrap's child) lets `stop` return only once the namespace is empty.
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes], info: IO[bytes] | None) -> None:
         self.proc = proc
+        self.info_stream = info
         self.info = bytearray()
-        self.init_pid: int | None = None
+        self.init_pidfd: int | None = None
         self.output: dict[int, bytearray] = {}
         self.overflow: str | None = None
         self.timed_out = False
 
     def note_info(self, chunk: bytes) -> None:
         self.info += chunk
-        if self.init_pid is None:
-            try:
-                self.init_pid = int(json.loads(self.info)["child-pid"])
-            except (ValueError, KeyError):
-                pass
+        if self.init_pidfd is not None:
+            return
+        try:
+            pid = int(json.loads(self.info)["child-pid"])
+        except (ValueError, KeyError, TypeError):
+            return
+        self.init_pidfd = _open_child_pidfd(pid, self.proc.pid)
 
-    def kill(self) -> None:
-        """SIGKILL the sandbox's init (its PID namespace dies with it), then bwrap itself."""
-        if self.proc.poll() is None and self.init_pid is not None:
-            try:
-                os.kill(self.init_pid, signal.SIGKILL)
-                self.proc.wait(timeout=KILL_GRACE_SECONDS)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    def read_pending_info(self) -> None:
+        stream = self.info_stream
+        while stream is not None and self.init_pidfd is None and _wait_readable(stream.fileno(), 0):
+            chunk = os.read(stream.fileno(), READ_CHUNK)
+            if not chunk:
+                break
+            self.note_info(chunk)
+
+    def stop(self, kill: bool) -> None:
+        """Kill the run if asked; return once every process of the sandbox is gone."""
+        self.read_pending_info()
+        if kill:
+            if self.init_pidfd is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(self.init_pidfd, signal.SIGKILL)
+            if self.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
+        if self.init_pidfd is not None:
+            if not _wait_readable(self.init_pidfd, KILL_GRACE_SECONDS):
+                signal.pidfd_send_signal(self.init_pidfd, signal.SIGKILL)
+                _wait_readable(self.init_pidfd, None)
+            os.close(self.init_pidfd)
 
 
 def _supervise(
@@ -205,7 +247,7 @@ def _supervise(
 ) -> RunResult:
     start = time.monotonic()
     deadline = start + limits.wall_seconds
-    state = _Supervision(proc)
+    state = _Supervision(proc, info)
     assert proc.stdout is not None and proc.stderr is not None
     streams = {proc.stdout.fileno(): "stdout", proc.stderr.fileno(): "stderr"}
     with selectors.DefaultSelector() as selector:
@@ -237,8 +279,7 @@ def _supervise(
             proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             state.timed_out = True
-    if state.timed_out or state.overflow is not None:
-        state.kill()
+    state.stop(kill=state.timed_out or state.overflow is not None)
     proc.stdout.close()
     proc.stderr.close()
     stdout, stderr = (state.output[fd].decode(errors="replace") for fd in streams)

@@ -37,7 +37,11 @@ INTRO = {
     "fr": "Écrivez une fonction Python `{signature}` qui {what}",
     "zh": "编写一个 Python 函数 `{signature}`：{what}",
 }
-EXAMPLE = {"en": "Example: {call} returns {result}.", "fr": "Exemple : {call} renvoie {result}.", "zh": "示例：{call} 返回 {result}。"}
+EXAMPLE = {
+    "en": "Example: {call} returns {result}.",
+    "fr": "Exemple : {call} renvoie {result}.",
+    "zh": "示例：{call} 返回 {result}。",
+}
 FORMAT = {
     "en": "Give the code in a ```python block.",
     "fr": "Donnez le code dans un bloc ```python.",
@@ -63,7 +67,9 @@ class Template:
 
 
 def _words(rng: random.Random, alphabet: str, sep: str, n_max: int) -> str:
-    words = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 6))) for _ in range(rng.randint(0, n_max))]
+    words = [
+        "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 6))) for _ in range(rng.randint(0, n_max))
+    ]
     return sep.join(words)
 
 
@@ -94,10 +100,7 @@ def _reverse_words_source(p: Params) -> str:
 
 def _running_source(p: Params) -> str:
     start = f"max(0, i - {p['window'] - 1})" if p["window"] else "0"
-    return (
-        "def running(xs):\n"
-        f"    return [{p['op']}(xs[{start} : i + 1]) for i in range(len(xs))]\n"
-    )
+    return f"def running(xs):\n    return [{p['op']}(xs[{start} : i + 1]) for i in range(len(xs))]\n"
 
 
 def _fizzbuzz_source(p: Params) -> str:
@@ -232,7 +235,10 @@ TEMPLATES: tuple[Template, ...] = (
         level=2,
         function="running",
         arguments="xs",
-        draw_params=lambda rng: {"op": rng.choice(("max", "min", "sum")), "window": rng.choice((0, 2, 3, 4, 5))},
+        draw_params=lambda rng: {
+            "op": rng.choice(("max", "min", "sum")),
+            "window": rng.choice((0, 2, 3, 4, 5)),
+        },
         what={
             "en": "returns a list whose element i is the {op} of {span_en} of the integer list xs.",
             "fr": "renvoie une liste dont l'élément i est le {op} {span_fr} de la liste d'entiers xs.",
@@ -253,8 +259,8 @@ TEMPLATES: tuple[Template, ...] = (
         function="fizzbuzz",
         arguments="n",
         draw_params=lambda rng: dict(
-            zip(("a", "b"), sorted(rng.sample(range(2, 10), 2))),
-            **dict(zip(("word_a", "word_b"), rng.choice(WORD_PAIRS))),
+            zip(("a", "b"), sorted(rng.sample(range(2, 10), 2)), strict=True),
+            **dict(zip(("word_a", "word_b"), rng.choice(WORD_PAIRS), strict=True)),
         ),
         what={
             "en": "returns the list of strings for i = 1..n: {word_a_r}+{word_b_r} joined when i is a multiple of both {a} and {b}, {word_a_r} for multiples of {a} only, {word_b_r} for multiples of {b} only, otherwise str(i).",
@@ -296,7 +302,8 @@ TEMPLATES: tuple[Template, ...] = (
         function="fold",
         arguments="xs",
         draw_params=lambda rng: rng.choice(
-            [{"op": "gcd", "modulus": 0}] + [{"op": "lcm", "modulus": m} for m in (97, 1000, 10007, 1000000007)]
+            [{"op": "gcd", "modulus": 0}]
+            + [{"op": "lcm", "modulus": m} for m in (97, 1000, 10007, 1000000007)]
         ),
         what={
             "en": "returns the {op_en} of the positive integers in the non-empty list xs{mod_en}.",
@@ -309,7 +316,9 @@ TEMPLATES: tuple[Template, ...] = (
             "zh": "math.{op} 可接受多个整数，对整个列表使用它{mod_zh}。",
         },
         source=_fold_source,
-        draw_input=lambda rng, p: [[rng.randint(1, 60) * rng.choice((1, 6, 12)) for _ in range(rng.randint(1, 6))]],
+        draw_input=lambda rng, p: [
+            [rng.randint(1, 60) * rng.choice((1, 6, 12)) for _ in range(rng.randint(1, 6))]
+        ],
         edge_inputs=lambda p: [[[1]], [[12, 18]]],
     ),
     Template(
@@ -343,7 +352,7 @@ TEMPLATES: tuple[Template, ...] = (
         level=1,
         function="count_multiples",
         arguments="lo, hi",
-        draw_params=lambda rng: dict(zip(("a", "b"), rng.sample(range(2, 13), 2))),
+        draw_params=lambda rng: dict(zip(("a", "b"), rng.sample(range(2, 13), 2), strict=True)),
         what={
             "en": "returns how many integers k with lo <= k <= hi are divisible by {a} but not by {b}.",
             "fr": "renvoie combien d'entiers k avec lo <= k <= hi sont divisibles par {a} mais pas par {b}.",
@@ -364,13 +373,37 @@ TEMPLATES_BY_NAME = {t.name: t for t in TEMPLATES}
 # Phrases that depend on a parameter value rather than being the value itself.
 WORDING: dict[str, dict[str, dict[Any, str]]] = {
     "case": {
-        "en": {"keep": "", "upper": ", in upper case", "lower": ", in lower case", True: " (ignoring case)", False: ""},
-        "fr": {"keep": "", "upper": ", en majuscules", "lower": ", en minuscules", True: " (sans tenir compte de la casse)", False: ""},
-        "zh": {"keep": "", "upper": "（转为大写）", "lower": "（转为小写）", True: "（不区分大小写）", False: ""},
+        "en": {
+            "keep": "",
+            "upper": ", in upper case",
+            "lower": ", in lower case",
+            True: " (ignoring case)",
+            False: "",
+        },
+        "fr": {
+            "keep": "",
+            "upper": ", en majuscules",
+            "lower": ", en minuscules",
+            True: " (sans tenir compte de la casse)",
+            False: "",
+        },
+        "zh": {
+            "keep": "",
+            "upper": "（转为大写）",
+            "lower": "（转为小写）",
+            True: "（不区分大小写）",
+            False: "",
+        },
     },
     "span": {
-        "en": {0: "the elements xs[0..i]", "w": "the last {window} elements up to xs[i] (fewer at the start)"},
-        "fr": {0: "des éléments xs[0..i]", "w": "des {window} derniers éléments jusqu'à xs[i] (moins au début)"},
+        "en": {
+            0: "the elements xs[0..i]",
+            "w": "the last {window} elements up to xs[i] (fewer at the start)",
+        },
+        "fr": {
+            0: "des éléments xs[0..i]",
+            "w": "des {window} derniers éléments jusqu'à xs[i] (moins au début)",
+        },
         "zh": {0: "xs[0..i] 这些元素", "w": "截至 xs[i] 的最后 {window} 个元素（开头不足时取全部）"},
     },
     "op": {
@@ -443,7 +476,9 @@ class CodingTask(Task):
     def build(self, template_name: str, params: Params) -> Problem:
         """The problem for a template and its parameters, with hidden tests derived from both."""
         if template_name not in TEMPLATES_BY_NAME:
-            raise ValueError(f"unknown coding template {template_name!r}; expected one of {sorted(TEMPLATES_BY_NAME)}")
+            raise ValueError(
+                f"unknown coding template {template_name!r}; expected one of {sorted(TEMPLATES_BY_NAME)}"
+            )
         template = TEMPLATES_BY_NAME[template_name]
         canonical = json.dumps({"template": template.name, "params": params}, sort_keys=True)
         source = template.source(params)
@@ -492,7 +527,7 @@ class CodingTask(Task):
         codes = [extract_code(c) for c in completions]
         jobs = [
             FunctionTests(code, p.data["function"], p.data["inputs"], self.per_test_seconds)
-            for p, code in zip(problems, codes)
+            for p, code in zip(problems, codes, strict=True)
             if code is not None
         ]
         if len(jobs) == 1:
@@ -501,7 +536,7 @@ class CodingTask(Task):
             runs = self._workers().run_function_tests(jobs) if jobs else []
         results = iter(runs)
         scores = []
-        for problem, code in zip(problems, codes):
+        for problem, code in zip(problems, codes, strict=True):
             if code is None:
                 scores.append(0.0)
                 continue
