@@ -14,7 +14,6 @@ Isolation, all from bubblewrap (no daemon, no cgroup setup, works in a plain con
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -52,8 +51,16 @@ def interpreter_root(python: str) -> str:
     return os.path.dirname(os.path.dirname(python))
 
 
-def launcher_config(limits: Limits, uid: int | None, main: str) -> str:
-    return json.dumps({"limits": limits.to_json(), "uid": uid, "main": main})
+def launcher_arguments(limits: Limits, uid: int | None, main: str) -> list[str]:
+    """The launcher's command-line arguments (see launcher.py for their order)."""
+    numbers = (
+        limits.cpu_seconds,
+        limits.memory_bytes,
+        limits.max_processes,
+        limits.file_size_bytes,
+        limits.open_files,
+    )
+    return [main, "-" if uid is None else str(uid), *(str(int(n)) for n in numbers)]
 
 
 def new_sandbox_uid() -> int:
@@ -104,5 +111,5 @@ def bwrap_command(
     args += ["--clearenv", "--setenv", "PATH", SANDBOX_PATH, "--setenv", "HOME", WORK_DIR]
     args += ["--setenv", "LANG", "C.UTF-8", "--chdir", WORK_DIR, "--info-fd", str(info_fd)]
     uid = new_sandbox_uid() if privileged else None
-    config = launcher_config(limits, uid, f"{SANDBOX_DIR}/main.py")
-    return [*args, "--", python, "-I", "-S", "-c", LAUNCHER_SOURCE, config]
+    launcher = launcher_arguments(limits, uid, f"{SANDBOX_DIR}/main.py")
+    return [*args, "--", python, "-I", "-S", "-c", LAUNCHER_SOURCE, *launcher]

@@ -1,57 +1,57 @@
 """First code that runs inside the sandbox: apply rlimits, drop privileges, then run the program.
 
 This file is not imported by tinyseek; its text is passed to `python -I -S -c` inside the sandbox
-with one JSON argument {"limits": {...}, "uid": int | null, "main": path}. It runs before any
-untrusted code, so it may rely on nothing but the standard library.
+with the arguments `MAIN UID CPU_SECONDS MEMORY_BYTES MAX_PROCESSES FILE_SIZE_BYTES OPEN_FILES`
+(UID is "-" to keep the current one). It runs before any untrusted code, and every sandboxed run
+pays its start-up, so it imports only builtin modules and `resource`.
 
 - RLIMIT_NPROC only binds processes whose real uid is not root: when the sandbox starts as root
   (privileged bubblewrap), the launcher switches to the given throwaway uid after setting limits,
-  so a fork bomb meets the limit. The uid is unique per run, so runs never share a process budget.
-- no_new_privs stops setuid binaries from regaining privileges; the process is made non-dumpable
-  so a crash writes no core file and other processes of the same uid cannot ptrace it.
-- The program runs in this same interpreter through runpy (one interpreter start per run).
+  so a fork bomb meets the limit; the uid is unique per run, so runs never share a process budget.
+  The uid switch also makes the process non-dumpable. bubblewrap has already set no_new_privs,
+  so setuid binaries cannot regain privileges.
+- The program runs in this same interpreter as a fresh __main__ module (one interpreter start
+  per run); the launcher's own names are not reachable from it.
 """
 
-import ctypes
-import json
-import os
+import posix
 import resource
-import runpy
 import sys
 
-PR_SET_DUMPABLE = 4
-PR_SET_NO_NEW_PRIVS = 38
 
-
-def apply_limits(limits: dict) -> None:
-    cpu = int(limits["cpu_seconds"])
+def apply_limits(cpu: int, memory: int, processes: int, file_size: int, open_files: int) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-    resource.setrlimit(resource.RLIMIT_AS, (limits["memory_bytes"],) * 2)
-    resource.setrlimit(resource.RLIMIT_NPROC, (limits["max_processes"],) * 2)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_size_bytes"],) * 2)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (limits["open_files"],) * 2)
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
 def drop_privileges(uid: int) -> None:
-    os.setgroups([])
-    os.setresgid(uid, uid, uid)
-    os.setresuid(uid, uid, uid)
-    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (uid, uid, uid):
+    posix.setgroups([])
+    posix.setresgid(uid, uid, uid)
+    posix.setresuid(uid, uid, uid)
+    if posix.getresuid() != (uid, uid, uid) or posix.getresgid() != (uid, uid, uid):
         raise SystemExit(f"sandbox launcher: could not switch to uid {uid}")
 
 
+def run_main(path: str) -> None:
+    with open(path) as f:
+        code = compile(f.read(), path, "exec")
+    module = type(sys)("__main__")
+    module.__file__ = path
+    sys.modules["__main__"] = module
+    sys.argv = [path]
+    exec(code, module.__dict__)
+
+
 def main() -> None:
-    config = json.loads(sys.argv[1])
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        raise SystemExit("sandbox launcher: prctl(PR_SET_NO_NEW_PRIVS) failed")
-    apply_limits(config["limits"])
-    if config["uid"] is not None:
-        drop_privileges(config["uid"])
-    libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-    sys.argv = [config["main"]]
-    runpy.run_path(config["main"], run_name="__main__")
+    path, uid, *limits = sys.argv[1:]
+    apply_limits(*(int(x) for x in limits))
+    if uid != "-":
+        drop_privileges(int(uid))
+    run_main(path)
 
 
 main()

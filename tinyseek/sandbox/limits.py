@@ -8,8 +8,7 @@ or two of CPU, a few hundred MiB of address space, a handful of processes.
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass, fields
 
 MiB = 1 << 20
 
@@ -32,9 +31,6 @@ class Limits:
             value = getattr(self, f.name)
             if not value > 0:
                 raise ValueError(f"Limits.{f.name} must be positive, got {value!r}")
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class Status(str, enum.Enum):

@@ -13,6 +13,7 @@ environment, private temp dir) without isolation: for trusted code only.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -35,7 +36,7 @@ from tinyseek.sandbox.bubblewrap import (
     bwrap_command,
     find_bwrap,
     interpreter,
-    launcher_config,
+    launcher_arguments,
 )
 from tinyseek.sandbox.limits import Limits, RunResult, Status
 
@@ -151,11 +152,11 @@ def _run_unsandboxed(python: str, program: Program, limits: Limits) -> RunResult
         for name, text in {"main.py": program.source, **program.files}.items():
             with open(os.path.join(code_dir, name), "w") as f:
                 f.write(text)
-        config = launcher_config(limits, None, os.path.join(code_dir, "main.py"))
+        launcher = launcher_arguments(limits, None, os.path.join(code_dir, "main.py"))
         stdin_fd = _memfd("stdin", program.stdin)
         try:
             proc = subprocess.Popen(
-                [python, "-I", "-S", "-c", LAUNCHER_SOURCE, config],
+                [python, "-I", "-S", "-c", LAUNCHER_SOURCE, *launcher],
                 stdin=stdin_fd,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -335,5 +336,5 @@ def _classify(
     last = lines[-1] if lines else ""
     for fragment, message in _LIMIT_MESSAGES:
         if fragment in last:
-            return Status.LIMIT, message.format(**limits.to_json())
+            return Status.LIMIT, message.format(**dataclasses.asdict(limits))
     return Status.FAILED, f"exited with status {returncode}" + (f": {last.strip()}" if last else "")
