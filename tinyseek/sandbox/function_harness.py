@@ -12,17 +12,18 @@ import json
 import os
 import signal
 import sys
+from typing import IO, Any
 
 
 class TestTimeout(Exception):
-    pass
+    """Raised by SIGALRM when one call runs past per_test_seconds."""
 
 
-def on_alarm(signum, frame):
+def on_alarm(signum: int, frame: Any) -> None:
     raise TestTimeout("time limit per test reached")
 
 
-def emit(results, line):
+def emit(results: IO[str], line: dict[str, Any]) -> None:
     try:
         text = json.dumps(line)
     except (TypeError, ValueError):
@@ -31,7 +32,7 @@ def emit(results, line):
     results.flush()
 
 
-def main():
+def main() -> None:
     request = json.loads(sys.stdin.read())
     results = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)

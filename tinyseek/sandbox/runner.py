@@ -87,8 +87,13 @@ def require_sandbox(allow_unsandboxed: bool) -> bool:
         return True
     if not allow_unsandboxed:
         raise SandboxUnavailable(f"{problem}. {INSTALL_HINT}")
-    log.warning("running code WITHOUT a sandbox (%s); only trusted code is safe", problem)
+    _warn_unsandboxed(problem)
     return False
+
+
+@functools.cache
+def _warn_unsandboxed(problem: str) -> None:
+    log.warning("running code WITHOUT a sandbox (%s); only trusted code is safe", problem)
 
 
 def run_python(
