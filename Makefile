@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tinyseek-installed
 
-.PHONY: install test test-slow lint demo bench clean
+.PHONY: install bwrap test test-slow lint demo bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,13 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
-test: $(STAMP)
+# bubblewrap sandboxes model-written code (tinyseek.sandbox); a no-op when bwrap is present.
+bwrap:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq bubblewrap; \
+	  else echo "bubblewrap missing: run 'sudo apt-get install bubblewrap' (sandbox tests will be skipped)" >&2; fi; }
+
+test: $(STAMP) bwrap
 	$(PY) -m pytest -q -m "not slow"
 
 test-slow: $(STAMP)
