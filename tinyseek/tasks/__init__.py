@@ -7,6 +7,7 @@ registered in `TASKS`; a name `gsm8k:PATH` or `math:PATH` loads a benchmark file
 from __future__ import annotations
 
 from tinyseek.tasks.base import LANGUAGES, Problem, Split, Task, split_of
+from tinyseek.tasks.coding import CodingTask
 from tinyseek.tasks.column_arithmetic import AdditionTask, MultiplicationTask, SubtractionTask
 from tinyseek.tasks.countdown import CountdownTask
 from tinyseek.tasks.datasets import STYLES, FileTask
@@ -21,6 +22,7 @@ TASKS: dict[str, type[Task]] = {
     "countdown": CountdownTask,
     "linear": LinearEquationTask,
     "gcd": GcdTask,
+    "coding": CodingTask,
 }
 
 
