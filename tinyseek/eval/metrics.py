@@ -10,7 +10,9 @@
   one whose first occurrence comes first in sampling order wins. The vote is correct when the winning
   answer's earliest sample was verified correct: the verifier is deterministic in the answer, so any
   sample carrying the same answer would do, and no second verification is needed.
-- Format-compliance rate and mean reasoning length are plain means over all samples.
+- Format-compliance rate and mean reasoning length are plain means over all samples;
+  `SampleResult.from_completion` reads both off the text with the rewards' parser (reasoning length in
+  characters by default, in tokens when given a token counter).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from tinyseek.rl.think_format import FormatStyle, parse_completion
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -65,6 +69,24 @@ class SampleResult:
     answer: str | None
     well_formed: bool
     reasoning_length: int
+
+    @classmethod
+    def from_completion(
+        cls,
+        completion: str,
+        correct: bool,
+        answer: str | None,
+        style: FormatStyle = "think",
+        count: Callable[[str], int] = len,
+    ) -> SampleResult:
+        """Format compliance and reasoning length read off the text; `count` is e.g. a token counter."""
+        parsed = parse_completion(completion, style)
+        return cls(
+            correct=correct,
+            answer=answer,
+            well_formed=parsed.well_formed,
+            reasoning_length=count(parsed.reasoning),
+        )
 
 
 def cons_at_k(

@@ -25,7 +25,7 @@ _FRENCH_LETTERS = set("àâçéèêëîïôûùüÿœ")
 
 _EN_WORDS = """the a an and or is are was be been of to in on at for with by from that this these it its we i you
     so then now next first if not no yes but as all each what which how find get make use using write
-    carry borrow check redo answer step steps number numbers sum result wait let me us think because
+    carry borrow check redo answer step steps number numbers sum total result wait let me us think because
     therefore thus equals gives minus times divided greatest common divisor solve most once have has
     need there try again right wrong correct hmm okay digit digits column add subtract multiply
     remainder value both same than other should must can will would"""
