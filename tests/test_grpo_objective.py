@@ -81,6 +81,17 @@ def test_token_logprobs_match_log_softmax_in_fp32_with_gradient():
     assert logits.grad is not None and torch.isfinite(logits.grad.float()).all()
 
 
+def test_chunked_logprobs_and_entropy_match_one_pass(monkeypatch):
+    import tinyseek.rl.objective as objective
+
+    logits, targets = torch.randn(5, 4, 9), torch.randint(0, 9, (5, 4))
+    one_pass = token_logprobs(logits, targets), token_entropy(logits)
+    monkeypatch.setattr(objective, "FP32_CHUNK_ELEMENTS", 2 * 4 * 9)  # two rows per chunk: 3 chunks
+    assert objective._row_chunks(logits) == [slice(0, 2), slice(2, 4), slice(4, 6)]
+    torch.testing.assert_close(token_logprobs(logits, targets), one_pass[0])
+    torch.testing.assert_close(token_entropy(logits), one_pass[1])
+
+
 def test_token_logprobs_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="logits"):
         token_logprobs(torch.zeros(2, 3, 4), torch.zeros(2, 4, dtype=torch.long))

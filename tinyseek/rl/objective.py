@@ -5,8 +5,9 @@ Design choices:
   and reused by any loop (single process, FSDP, micro-batched).
 - Advantages use the unbiased group std (`torch.std`, as TRL does) plus ε; with `scale=False` the std
   division is dropped (Dr. GRPO), leaving `r - mean(r)`.
-- Log-probs are computed one sequence at a time in fp32 with `gather - logsumexp`: the full
-  `[B, T, V]` log-softmax is never materialised, and bf16 logits never round the ratio. Logits are
+- Log-probs are computed in fp32 with `gather - logsumexp`, over chunks of sequences whose fp32 copy
+  stays under `FP32_CHUNK_ELEMENTS`: no `[B, T, V]` log-softmax is kept, a real vocabulary is handled a
+  few sequences at a time, a tiny one in a single pass, and bf16 logits never round the ratio. Logits are
   divided by the sampling temperature first, so ratios compare the distributions that were sampled.
 - The surrogate is `min(ρA, clip(ρ, 1 - ε_low, 1 + ε_high)A)` per token, minus `β·KL` with the k3
   estimator `π_ref/π_θ - log(π_ref/π_θ) - 1` (unbiased, always >= 0). With no old log-probs (μ = 1,
@@ -35,6 +36,9 @@ from torch import Tensor
 
 from tinyseek.rl.config import LOSS_TYPES, GRPOConfig
 
+# Upper bound on the fp32 logits materialised at once by `token_logprobs` (2^25 floats = 128 MiB).
+FP32_CHUNK_ELEMENTS = 2**25
+
 
 def group_advantages(rewards: Tensor, group_size: int, scale: bool = True, eps: float = 1e-4) -> Tensor:
     """`(r - mean_group(r)) / (std_group(r) + eps)` for rewards laid out group after group."""
@@ -51,6 +55,13 @@ def group_advantages(rewards: Tensor, group_size: int, scale: bool = True, eps: 
     return centered.flatten()
 
 
+def _row_chunks(logits: Tensor) -> list[slice]:
+    """Row ranges whose fp32 copy stays under FP32_CHUNK_ELEMENTS (at least one row each)."""
+    batch, length, vocab = logits.shape
+    rows = max(1, FP32_CHUNK_ELEMENTS // max(length * vocab, 1))
+    return [slice(start, start + rows) for start in range(0, batch, rows)]
+
+
 def _check_logits(logits: Tensor, targets: Tensor, temperature: float) -> None:
     if logits.dim() != 3 or targets.shape != logits.shape[:2]:
         raise ValueError(
@@ -63,12 +74,12 @@ def _check_logits(logits: Tensor, targets: Tensor, temperature: float) -> None:
 def token_logprobs(logits: Tensor, targets: Tensor, temperature: float = 1.0) -> Tensor:
     """fp32 `log softmax(logits / T)[targets]`, shape [B, T]; `logits[:, t]` predicts `targets[:, t]`."""
     _check_logits(logits, targets, temperature)
-    rows = []
-    for row_logits, row_targets in zip(logits, targets, strict=True):
-        scaled = row_logits.float() / temperature
-        picked = scaled.gather(-1, row_targets.unsqueeze(-1)).squeeze(-1)
-        rows.append(picked - torch.logsumexp(scaled, dim=-1))
-    return torch.stack(rows)
+    parts = []
+    for rows in _row_chunks(logits):
+        scaled = logits[rows].float() / temperature
+        picked = scaled.gather(-1, targets[rows].unsqueeze(-1)).squeeze(-1)
+        parts.append(picked - torch.logsumexp(scaled, dim=-1))
+    return torch.cat(parts)
 
 
 @torch.no_grad()
@@ -78,12 +89,12 @@ def token_entropy(logits: Tensor, temperature: float = 1.0) -> Tensor:
         raise ValueError(f"expected logits [B, T, V], got {tuple(logits.shape)}")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    rows = []
-    for row_logits in logits:
-        scaled = row_logits.float() / temperature
+    parts = []
+    for rows in _row_chunks(logits):
+        scaled = logits[rows].float() / temperature
         log_z = torch.logsumexp(scaled, dim=-1)
-        rows.append(log_z - (torch.softmax(scaled, dim=-1) * scaled).sum(-1))
-    return torch.stack(rows)
+        parts.append(log_z - (torch.softmax(scaled, dim=-1) * scaled).sum(-1))
+    return torch.cat(parts)
 
 
 def k3_kl(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
