@@ -1,0 +1,59 @@
+"""Reinforcement learning with verifiable rewards: the GRPO objective family, rewards, dynamic sampling."""
+
+from tinyseek.rl.config import LOSS_TYPES, GRPOConfig
+from tinyseek.rl.dynamic_sampling import FilledBatch, fill_batch, informative_groups, is_informative
+from tinyseek.rl.objective import (
+    ObjectiveOutput,
+    aggregate,
+    group_advantages,
+    grpo_loss,
+    k3_kl,
+    token_entropy,
+    token_logprobs,
+)
+from tinyseek.rl.rewards import (
+    BUILTIN_REWARDS,
+    RewardFunction,
+    RewardOptions,
+    RewardScores,
+    RewardSet,
+    accuracy_reward,
+    format_reward,
+    language_reward,
+    math_verify_score,
+    overlong_penalty,
+    overlong_reward,
+    parse_reward_weights,
+)
+from tinyseek.rl.think_format import FORMAT_STYLES, ParsedCompletion, parse_completion
+
+__all__ = [
+    "BUILTIN_REWARDS",
+    "FORMAT_STYLES",
+    "LOSS_TYPES",
+    "FilledBatch",
+    "GRPOConfig",
+    "ObjectiveOutput",
+    "ParsedCompletion",
+    "RewardFunction",
+    "RewardOptions",
+    "RewardScores",
+    "RewardSet",
+    "accuracy_reward",
+    "aggregate",
+    "fill_batch",
+    "format_reward",
+    "group_advantages",
+    "grpo_loss",
+    "informative_groups",
+    "is_informative",
+    "k3_kl",
+    "language_reward",
+    "math_verify_score",
+    "overlong_penalty",
+    "overlong_reward",
+    "parse_completion",
+    "parse_reward_weights",
+    "token_entropy",
+    "token_logprobs",
+]
