@@ -12,11 +12,12 @@ import pytest
 from tinyseek.commands import tasks as tasks_command
 from tinyseek.tasks import LANGUAGES, TASKS, ReasoningTask, get_task, split_of
 
-# The coding family runs programs in the sandbox; tests/test_coding_task.py covers it.
-REASONING = [name for name, cls in TASKS.items() if issubclass(cls, ReasoningTask)]
 from tinyseek.tasks.answer import extract_answer, parse_number
 from tinyseek.tasks.base import Problem
 from tinyseek.tasks.countdown import CountdownTask, evaluate_expression
+
+# The coding family runs programs in the sandbox; tests/test_coding_task.py covers it.
+REASONING = [name for name, cls in TASKS.items() if issubclass(cls, ReasoningTask)]
 
 
 def problem_of(name: str, a: int, b: int) -> Problem:
