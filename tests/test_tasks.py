@@ -11,7 +11,6 @@ import pytest
 
 from tinyseek.commands import tasks as tasks_command
 from tinyseek.tasks import LANGUAGES, TASKS, ReasoningTask, get_task, split_of
-
 from tinyseek.tasks.answer import extract_answer, parse_number
 from tinyseek.tasks.base import Problem
 from tinyseek.tasks.countdown import CountdownTask, evaluate_expression
