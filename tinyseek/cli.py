@@ -15,6 +15,8 @@ import sys
 # One module per command group; each defines add_parsers(subparsers).
 COMMAND_MODULES = [
     "tinyseek.commands.params",
+    "tinyseek.commands.tasks",
+    "tinyseek.commands.tokenizer",
 ]
 
 

@@ -1,0 +1,311 @@
+"""Procedural tasks: verifiers on right/wrong/tricky answers, splits, traces with slips and self-checks."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import random
+
+import pytest
+
+from tinyseek.commands import tasks as tasks_command
+from tinyseek.tasks import LANGUAGES, TASKS, ReasoningTask, get_task, split_of
+from tinyseek.tasks.answer import extract_answer, parse_number
+from tinyseek.tasks.base import Problem
+from tinyseek.tasks.countdown import CountdownTask, evaluate_expression
+
+
+def problem_of(name: str, a: int, b: int) -> Problem:
+    """A hand-picked column-arithmetic problem in the generator's format."""
+    op = {"addition": "+", "subtraction": "-", "multiplication": "*"}[name]
+    value = {"+": a + b, "-": a - b, "*": a * b}[op]
+    canonical = f"{min(a, b)}+{max(a, b)}" if op == "+" else f"{a}{op}{b}"
+    return Problem(name, canonical, str(value), {"a": a, "b": b})
+
+
+def answer(text: str) -> str:
+    return f"<think>work</think>\n<answer>{text}</answer>"
+
+
+# -- answer extraction ----------------------------------------------------------------------------
+
+
+def test_extraction_policy() -> None:
+    assert extract_answer("<answer>1</answer> then <answer>2</answer>") == "2"  # the last tag counts
+    assert extract_answer("<answer> \\boxed{1/2} </answer>") == "1/2"
+    assert extract_answer("so \\boxed{\\frac{1}{2}} done") == "\\frac{1}{2}"
+    assert extract_answer("\\boxed{1} <answer>3</answer>") == "3"  # a tag beats a box
+    assert extract_answer("the answer is 5") is None  # no tag, no box: no answer
+    assert extract_answer("<answer>5") is None  # unclosed tag
+    assert extract_answer("\\boxed{unclosed") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("5", 5),
+        (" 007 ", 7),
+        ("-3", -3),
+        ("\u22123", -3),
+        ("+4", 4),
+        ("1/2", 0.5),
+        ("0.5", 0.5),
+        ("\\frac{1}{2}", 0.5),
+        ("-\\dfrac{3}{4}", -0.75),
+        ("x = 7/2", 3.5),
+        ("$1,234$", 1234),
+        ("1 234", 1234),
+        ("(-2)", -2),
+        (".5", 0.5),
+        ("- 5", -5),
+    ],
+)
+def test_parse_number_accepts(text: str, value: float) -> None:
+    assert parse_number(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "abc", "1/0", "12 34", "1,23", "--5", "1.5e3", "2+3", "1/2/3"])
+def test_parse_number_rejects(text: str) -> None:
+    assert parse_number(text) is None
+
+
+# -- verifiers, task by task ----------------------------------------------------------------------
+
+
+def test_addition_verifier() -> None:
+    task, p = get_task("addition"), problem_of("addition", a=358, b=467)
+    assert p.answer == "825"
+    for good in ["825", " 825 ", "0825", "825.0", "\\boxed{825}", "$825$", "1650/2"]:
+        assert task.score(p, answer(good)) == 1.0, good
+    for bad in ["815", "-825", "82 5", "", "eight hundred"]:
+        assert task.score(p, answer(bad)) == 0.0, bad
+    assert task.score(p, "825") == 0.0  # no tag at all
+    assert task.score(p, "\\boxed{825}") == 1.0
+    assert task.score(p, answer("825") + "<answer>815</answer>") == 0.0  # last tag counts
+    assert task.score(p, "<answer>815</answer> wait <answer>825</answer>") == 1.0
+
+
+def test_subtraction_and_multiplication_verifiers() -> None:
+    sub, p = get_task("subtraction"), problem_of("subtraction", a=352, b=167)
+    assert p.answer == "185" and sub.score(p, answer("185")) == 1.0 and sub.score(p, answer("195")) == 0.0
+    mul, q = get_task("multiplication"), problem_of("multiplication", a=347, b=6)
+    assert q.answer == "2082" and mul.score(q, answer("2,082")) == 1.0 and mul.score(q, answer("2072")) == 0.0
+
+
+def test_linear_verifier_with_fractions_and_negatives() -> None:
+    task = get_task("linear")
+    p = Problem("linear", "2x+32=35", "3/2", {"a": 2, "b": 32, "c": 0, "d": 35})
+    for good in ["3/2", "1.5", "\\frac{3}{2}", "x = 3/2", "\\boxed{1.50}", "6/4"]:
+        assert task.score(p, answer(good)) == 1.0, good
+    for bad in ["3", "2/3", "-3/2", "1.49"]:
+        assert task.score(p, answer(bad)) == 0.0, bad
+    q = Problem("linear", "3x+18=0", "-6", {"a": 3, "b": 18, "c": 0, "d": 0})
+    assert task.score(q, answer("-6")) == 1.0 and task.score(q, answer("\u22126")) == 1.0
+    assert task.score(q, answer("6")) == 0.0
+
+
+def test_gcd_verifier() -> None:
+    task, p = get_task("gcd"), Problem("gcd", "gcd(84,36)", "12", {"a": 84, "b": 36})
+    assert task.score(p, answer("12")) == 1.0 and task.score(p, answer("012")) == 1.0
+    assert task.score(p, answer("6")) == 0.0 and task.score(p, answer("4")) == 0.0
+
+
+def test_countdown_verifier_is_safe_and_counts_numbers() -> None:
+    task = CountdownTask()
+    p = Problem("countdown", "3,4,25->87", "(25+4)*3", {"numbers": [3, 4, 25], "target": 87})
+    for good in ["(25+4)*3", "3*(4+25)", "(25 + 4) × 3", "(25+4)*3 = 87", "\\boxed{(25+4)*3}"]:
+        assert task.score(p, answer(good)) == 1.0, good
+    for bad in [
+        "25+4*3",
+        "(25+4)*3*1",
+        "(25+25)*3",
+        "87",
+        "(25+4)*3+3-3",
+        "__import__('os').getcwd()",
+        "2**7",
+        "-3+90",
+        "(25+4)*3.0",
+        "29*3",
+        "",
+    ]:
+        assert task.score(p, answer(bad)) == 0.0, bad
+    twice = Problem("countdown", "5,5,10->20", "5+5+10", {"numbers": [5, 5, 10], "target": 20})
+    assert task.score(twice, answer("5+5+10")) == 1.0  # a number given twice may be used twice
+    assert task.score(twice, answer("10+10")) == 0.0
+    fractional = Problem("countdown", "1,3,4,6->24", "6/(1-3/4)", {"numbers": [1, 3, 4, 6], "target": 24})
+    assert task.score(fractional, answer("6/(1-3/4)")) == 1.0  # exact fractions on the way
+    with pytest.raises(ValueError, match="division by zero"):
+        evaluate_expression("4/(2-2)")
+
+
+# -- every task: generation, rendering, solutions score 1 ----------------------------------------
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+@pytest.mark.parametrize("difficulty", [1, 2, 3])
+def test_solutions_are_correct_in_every_language(name: str, difficulty: int) -> None:
+    task = get_task(name)
+    for problem in itertools.islice(task.sample(seed=1, difficulty=difficulty), 50):
+        assert split_of(problem.canonical) == "train"
+        prompts = {lang: task.prompt(problem, lang) for lang in LANGUAGES}
+        assert len(set(prompts.values())) == 3
+        for lang in LANGUAGES:
+            assert task.score(problem, task.solution(problem, lang)) == 1.0, (problem, lang)
+
+
+def test_traces_are_short_at_easy_difficulty() -> None:
+    for name in TASKS:
+        task = get_task(name)
+        assert isinstance(task, ReasoningTask)
+        lengths = [len(task.trace(p).reasoning) for p in itertools.islice(task.sample(seed=2), 200)]
+        assert sum(lengths) / len(lengths) <= 120, name
+
+
+def test_sampling_is_reproducible_and_respects_the_split() -> None:
+    task = get_task("addition")
+    first = [p.canonical for p in itertools.islice(task.sample(seed=7, split="test"), 20)]
+    assert first == [p.canonical for p in itertools.islice(task.sample(seed=7, split="test"), 20)]
+    assert all(split_of(c) == "test" for c in first)
+    assert first != [p.canonical for p in itertools.islice(task.sample(seed=8, split="test"), 20)]
+
+
+def test_commutative_problems_share_a_canonical_form() -> None:
+    task = get_task("addition")
+    rng = random.Random(3)
+    for _ in range(200):
+        p = task.make(rng, 1)
+        assert p.canonical == f"{min(p.data['a'], p.data['b'])}+{max(p.data['a'], p.data['b'])}"
+
+
+# -- imperfect traces for the R1-Zero demo --------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_slips_are_systematic_and_frequent(name: str) -> None:
+    """error_rate 1 makes every error-prone step wrong: a good share of problems, never all of them."""
+    task = get_task(name)
+    assert isinstance(task, ReasoningTask)
+    problems = list(itertools.islice(task.sample(seed=3), 400))
+    wrong = [p for p in problems if not task.trace(p, error_rate=1.0).correct]
+    share = len(wrong) / len(problems)
+    # Countdown slips only where a sum is then multiplied or divided: rarer with 3 numbers.
+    assert (0.1 if name == "countdown" else 0.2) <= share <= 0.8, (name, share)
+    for p in wrong[:50]:
+        assert task.score(p, task.trace(p, error_rate=1.0).text()) == 0.0
+        assert task.trace(p, error_rate=0.0).correct
+        # The slip depends on the problem only: two independent traces at rate 1 agree.
+        assert (
+            task.trace(p, error_rate=1.0, rng=random.Random(1)).answer
+            == task.trace(p, error_rate=1.0, rng=random.Random(2)).answer
+        )
+
+
+def test_majority_answer_is_wrong_on_error_prone_problems() -> None:
+    task = get_task("addition")
+    assert isinstance(task, ReasoningTask)
+    rng = random.Random(0)
+    problems = list(itertools.islice(task.sample(seed=4), 200))
+    majority_wrong = 0
+    for p in problems:
+        answers = [task.trace(p, error_rate=0.7, rng=rng).answer for _ in range(15)]
+        top = max(set(answers), key=answers.count)
+        majority_wrong += top != p.answer
+    assert 0.2 <= majority_wrong / len(problems) <= 0.7
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_self_checks_are_a_minority_and_always_end_correct(name: str) -> None:
+    task = get_task(name)
+    assert isinstance(task, ReasoningTask)
+    rng = random.Random(5)
+    traces = [task.trace(p, "fr", 0.7, 0.2, rng) for p in itertools.islice(task.sample(seed=5), 300)]
+    checked = [t for t in traces if t.self_checked]
+    assert 0.1 <= len(checked) / len(traces) <= 0.3
+    assert all(t.correct and "Vérification : " in t.reasoning for t in checked)
+    assert any("✗" in t.reasoning and "Je recommence" in t.reasoning for t in checked)
+    assert not any("Vérification" in t.reasoning for t in traces if not t.self_checked)
+
+
+def test_addition_trace_format() -> None:
+    task = get_task("addition")
+    assert isinstance(task, ReasoningTask)
+    p = problem_of("addition", a=358, b=467)
+    assert task.trace(p).reasoning == (
+        "8+7=15, write 5, carry 1.\n5+6+1=12, write 2, carry 1.\n3+4+1=8, write 8."
+    )
+    # 8 > 7 makes the first carry error-prone: dropped, the trace reaches 815, the check catches it.
+    slipped = task.trace(p, error_rate=1.0, self_check_rate=1.0)
+    assert slipped.reasoning.startswith("8+7=15, write 5.\n5+6=11, write 1, carry 1.\n")
+    assert "Check: 815-467=348 ✗\nRedo:\n" in slipped.reasoning
+    assert slipped.reasoning.endswith("Check: 825-467=358 ✓") and slipped.answer == "825"
+    assert task.trace(p, "zh").reasoning.startswith("8+7=15，写5，进1。")
+
+
+# -- splits ---------------------------------------------------------------------------------------
+
+
+def _no_overlap(per_split: int) -> None:
+    for name in TASKS:
+        task = get_task(name)
+        train = {p.canonical for p in itertools.islice(task.sample(seed=0, split="train"), per_split)}
+        test = {p.canonical for p in itertools.islice(task.sample(seed=0, split="test"), per_split)}
+        assert train and test and not (train & test), name
+        assert all(split_of(c) == "test" for c in test)
+
+
+def test_train_and_test_never_overlap_smoke() -> None:
+    _no_overlap(10_000)
+
+
+@pytest.mark.slow
+def test_train_and_test_never_overlap_100k() -> None:
+    _no_overlap(100_000)
+
+
+# -- bad inputs and the CLI -----------------------------------------------------------------------
+
+
+def test_bad_inputs_are_named() -> None:
+    with pytest.raises(ValueError, match="unknown task 'nope'"):
+        get_task("nope")
+    task = get_task("addition")
+    assert isinstance(task, ReasoningTask)
+    with pytest.raises(ValueError, match="difficulty 0"):
+        task.make(random.Random(0), 0)
+    p = task.make(random.Random(0), 1)
+    with pytest.raises(ValueError, match="unknown language 'de'"):
+        task.prompt(p, "de")
+    with pytest.raises(ValueError, match="error_rate must be in"):
+        task.trace(p, error_rate=1.5)
+
+
+def _cli(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    tasks_command.add_parsers(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["tasks", *argv])
+
+
+def test_cli_sample_json(capsys: pytest.CaptureFixture[str]) -> None:
+    args = _cli("sample", "countdown", "-n", "3", "--lang", "fr", "--split", "test", "--json")
+    assert args.func(args) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 3
+    task = get_task("countdown")
+    for row in rows:
+        assert split_of(row["canonical"]) == "test" and row["prompt"].startswith("Avec les nombres")
+        assert row["correct"] is True
+        numbers, target = row["canonical"].split("->")
+        p = Problem(
+            "countdown",
+            row["canonical"],
+            row["answer"],
+            {"numbers": [int(n) for n in numbers.split(",")], "target": int(target)},
+        )
+        assert task.score(p, row["solution"]) == 1.0
+
+
+def test_cli_list(capsys: pytest.CaptureFixture[str]) -> None:
+    args = _cli("list", "--json")
+    assert args.func(args) == 0
+    assert [row["name"] for row in json.loads(capsys.readouterr().out)] == list(TASKS)
