@@ -35,7 +35,7 @@ from tinyseek.serve.guard import RequestGuard
 from tinyseek.serve.logprobs import TokenBytes
 from tinyseek.serve.metrics import RequestCounter
 from tinyseek.serve.openapi_docs import error_responses, install_openapi
-from tinyseek.serve.protocol import Health, ModelCard, ModelList
+from tinyseek.serve.protocol import ChatCompletionChunk, Completion, Health, ModelCard, ModelList
 from tinyseek.serve.state import Ready, ServerSettings, ServerState
 
 log = logging.getLogger(__name__)
@@ -130,10 +130,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    install_openapi(app, with_api_key=settings.api_key is not None)
+    install_openapi(
+        app,
+        with_api_key=settings.api_key is not None,
+        model_name=settings.model_name,
+        event_models=(ChatCompletionChunk, Completion),
+    )
     app.add_middleware(RequestGuard, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes)
-    routes = frozenset(getattr(r, "path", "") for r in app.routes)
-    app.add_middleware(RequestCounter, metrics=state.metrics, routes=routes)
+    app.add_middleware(RequestCounter, metrics=state.metrics)
     return app
 
 

@@ -4,8 +4,9 @@ Design choices:
 - Each server owns a `CollectorRegistry` (not the process-global one), so several servers in one
   process (tests) do not collide and /metrics shows only serving metrics.
 - Requests are counted by route and status in an ASGI wrapper that sees every response, including
-  the guard's 401/413 and validation 400s. Unknown paths share the label `other`, keeping the label
-  set bounded whatever clients send.
+  the guard's 401/413 and validation 400s. The label is the matched route's path template (the
+  router leaves it in the scope); unmatched paths and requests the guard refused share `other`, so
+  the label set stays bounded whatever clients send.
 - Queue depth and running requests are gauges set by the engine loop; time to first token and
   end-to-end latency are histograms; the prefix-cache hit rate is a gauge over the counters' totals.
 """
@@ -74,16 +75,14 @@ class ServerMetrics:
 class RequestCounter:
     """ASGI wrapper counting every HTTP response by route template and status."""
 
-    def __init__(self, app: ASGIApp, metrics: ServerMetrics, routes: frozenset[str]) -> None:
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics) -> None:
         self.app = app
         self.metrics = metrics
-        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route = scope["path"] if scope["path"] in self.routes else "other"
         status = 500
 
         async def counted_send(message: Message) -> None:
@@ -95,4 +94,5 @@ class RequestCounter:
         try:
             await self.app(scope, receive, counted_send)
         finally:
+            route = getattr(scope.get("route"), "path", "other")
             self.metrics.requests.labels(route=route, status=str(status)).inc()

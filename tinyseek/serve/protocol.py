@@ -1,7 +1,8 @@
 """Request and response bodies of the OpenAI/DeepSeek-compatible API, as pydantic models.
 
 Design choices:
-- Requests are strict (`strict=True`: "5" is not an integer, 1 is not a boolean) and closed
+- Requests are strict (`strict=True`: "5" is not an integer, 1 is not a boolean; only an integral
+  number such as 11.0 counts as an integer, as JSON Schema says) and closed
   (`extra="forbid"`: an unknown field is an error naming it, as OpenAI answers "Unrecognized request
   argument"), so a typo never silently changes sampling. The same models generate /openapi.json, so
   the schema states exactly what is accepted.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 MAX_N = 16
 MAX_STOP = 4
@@ -25,6 +26,22 @@ MAX_TOP_LOGPROBS = 20
 MAX_COMPLETION_LOGPROBS = 5
 MAX_SEED = 2**63 - 1
 
+
+def _integral_float_to_int(value: object) -> object:
+    """JSON Schema's `integer` includes 11.0; strict pydantic would refuse it, so convert it first."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+_JsonInt = BeforeValidator(_integral_float_to_int)
+# Bounds sit inside the type so the JSON Schema states them (minimum/maximum) even when optional.
+PositiveInt = Annotated[int, Field(ge=1), _JsonInt]
+NonNegativeInt = Annotated[int, Field(ge=0), _JsonInt]
+SeedInt = Annotated[int, Field(ge=0, le=MAX_SEED), _JsonInt]
+ChoiceCount = Annotated[int, Field(ge=1, le=MAX_N), _JsonInt]
+TopLogprobCount = Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS), _JsonInt]
+CompletionLogprobCount = Annotated[int, Field(ge=0, le=MAX_COMPLETION_LOGPROBS), _JsonInt]
 FinishReason = Literal["stop", "length"]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 
@@ -48,13 +65,13 @@ class _SamplingFields(_Request):
     model: str = Field(description="The served model name, as listed by GET /v1/models.")
     temperature: float = Field(1.0, ge=0.0, le=2.0, description="0 samples greedily.")
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    seed: int | None = Field(
-        None, ge=0, le=MAX_SEED, description="Same seed, same request: same completion, whatever else runs."
+    seed: SeedInt | None = Field(
+        None, description="Same seed, same request: same completion, whatever else runs."
     )
     stop: NonEmptyStr | Annotated[list[NonEmptyStr], Field(max_length=MAX_STOP)] | None = Field(
         None, description="Up to 4 strings; generation stops before the first one and drops it."
     )
-    n: int = Field(1, ge=1, le=MAX_N, description="Completions per prompt.")
+    n: ChoiceCount = Field(1, description="Completions per prompt.")
     stream: bool = Field(False, description="Answer as server-sent events, one chunk per new text.")
     stream_options: StreamOptions | None = Field(None, description="Only with stream=true.")
     user: str | None = Field(None, description="End-user id; accepted and ignored.")
@@ -80,22 +97,20 @@ class ChatMessage(_Request):
 
 class ChatCompletionRequest(_SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(
+    max_tokens: PositiveInt | None = Field(
         None,
-        ge=1,
         description="Cap on completion tokens. Without a reasoning budget it counts the reasoning too "
         "(as OpenAI's API does); with one it caps the answer after the reasoning. Default: the rest "
         "of the context.",
     )
-    max_completion_tokens: int | None = Field(None, ge=1, description="OpenAI's newer name for max_tokens.")
-    max_reasoning_tokens: int | None = Field(
+    max_completion_tokens: PositiveInt | None = Field(None, description="OpenAI's newer name for max_tokens.")
+    max_reasoning_tokens: PositiveInt | None = Field(
         None,
-        ge=1,
         description="Reasoning budget (tinyseek extension): when the reasoning reaches this many tokens "
         "the server closes it with </think> and the answer gets its own max_tokens.",
     )
     logprobs: bool = Field(False, description="Return the log-probability of each completion token.")
-    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS, description="Needs logprobs=true.")
+    top_logprobs: TopLogprobCount | None = Field(None, description="Needs logprobs=true.")
 
 
 # -- completions ------------------------------------------------------------------------------
@@ -104,15 +119,13 @@ class ChatCompletionRequest(_SamplingFields):
 class CompletionRequest(_SamplingFields):
     prompt: (
         str
-        | list[int]
+        | list[NonNegativeInt]
         | Annotated[list[str], Field(min_length=1)]
-        | Annotated[list[list[int]], Field(min_length=1)]
+        | Annotated[list[list[NonNegativeInt]], Field(min_length=1)]
     ) = Field(description="A string, a list of strings, a list of token ids or a list of those.")
-    max_tokens: int = Field(16, ge=1, description="Cap on completion tokens (OpenAI's default: 16).")
-    logprobs: int | None = Field(
+    max_tokens: PositiveInt = Field(16, description="Cap on completion tokens (OpenAI's default: 16).")
+    logprobs: CompletionLogprobCount | None = Field(
         None,
-        ge=0,
-        le=MAX_COMPLETION_LOGPROBS,
         description="Alternatives per token to return, beside the pick.",
     )
     echo: Literal[False] = Field(False, description="Echoing the prompt is not supported.")
