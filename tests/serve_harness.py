@@ -23,7 +23,7 @@ from tinyseek.chat_template import THINK_CLOSE, THINK_OPEN
 from tinyseek.config import ModelConfig
 from tinyseek.model.transformer import Transformer
 from tinyseek.serve.app import DrainingServer, make_server
-from tinyseek.serve.state import ServerSettings
+from tinyseek.serve.state import ServerSettings, ServerState
 from tinyseek.tokenizer import SPECIAL_TOKENS, Tokenizer
 
 CORPUS = [
@@ -114,7 +114,7 @@ class RunningServer:
         raise TimeoutError(f"server on {self.base_url} not healthy after {timeout}s")
 
     @property
-    def state(self):  # noqa: ANN201 (ServerState, typed loosely for tests)
+    def state(self) -> ServerState:
         return self.server.state
 
     def stop(self) -> None:

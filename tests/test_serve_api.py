@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -45,18 +47,18 @@ def tokenizer(model_dir: Path) -> Tokenizer:
     return Tokenizer.from_pretrained(model_dir)
 
 
-def chat(client: openai.OpenAI, **kwargs):  # noqa: ANN201 (openai's ChatCompletion)
+def chat(client: openai.OpenAI, **kwargs: Any) -> Any:
     return client.chat.completions.create(model=MODEL, messages=kwargs.pop("messages", QUESTION), **kwargs)
 
 
-def first_seed_where(condition, seeds=range(64)):  # noqa: ANN001, ANN201
-    for seed in seeds:
+def first_seed_where(condition: Callable[[int], bool]) -> int:
+    for seed in range(64):
         if condition(seed):
             return seed
     raise AssertionError("no seed satisfies the condition")
 
 
-def stream_text(client: openai.OpenAI, **kwargs) -> tuple[str, str, str | None, object]:
+def stream_text(client: openai.OpenAI, **kwargs: Any) -> tuple[str, str, str | None, Any]:
     """(reasoning, content, finish_reason, usage) of a streamed chat, checking each delta's shape."""
     reasoning, content, finish, usage = [], [], None, None
     for chunk in chat(client, stream=True, stream_options={"include_usage": True}, **kwargs):
@@ -286,7 +288,8 @@ def test_client_disconnect_cancels_and_frees_the_cache(server: RunningServer) ->
     state = server.state
     engine = state.loaded.llm.engine
     free_before = engine.pool.num_available
-    cancelled_before = state.metrics.cancelled._value.get()
+    cancelled = "tinyseek_requests_cancelled_total"
+    cancelled_before = state.metrics.registry.get_sample_value(cancelled)
     body = {"model": MODEL, "messages": QUESTION, "max_tokens": 200, "n": 8, "seed": 1, "stream": True}
     with httpx.stream("POST", f"{server.base_url}/v1/chat/completions", json=body) as response:
         for _ in response.iter_lines():
@@ -298,7 +301,7 @@ def test_client_disconnect_cancels_and_frees_the_cache(server: RunningServer) ->
         time.sleep(0.02)
     assert state.loaded.loop.in_flight == 0 and not engine.has_unfinished()
     assert engine.pool.num_available == free_before
-    assert state.metrics.cancelled._value.get() >= cancelled_before + 2
+    assert state.metrics.registry.get_sample_value(cancelled) >= cancelled_before + 2
 
 
 def test_metrics_expose_requests_tokens_latency_and_cache(

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from tinyseek.serve.app import make_server
+    from tinyseek.serve.app import serve
     from tinyseek.serve.state import ServerSettings
 
     model_dir = Path(args.model)
@@ -99,5 +99,5 @@ def run(args: argparse.Namespace) -> int:
         engine_options=engine_options,
     )
     print(f"tinyseek serve: {model_dir} as '{settings.model_name}' on http://{args.host}:{args.port}/v1")
-    make_server(settings, args.host, args.port, args.drain_timeout).run()
+    serve(settings, args.host, args.port, args.drain_timeout)
     return 0

@@ -10,13 +10,15 @@ Design choices:
 - Shutdown (SIGTERM/SIGINT): `DrainingServer` marks the state `draining` at once (new generations
   and /health get 503), uvicorn stops accepting connections and lets in-flight responses finish for
   up to `drain_timeout` seconds, cancels the rest (which aborts their engine requests), and the
-  lifespan exit stops the engine thread. The process then exits 0.
+  lifespan exit stops the engine thread. uvicorn then re-raises the signal to die by it; `serve`
+  installs a no-op SIGTERM handler first, so a drained shutdown exits with status 0.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import FrameType
@@ -166,3 +168,9 @@ def make_server(
         access_log=False,
     )
     return DrainingServer(config, app.state.server)
+
+
+def serve(settings: ServerSettings, host: str, port: int, drain_timeout: float = 30.0) -> None:
+    """Run until SIGTERM/SIGINT, drain, and return (exit status 0 after a graceful SIGTERM)."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)  # uvicorn re-raises it after draining
+    make_server(settings, host, port, drain_timeout).run()

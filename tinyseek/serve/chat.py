@@ -122,7 +122,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         raise APIError(400, f"The messages cannot be rendered: {err}", "messages", "invalid_value") from err
     prompt_ids = ready.tokenizer.encode(prompt_text, add_special_tokens=False)
     in_reasoning = prompt_opens_reasoning(prompt_text)
-    budget = body.max_reasoning_tokens or state.settings.max_reasoning_tokens if in_reasoning else None
+    budget = (body.max_reasoning_tokens or state.settings.max_reasoning_tokens) if in_reasoning else None
     if body.max_reasoning_tokens is not None and ready.think_close_id is None:
         raise APIError(
             400,
