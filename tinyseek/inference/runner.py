@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 
@@ -25,7 +26,7 @@ from tinyseek.inference.latent_cache import PagedLatentCache
 from tinyseek.inference.request import Sequence
 from tinyseek.inference.sampler import Sampler, top_logprobs
 from tinyseek.inference.scheduler import PrefillChunk
-from tinyseek.model.transformer import Transformer
+from tinyseek.model.transformer import MTPModule, Transformer
 
 
 @dataclass
@@ -68,7 +69,7 @@ class ModelRunner:
 
     def _draft(self, hidden: torch.Tensor, next_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """MTP depth 1 over the bound positions; returns its normed hidden states [B, T, H]."""
-        module = self.model.mtp[0]
+        module = cast(MTPModule, self.model.mtp[0])
         cos, sin = self.model.rotary(positions)
         h = module(
             hidden, self.model.embed_tokens(next_ids), cos, sin, positions, self.cache.layer(self.mtp_layer)
