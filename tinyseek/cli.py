@@ -15,6 +15,7 @@ import sys
 # One module per command group; each defines add_parsers(subparsers).
 COMMAND_MODULES = [
     "tinyseek.commands.params",
+    "tinyseek.commands.generate",
 ]
 
 
