@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "tinyseek.commands.params",
     "tinyseek.commands.tasks",
     "tinyseek.commands.tokenizer",
+    "tinyseek.commands.generate",
     "tinyseek.commands.serve",
 ]
 

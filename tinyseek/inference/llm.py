@@ -133,12 +133,12 @@ class LLM:
 def _as_batch(prompts: Prompt | Sequence[Prompt]) -> list[Prompt]:
     if isinstance(prompts, str):
         return [prompts]
-    prompts = list(prompts)
-    if not prompts:
+    items = list(prompts)
+    if not items:
         raise ValueError("prompts: expected at least one prompt")
-    if all(isinstance(t, int) for t in prompts):
-        return [prompts]  # type: ignore[list-item]
-    for p in prompts:
+    if all(isinstance(t, int) for t in items):
+        return [items]  # type: ignore[list-item]
+    for p in items:
         if not isinstance(p, (str, list, tuple)):
             raise ValueError(f"prompts: expected strings or token-id lists, got {type(p).__name__}")
-    return prompts  # type: ignore[return-value]
+    return items  # type: ignore[return-value]
