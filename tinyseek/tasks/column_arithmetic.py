@@ -1,7 +1,7 @@
 """Column arithmetic: addition, subtraction and multiplication by one digit, digit by digit.
 
 Difficulty d gives (d + 2)-digit operands for addition and subtraction (d=1: 3 digits, traces of
-~80-120 characters) and a (d + 2)-digit number times a digit 2-9 for multiplication. Each line is
+~60-70 characters of reasoning) and a (d + 2)-digit number times a digit 2-9 for multiplication. Each line is
 one column, right to left: `8+7=15, write 5, carry 1.`
 
 Systematic slips (see tinyseek.tasks.reasoning), each a rule on the column's operands:
