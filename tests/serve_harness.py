@@ -94,13 +94,23 @@ def free_port() -> int:
 class RunningServer:
     """The real uvicorn server in a thread of the test process; `stop()` shuts it down."""
 
-    def __init__(self, settings: ServerSettings, drain_timeout: float = 5.0) -> None:
+    def __init__(self, settings: ServerSettings, drain_timeout: float = 5.0, wait: bool = True) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.server: DrainingServer = make_server(settings, "127.0.0.1", self.port, drain_timeout)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
-        self.wait_ready()
+        if wait:
+            self.wait_ready()
+        else:
+            self.wait_listening()
+
+    def wait_listening(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"server on {self.base_url} not listening after {timeout}s")
+            time.sleep(0.02)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

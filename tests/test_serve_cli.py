@@ -40,15 +40,19 @@ def served(tmp_path_factory: pytest.TempPathFactory):
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
+    seen: set[tuple[int, str]] = set()
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+            health = httpx.get(f"{base}/health", timeout=1)
+            seen.add((health.status_code, health.json()["status"]))
+            if health.status_code == 200:
                 break
         except httpx.TransportError:
             pass
         assert process.poll() is None, process.stdout.read() if process.stdout else ""
         time.sleep(0.1)
+    assert seen <= {(503, "loading"), (200, "ok")}, seen
     yield base, process
     if process.poll() is None:
         process.kill()

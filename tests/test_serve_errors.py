@@ -5,6 +5,7 @@ and a schemathesis run over /openapi.json finds no 5xx and no response the schem
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,6 +89,7 @@ CASES = [
     ("both-max-tokens", CHAT, with_(max_completion_tokens=4), {}, 400, "max_completion_tokens"),
     ("zero-reasoning-budget", CHAT, with_(max_reasoning_tokens=0), {}, 400, "max_reasoning_tokens"),
     ("unknown-parameter", CHAT, with_(frobnicate=1), {}, 400, "frobnicate"),
+    ("unsupported-penalty", CHAT, with_(presence_penalty=0.5), {}, 400, "presence_penalty"),
     ("prompt-beyond-context", CHAT, msg(content="word " * 400), {}, 400, "messages"),
     ("unknown-model", CHAT, with_(model="gpt-17"), {}, 404, "model"),
     ("wrong-key", CHAT, GOOD, {"Authorization": "Bearer nope"}, 401, None),
@@ -144,6 +146,24 @@ def test_chunked_oversized_body_is_refused(server: RunningServer) -> None:
     response = httpx.post(f"{server.base_url}{CHAT}", content=chunks(), headers=AUTH)
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_too_large"
+
+
+def test_unloadable_model_answers_503_and_stays_up(tmp_path: Path) -> None:
+    broken = RunningServer(ServerSettings(model_dir=tmp_path, served_model_name=MODEL), wait=False)
+    try:
+        deadline = time.monotonic() + 30
+        while (
+            httpx.get(f"{broken.base_url}/health").json()["status"] == "loading"
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        health = httpx.get(f"{broken.base_url}/health")
+        assert (health.status_code, health.json()) == (503, {"status": "failed"})
+        reply = httpx.post(f"{broken.base_url}{CHAT}", json=GOOD)
+        assert reply.status_code == 503 and reply.json()["error"]["code"] == "model_load_failed"
+        assert httpx.get(f"{broken.base_url}/v1/models").status_code == 200
+    finally:
+        broken.stop()
 
 
 def test_wrong_method_and_valid_request_after_the_suite(server: RunningServer) -> None:

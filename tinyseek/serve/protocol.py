@@ -75,6 +75,8 @@ class _SamplingFields(_Request):
     stream: bool = Field(False, description="Answer as server-sent events, one chunk per new text.")
     stream_options: StreamOptions | None = Field(None, description="Only with stream=true.")
     user: str | None = Field(None, description="End-user id; accepted and ignored.")
+    presence_penalty: float = Field(0.0, ge=0.0, le=0.0, description="Accepted for compatibility: only 0.")
+    frequency_penalty: float = Field(0.0, ge=0.0, le=0.0, description="Accepted for compatibility: only 0.")
 
 
 # -- chat completions -------------------------------------------------------------------------
