@@ -38,7 +38,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--max-queue",
         type=_positive,
         default=256,
-        help="requests in flight (waiting or generating) beyond which new ones get 429 (default 256)",
+        help="completions in flight (waiting or generating; a request with n=4 counts 4) beyond which new "
+        "requests get 429 with Retry-After (default 256)",
     )
     p.add_argument(
         "--max-reasoning-tokens",
