@@ -18,6 +18,8 @@ COMMAND_MODULES = [
     "tinyseek.commands.cost",
     "tinyseek.commands.tasks",
     "tinyseek.commands.tokenizer",
+    "tinyseek.commands.generate",
+    "tinyseek.commands.serve",
 ]
 
 

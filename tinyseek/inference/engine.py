@@ -1,0 +1,315 @@
+"""Engine: requests in, per-step deltas out; continuous batching over a paged, prefix-cached latent cache.
+
+Design choices:
+- The engine is a step loop a caller drives: `add_request` and `abort` at any time (thread-safe, one
+  lock), `step()` runs one scheduled step and returns the `Delta`s it produced. The offline `LLM`,
+  the streaming generator `stream()`, the asyncio wrapper and the server are all loops over `step()`.
+- Finishing rules, in order per new token: EOS (unless ignore_eos) and stop_token_ids give "stop"
+  with the token kept; a stop string gives "stop" with the text cut before it; max_tokens or the
+  end of the context give "length". An aborted request ends with "abort" and frees its cache at once.
+- Text is decoded incrementally only where needed (streamed text or stop strings); otherwise once,
+  when the completion finishes, so token-only workloads (RL rollouts) pay nothing for text.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from tinyseek.inference.detokenizer import IncrementalDetokenizer
+from tinyseek.inference.latent_cache import PagedLatentCache
+from tinyseek.inference.prefix_cache import BlockPool
+from tinyseek.inference.request import Delta, RequestOutput
+from tinyseek.inference.request import Sequence as Seq
+from tinyseek.inference.runner import ModelRunner, StepTokens
+from tinyseek.inference.sampler import Sampler
+from tinyseek.inference.sampling import SamplingParams
+from tinyseek.inference.scheduler import Scheduler
+from tinyseek.model.transformer import Transformer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CACHE_BYTES = 2**30
+
+
+@dataclass
+class EngineStats:
+    steps: int = 0
+    prompt_tokens_computed: int = 0
+    generated_tokens: int = 0
+    prompt_cache_hit_tokens: int = 0
+    prompt_cache_miss_tokens: int = 0
+    draft_tokens: int = 0
+    accepted_tokens: int = 0
+
+    @property
+    def acceptance_rate(self) -> float:
+        """Share of MTP drafts that the main model accepted (0 when nothing was drafted)."""
+        return self.accepted_tokens / self.draft_tokens if self.draft_tokens else 0.0
+
+
+@dataclass
+class _Request:
+    request_id: str
+    prompt: str | None
+    prompt_token_ids: list[int]
+    seqs: list[Seq]
+
+
+class Engine:
+    def __init__(
+        self,
+        model: Transformer,
+        tokenizer: Any | None = None,
+        *,
+        max_num_seqs: int = 256,
+        max_model_len: int | None = None,
+        max_cache_tokens: int | None = None,
+        cache_memory_bytes: int | None = None,
+        block_size: int = 16,
+        max_num_batched_tokens: int = 4096,
+        enable_prefix_caching: bool = True,
+        speculative: bool = False,
+        eos_token_ids: Sequence[int] | None = None,
+        seed: int = 0,
+    ):
+        config = model.config
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.max_model_len = max_model_len or config.max_position_embeddings
+        for name, value in (("max_num_seqs", max_num_seqs), ("block_size", block_size),
+                            ("max_num_batched_tokens", max_num_batched_tokens),
+                            ("max_model_len", self.max_model_len)):  # fmt: skip
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r}: expected a positive integer")
+        if self.max_model_len > config.max_position_embeddings:
+            raise ValueError(
+                f"max_model_len={self.max_model_len}: expected <= max_position_embeddings="
+                f"{config.max_position_embeddings}"
+            )
+        if speculative and config.num_nextn_predict_layers < 1:
+            raise ValueError(
+                "speculative=True: expected a model with MTP modules (num_nextn_predict_layers >= 1)"
+            )
+        self.speculative = speculative
+        param = next(model.parameters())
+        n_layers = config.num_hidden_layers + (1 if speculative else 0)
+        per_token = PagedLatentCache.bytes_per_token_for(config, param.dtype, n_layers)
+        if max_cache_tokens is None:
+            budget = DEFAULT_CACHE_BYTES if cache_memory_bytes is None else cache_memory_bytes
+            max_cache_tokens = min(max_num_seqs * self.max_model_len, budget // per_token)
+        if max_cache_tokens < block_size:
+            raise ValueError(
+                f"max_cache_tokens={max_cache_tokens}: expected at least one block of {block_size} tokens "
+                f"({per_token} bytes per token)"
+            )
+        num_blocks = math.ceil(max_cache_tokens / block_size) + 1  # + the padding sink
+        self.pool = BlockPool(num_blocks, block_size, enable_prefix_caching)
+        self.cache = PagedLatentCache(config, num_blocks, block_size, param.dtype, param.device, n_layers)
+        self.scheduler = Scheduler(
+            self.pool, max_num_seqs, self.max_model_len, max_num_batched_tokens,
+            lookahead=1 if speculative else 0, device=param.device,
+        )  # fmt: skip
+        self.runner = ModelRunner(model, self.cache, self.scheduler.block_table, Sampler(seed), speculative)
+        if eos_token_ids is None:
+            eos = getattr(tokenizer, "eos_token_id", None)
+            eos = config.eos_token_id if eos is None else eos
+            eos_token_ids = [] if eos is None else [eos]
+        self.eos_token_ids = set(eos_token_ids)
+        self.stats = EngineStats()
+        self.requests: dict[str, _Request] = {}
+        self._ids = itertools.count()
+        self._lock = threading.RLock()
+        log.info(
+            "engine: %d cache blocks of %d tokens (%d bytes/token, %.1f MiB), %d sequences max%s",
+            num_blocks - 1, block_size, per_token, self.cache.nbytes / 2**20, max_num_seqs,
+            ", MTP speculative decoding" if speculative else "",
+        )  # fmt: skip
+
+    # ---- requests ------------------------------------------------------------------------------
+    def encode_prompt(self, prompt: str | Sequence[int]) -> tuple[str | None, list[int]]:
+        if isinstance(prompt, str):
+            if self.tokenizer is None:
+                raise ValueError("prompt is a string but the engine has no tokenizer: pass token ids")
+            return prompt, list(self.tokenizer.encode(prompt))
+        ids = list(prompt)
+        vocab = self.model.config.vocab_size
+        if not all(isinstance(t, int) and 0 <= t < vocab for t in ids):
+            raise ValueError(f"prompt: expected token ids in [0, {vocab}), got {ids[:8]}...")
+        return None, ids
+
+    def add_request(
+        self,
+        prompt: str | Sequence[int],
+        params: SamplingParams | None = None,
+        request_id: str | None = None,
+        stream_text: bool = False,
+    ) -> str:
+        """Queue a request (n completions); returns its id. Raises ValueError for a bad request."""
+        params = params or SamplingParams()
+        text, ids = self.encode_prompt(prompt)
+        if not ids:
+            raise ValueError("prompt: expected at least one token, got an empty prompt")
+        if len(ids) >= self.max_model_len:
+            raise ValueError(
+                f"prompt: {len(ids)} tokens, expected fewer than the context max_model_len={self.max_model_len}"
+            )
+        if params.stop and self.tokenizer is None:
+            raise ValueError("stop: stop strings need a tokenizer; use stop_token_ids with token-id prompts")
+        with self._lock:
+            request_id = request_id or f"req-{next(self._ids)}"
+            if request_id in self.requests:
+                raise ValueError(f"request_id={request_id!r}: already in use")
+            seqs = [self._sequence(request_id, i, text, ids, params, stream_text) for i in range(params.n)]
+            need = self.scheduler.blocks_needed(seqs[0])
+            if need > self.pool.capacity:
+                raise ValueError(
+                    f"max_tokens={params.max_tokens}: prompt + max_tokens need {need * self.pool.block_size} "
+                    f"cache tokens, the cache holds {self.pool.capacity * self.pool.block_size}"
+                )
+            self.requests[request_id] = _Request(request_id, text, ids, seqs)
+            for seq in seqs:
+                self.scheduler.add(seq)
+        return request_id
+
+    def _sequence(
+        self, rid: str, index: int, text: str | None, ids: list[int], params: SamplingParams, stream: bool
+    ) -> Seq:
+        generator = None
+        if params.seed is not None:
+            generator = torch.Generator().manual_seed(params.seed + index)
+        seq = Seq(rid, index, text, len(ids), list(ids), params, generator, stream_text=stream)
+        seq.logprobs = [] if params.logprobs is not None else None
+        if self.tokenizer is not None and (stream or params.stop):
+            seq.detok = IncrementalDetokenizer(
+                self.tokenizer, params.stop_strings, params.skip_special_tokens
+            )
+        return seq
+
+    def abort(self, request_id: str) -> bool:
+        """Cancel a request: its sequences stop and free their cache now. False if it is unknown."""
+        with self._lock:
+            request = self.requests.pop(request_id, None)
+            if request is None:
+                return False
+            for seq in request.seqs:
+                if seq.finish_reason is None:
+                    seq.finish_reason = "abort"
+                    self.scheduler.remove(seq)
+            return True
+
+    def has_unfinished(self) -> bool:
+        return self.scheduler.has_unfinished()
+
+    # ---- the step ------------------------------------------------------------------------------
+    def step(self) -> list[Delta]:
+        """Run one scheduled step; returns what each touched completion gained."""
+        with self._lock:
+            plan = self.scheduler.schedule()
+            gained: list[tuple[Seq, StepTokens]] = []
+            if plan.prefill:
+                results = self.runner.prefill(plan.prefill)
+                for chunk, result in zip(plan.prefill, results, strict=True):
+                    seq = chunk.seq
+                    seq.num_computed += chunk.length
+                    self.stats.prompt_tokens_computed += chunk.length
+                    self.scheduler.register_computed_blocks(seq)
+                    if result is not None:
+                        self.stats.prompt_cache_hit_tokens += seq.hit_tokens
+                        self.stats.prompt_cache_miss_tokens += seq.prompt_len - seq.hit_tokens
+                        gained.append((seq, result))
+            if plan.decode:
+                for seq, result in zip(plan.decode, self.runner.decode(plan.decode), strict=True):
+                    seq.num_computed += 1 + result.accepted
+                    seq.num_draft_tokens += result.drafted
+                    seq.num_accepted_tokens += result.accepted
+                    self.stats.draft_tokens += result.drafted
+                    self.stats.accepted_tokens += result.accepted
+                    gained.append((seq, result))
+            self.stats.steps += 1
+            return [self._extend(seq, result) for seq, result in gained]
+
+    def _extend(self, seq: Seq, result: StepTokens) -> Delta:
+        new: list[int] = []
+        for k, token in enumerate(result.tokens):
+            seq.token_ids.append(token)
+            new.append(token)
+            if seq.logprobs is not None and result.logprobs is not None:
+                seq.logprobs.append(result.logprobs[k])
+            seq.finish_reason = self._finish_reason(seq, token)
+            if seq.finish_reason is not None:
+                break
+        self.stats.generated_tokens += len(new)
+        detok = seq.detok
+        finished = seq.finish_reason is not None
+        text = detok.take(finished) if detok is not None and seq.stream_text else ""
+        delta = Delta(
+            seq.request_id,
+            seq.index,
+            new,
+            text,
+            result.logprobs[: len(new)] if result.logprobs is not None else None,
+            seq.finish_reason,
+        )
+        if finished:
+            seq.text = detok.text if detok is not None else self._decode(seq)
+            self.scheduler.remove(seq)
+            request = self.requests[seq.request_id]
+            if all(s.finish_reason is not None for s in request.seqs):
+                delta.request_output = self.output(request)
+                del self.requests[seq.request_id]
+        return delta
+
+    def _finish_reason(self, seq: Seq, token: int) -> str | None:
+        params = seq.params
+        if (not params.ignore_eos and token in self.eos_token_ids) or token in params.stop_token_ids:
+            return "stop"
+        if seq.detok is not None and seq.detok.add(seq.output_ids):
+            return "stop"
+        if (
+            len(seq.token_ids) - seq.prompt_len >= params.max_tokens
+            or len(seq.token_ids) >= self.max_model_len
+        ):
+            return "length"
+        return None
+
+    def _decode(self, seq: Seq) -> str:
+        if self.tokenizer is None:
+            return ""
+        return str(self.tokenizer.decode(seq.output_ids, skip_special_tokens=seq.params.skip_special_tokens))
+
+    def output(self, request: _Request) -> RequestOutput:
+        first = request.seqs[0]
+        return RequestOutput(
+            request_id=request.request_id,
+            prompt=request.prompt,
+            prompt_token_ids=request.prompt_token_ids,
+            outputs=[s.completion() for s in request.seqs],
+            prompt_cache_hit_tokens=first.hit_tokens,
+            prompt_cache_miss_tokens=first.prompt_len - first.hit_tokens,
+            finished=all(s.finish_reason is not None for s in request.seqs),
+        )
+
+    # ---- streaming -----------------------------------------------------------------------------
+    def stream(
+        self, prompt: str | Sequence[int], params: SamplingParams | None = None, request_id: str | None = None
+    ) -> Iterator[Delta]:
+        """Generate one request, yielding its deltas as they come. Drives the engine itself (one
+        consumer); closing the iterator early aborts the request. For many concurrent consumers use
+        `tinyseek.inference.async_engine.AsyncEngine`."""
+        rid = self.add_request(prompt, params, request_id, stream_text=True)
+        try:
+            while True:
+                for delta in self.step():
+                    if delta.request_id == rid:
+                        yield delta
+                        if delta.request_output is not None:
+                            return
+        finally:
+            self.abort(rid)

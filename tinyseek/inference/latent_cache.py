@@ -1,0 +1,79 @@
+"""PagedLatentCache: every layer's MLA latents in one preallocated pool of token slots.
+
+Design choices:
+- Per layer the pool holds the normalized KV latent [slots, kv_lora_rank] and the rotated rope key
+  [slots, qk_rope_head_dim]: nothing per head. Slot s belongs to block s // block_size; blocks are
+  owned and shared through `BlockPool` (prefix caching), so a shared prompt prefix is stored once.
+- The engine binds, once per forward, where each input token writes (`write_slots` [B*T]) and which
+  slots make up each row's context in position order (`read_slots` [B, S]). Every layer then does one
+  `index_copy_` and one gather, and the model's absorbed attention sees a dense [B, S, R] context whose
+  index equals the position, the contract of `tinyseek.model.attention.LatentStore`.
+- Padded positions write into and read from block 0 (never handed out); the attention masks them by
+  position. The pool starts zeroed and only ever holds finite values, so masked reads are harmless.
+- The pool size IS the memory budget: it is allocated once and requests wait for blocks.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from tinyseek.config import ModelConfig
+
+
+class PagedLayer:
+    """One layer's view of the pool, implementing the model's LatentStore protocol."""
+
+    def __init__(self, cache: PagedLatentCache, index: int):
+        self.cache, self.kv, self.pe = cache, cache.kv[index], cache.pe[index]
+
+    def update(
+        self, kv: torch.Tensor, pe: torch.Tensor, positions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        write, read = self.cache.write_slots, self.cache.read_slots
+        self.kv.index_copy_(0, write, kv.reshape(-1, kv.shape[-1]).to(self.kv.dtype))
+        self.pe.index_copy_(0, write, pe.reshape(-1, pe.shape[-1]).to(self.pe.dtype))
+        flat = read.reshape(-1)
+        return (
+            self.kv.index_select(0, flat).view(*read.shape, self.kv.shape[-1]),
+            self.pe.index_select(0, flat).view(*read.shape, self.pe.shape[-1]),
+        )
+
+
+class PagedLatentCache:
+    def __init__(
+        self,
+        config: ModelConfig,
+        num_blocks: int,
+        block_size: int = 16,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+        n_layers: int | None = None,
+    ):
+        self.block_size, self.num_blocks = block_size, num_blocks
+        self.n_layers = config.num_hidden_layers if n_layers is None else n_layers
+        slots = num_blocks * block_size
+        self.kv = torch.zeros(self.n_layers, slots, config.kv_lora_rank, dtype=dtype, device=device)
+        self.pe = torch.zeros(self.n_layers, slots, config.qk_rope_head_dim, dtype=dtype, device=device)
+        self.layers = [PagedLayer(self, i) for i in range(self.n_layers)]
+        self.write_slots = torch.zeros(0, dtype=torch.long, device=device)
+        self.read_slots = torch.zeros(0, 0, dtype=torch.long, device=device)
+
+    @staticmethod
+    def bytes_per_token_for(config: ModelConfig, dtype: torch.dtype, n_layers: int) -> int:
+        return config.latent_dim * n_layers * torch.empty((), dtype=dtype).element_size()
+
+    def bind(self, write_slots: torch.Tensor, read_slots: torch.Tensor) -> None:
+        """Set where the next forward writes ([B*T] slots) and reads ([B, S] slots, index = position)."""
+        self.write_slots, self.read_slots = write_slots, read_slots
+
+    def layer(self, index: int) -> PagedLayer:
+        return self.layers[index]
+
+    @property
+    def nbytes(self) -> int:
+        return self.kv.nbytes + self.pe.nbytes
+
+    @property
+    def bytes_per_token(self) -> int:
+        """Allocated bytes per token slot: (kv_lora_rank + qk_rope_head_dim) x layers x dtype size."""
+        return self.nbytes // (self.num_blocks * self.block_size)

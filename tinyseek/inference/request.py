@@ -1,0 +1,121 @@
+"""What flows in and out of the engine: one Sequence per completion, Deltas per step, RequestOutputs.
+
+Design choices:
+- A request with `n` completions is `n` independent Sequences (own random stream, own cache blocks);
+  they share the prompt's cache blocks through prefix caching, not through special cases.
+- Outputs follow vLLM's shape (`RequestOutput.outputs[i].token_ids/text/finish_reason/logprobs`),
+  and `RequestOutput.token_ids/text/finish_reason/logprobs` read the first completion, which is all
+  most callers (n = 1) need.
+- `Delta` is the streaming unit: the tokens and text one step added to one completion. The last Delta
+  of a request carries the finished RequestOutput, so a consumer of deltas needs nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+
+from tinyseek.inference.sampling import SamplingParams
+
+if TYPE_CHECKING:
+    from tinyseek.inference.detokenizer import IncrementalDetokenizer
+
+
+@dataclass
+class CompletionOutput:
+    index: int
+    token_ids: list[int]
+    text: str
+    finish_reason: str | None  # "stop", "length", "abort", or None while running
+    logprobs: list[dict[int, float]] | None = None
+    num_draft_tokens: int = 0
+    num_accepted_tokens: int = 0
+
+
+@dataclass
+class RequestOutput:
+    request_id: str
+    prompt: str | None
+    prompt_token_ids: list[int]
+    outputs: list[CompletionOutput]
+    prompt_cache_hit_tokens: int
+    prompt_cache_miss_tokens: int
+    finished: bool
+
+    @property
+    def token_ids(self) -> list[int]:
+        return self.outputs[0].token_ids
+
+    @property
+    def text(self) -> str:
+        return self.outputs[0].text
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self.outputs[0].finish_reason
+
+    @property
+    def logprobs(self) -> list[dict[int, float]] | None:
+        return self.outputs[0].logprobs
+
+
+@dataclass
+class Delta:
+    request_id: str
+    index: int
+    token_ids: list[int]
+    text: str
+    logprobs: list[dict[int, float]] | None
+    finish_reason: str | None
+    request_output: RequestOutput | None = None  # set on the request's last delta
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+
+@dataclass(eq=False)
+class Sequence:
+    """One completion in flight. Latents of positions < num_computed are in the cache."""
+
+    request_id: str
+    index: int
+    prompt: str | None
+    prompt_len: int
+    token_ids: list[int]  # prompt + generated so far
+    params: SamplingParams
+    generator: torch.Generator | None
+    stream_text: bool = False
+    blocks: list[int] = field(default_factory=list)
+    row: int = -1  # row of the engine's block table while admitted
+    num_computed: int = 0
+    hit_tokens: int = 0
+    block_keys: list[int] = field(default_factory=list)  # keys of the registered full blocks
+    draft: int | None = None  # speculative: the MTP's guess for the token after the last one
+    logprobs: list[dict[int, float]] | None = None
+    finish_reason: str | None = None
+    text: str = ""
+    detok: IncrementalDetokenizer | None = None  # when text is streamed or stop strings are watched
+    num_draft_tokens: int = 0
+    num_accepted_tokens: int = 0
+
+    @property
+    def output_ids(self) -> list[int]:
+        return self.token_ids[self.prompt_len :]
+
+    @property
+    def prefilling(self) -> bool:
+        return self.num_computed < self.prompt_len
+
+    def completion(self) -> CompletionOutput:
+        return CompletionOutput(
+            index=self.index,
+            token_ids=self.output_ids,
+            text=self.text,
+            finish_reason=self.finish_reason,
+            logprobs=self.logprobs,
+            num_draft_tokens=self.num_draft_tokens,
+            num_accepted_tokens=self.num_accepted_tokens,
+        )

@@ -1,0 +1,132 @@
+"""Running the choices of one API request: admission, merged streaming, disconnects, metrics.
+
+Design choices:
+- All choices are admitted before any response byte is sent: a full queue is a 429 with Retry-After,
+  and a request the engine refuses is a 400, for streaming requests too.
+- The n choices of a request generate concurrently; their events are merged in arrival order (each
+  event carries its choice index, as OpenAI's chunks do).
+- A non-streaming request watches its connection while it waits: when the client goes away the
+  choices are released, which aborts them in the engine and frees their cache. Streaming responses
+  get the same from Starlette, which cancels the body iterator on disconnect; callers release in
+  `finally`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+
+from fastapi import Request
+
+from tinyseek.serve.engine_loop import EngineLoop, EngineStopped, QueueFull
+from tinyseek.serve.errors import APIError
+from tinyseek.serve.generation import ChoiceEvent, ChoicePlan, ChoiceRun
+from tinyseek.serve.metrics import ServerMetrics
+
+RETRY_AFTER_SECONDS = 1
+
+
+class ClientGone(Exception):
+    """The client closed the connection before its answer was ready."""
+
+
+async def start_runs(loop: EngineLoop, plans: Sequence[ChoicePlan]) -> list[ChoiceRun]:
+    try:
+        loop.reserve(len(plans))
+    except QueueFull as err:
+        raise APIError(
+            429,
+            f"The server is at capacity ({err}); retry after {RETRY_AFTER_SECONDS}s.",
+            code="queue_full",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        ) from err
+    except EngineStopped as err:
+        raise APIError(503, f"The server is not taking requests: {err}.", code="unavailable") from err
+    runs = [ChoiceRun(loop, plan) for plan in plans]
+    try:
+        for run in runs:
+            await run.start()
+    except ValueError as err:
+        close_runs(runs)
+        raise APIError(400, str(err), code="invalid_value") from err
+    except BaseException:
+        close_runs(runs)
+        raise
+    return runs
+
+
+def close_runs(runs: Sequence[ChoiceRun]) -> None:
+    for run in runs:
+        run.close()
+
+
+async def merged_events(runs: Sequence[ChoiceRun]) -> AsyncIterator[tuple[int, ChoiceEvent]]:
+    """(choice index, event) from all runs, as they come."""
+    if len(runs) == 1:
+        async for event in runs[0].events():
+            yield 0, event
+        return
+    queue: asyncio.Queue[tuple[int, ChoiceEvent | BaseException | None]] = asyncio.Queue()
+
+    async def pump(index: int, run: ChoiceRun) -> None:
+        try:
+            async for event in run.events():
+                queue.put_nowait((index, event))
+            queue.put_nowait((index, None))
+        except Exception as err:
+            queue.put_nowait((index, err))
+
+    tasks = [asyncio.create_task(pump(i, run)) for i, run in enumerate(runs)]
+    try:
+        remaining = len(runs)
+        while remaining:
+            index, item = await queue.get()
+            if item is None:
+                remaining -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield index, item
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+async def _until_disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def run_to_end(
+    request: Request, runs: Sequence[ChoiceRun], consume: Callable[[int, ChoiceEvent], None]
+) -> None:
+    """Drive every choice to its end, feeding events to `consume`; ClientGone if the client left."""
+
+    async def drive() -> None:
+        async for index, event in merged_events(runs):
+            consume(index, event)
+
+    work = asyncio.create_task(drive())
+    watcher = asyncio.create_task(_until_disconnected(request))
+    try:
+        done, _ = await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not work.done():
+            work.cancel()
+    if work not in done:
+        raise ClientGone()
+    work.result()
+
+
+def record_metrics(
+    metrics: ServerMetrics, started: float, prompt_tokens: int, runs: Sequence[ChoiceRun]
+) -> None:
+    """Tokens, prefix-cache counts, time to first token and latency of a finished request."""
+    metrics.record_prompt(prompt_tokens, runs[0].tally.cache_hit_tokens if runs else 0)
+    metrics.completion_tokens.inc(sum(r.tally.completion_tokens for r in runs))
+    firsts = [r.tally.first_token_at for r in runs if r.tally.first_token_at is not None]
+    if firsts:
+        metrics.ttft.observe(min(firsts) - started)
+    metrics.latency.observe(time.perf_counter() - started)
