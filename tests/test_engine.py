@@ -86,6 +86,16 @@ def test_requests_joining_mid_generation_equal_each_alone():
         assert outputs[rid] == alone.generate([prompt], p)[0].token_ids
 
 
+@pytest.mark.parametrize("speculative", [False, True])
+def test_prompts_longer_than_the_token_budget_prefill_in_chunks(speculative):
+    model = random_model()
+    prompts = prompts_of([45, 3, 30], seed=8)
+    llm = LLM(model, max_model_len=128, max_num_batched_tokens=16, speculative=speculative)
+    outs = llm.generate(prompts, SamplingParams(temperature=0, max_tokens=6))
+    assert [o.token_ids for o in outs] == [greedy_reference(model, p, 6) for p in prompts]
+    assert llm.stats.prompt_tokens_computed == 45 + 3 + 30
+
+
 def test_seeded_sampling_is_reproducible_and_seeds_differ():
     llm = LLM(random_model(), max_model_len=128)
     prompt = prompts_of([6])[0]
@@ -268,3 +278,18 @@ def test_async_engine_serves_concurrent_consumers_and_cancels():
     alone = LLM(model, max_model_len=128)
     assert results == [alone.generate([p], q)[0].token_ids for p, q in zip(prompts, params, strict=True)]
     assert engine.pool.num_available() == free and not engine.has_unfinished()
+
+
+def test_changed_weights_empty_the_prefix_cache():
+    model = random_model()
+    prompt = prompts_of([40], seed=9)[0]
+    llm = LLM(model, max_model_len=128)
+    params = SamplingParams(temperature=0, max_tokens=6)
+    llm.generate([prompt], params)
+    with torch.no_grad():  # what an optimizer step does to a policy shared with the engine
+        for p in model.layers[0].parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    again = llm.generate([prompt], params)[0]
+    assert again.prompt_cache_hit_tokens == 0
+    assert again.token_ids == greedy_reference(model, prompt, 6)
+    assert llm.generate([prompt], params)[0].prompt_cache_hit_tokens == 32

@@ -7,6 +7,9 @@ Design choices:
 - Finishing rules, in order per new token: EOS (unless ignore_eos) and stop_token_ids give "stop"
   with the token kept; a stop string gives "stop" with the text cut before it; max_tokens or the
   end of the context give "length". An aborted request ends with "abort" and frees its cache at once.
+- The engine may share its model with a trainer (RL): a change of any weight's version counter
+  (in-place optimizer steps, load_state_dict) empties the prefix cache before the next step, so no
+  latent computed with old weights is reused.
 - Text is decoded incrementally only where needed (streamed text or stop strings); otherwise once,
   when the completion finishes, so token-only workloads (RL rollouts) pay nothing for text.
 """
@@ -126,6 +129,7 @@ class Engine:
         self.requests: dict[str, _Request] = {}
         self._ids = itertools.count()
         self._lock = threading.RLock()
+        self._weights_version = self._version_of_weights()
         log.info(
             "engine: %d cache blocks of %d tokens (%d bytes/token, %.1f MiB), %d sequences max%s",
             num_blocks - 1, block_size, per_token, self.cache.nbytes / 2**20, max_num_seqs,
@@ -208,9 +212,18 @@ class Engine:
         return self.scheduler.has_unfinished()
 
     # ---- the step ------------------------------------------------------------------------------
+    def _version_of_weights(self) -> int:
+        tensors = [*self.model.parameters(), *self.model.buffers()]
+        return sum(t._version for t in tensors if not t.is_inference())
+
     def step(self) -> list[Delta]:
         """Run one scheduled step; returns what each touched completion gained."""
         with self._lock:
+            version = self._version_of_weights()
+            if version != self._weights_version:
+                log.info("model weights changed: prefix cache emptied")
+                self.pool.reset()
+                self._weights_version = version
             plan = self.scheduler.schedule()
             gained: list[tuple[Seq, StepTokens]] = []
             if plan.prefill:

@@ -105,6 +105,10 @@ class LLM:
             raise
         done: dict[str, RequestOutput] = {}
         while len(done) < len(ids):
+            if not self.engine.has_unfinished():
+                raise RuntimeError(
+                    f"engine went idle with {len(ids) - len(done)} requests unfinished (aborted?)"
+                )
             for delta in self.engine.step():
                 if delta.request_output is not None:
                     done[delta.request_id] = delta.request_output

@@ -9,6 +9,8 @@ Design choices:
   blocks run out. Unkeyed blocks go straight back to the free list.
 - Block 0 is never handed out: it is the sink that padded positions write into and read from.
 - Keys use Python's hash of int tuples, which is deterministic across processes (no string hashing).
+- `reset()` forgets every key (the weights changed, e.g. between RL steps: cached latents are stale)
+  and bumps `generation`, so sequences admitted before it never register their blocks afterwards.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class BlockPool:
         self.key_of: dict[int, int] = {}  # block -> key
         self.block_of: dict[int, int] = {}  # key -> block
         self.evictable: OrderedDict[int, None] = OrderedDict()  # keyed blocks at ref 0, LRU first
+        self.generation = 0
 
     @property
     def capacity(self) -> int:
@@ -100,3 +103,11 @@ class BlockPool:
                     self.evictable[b] = None
                 else:
                     self.free.append(b)
+
+    def reset(self) -> None:
+        """Forget every cached prefix; blocks in use stay with their owners, unkeyed."""
+        self.block_of.clear()
+        self.key_of.clear()
+        self.free.extend(self.evictable)
+        self.evictable.clear()
+        self.generation += 1

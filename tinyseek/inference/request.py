@@ -93,6 +93,7 @@ class Sequence:
     num_computed: int = 0
     hit_tokens: int = 0
     block_keys: list[int] = field(default_factory=list)  # keys of the registered full blocks
+    cache_generation: int = 0  # BlockPool.generation at admission
     draft: int | None = None  # speculative: the MTP's guess for the token after the last one
     logprobs: list[dict[int, float]] | None = None
     finish_reason: str | None = None

@@ -89,6 +89,8 @@ class Scheduler:
             self.waiting.remove(seq)
 
     def register_computed_blocks(self, seq: Sequence) -> None:
+        if seq.cache_generation != self.pool.generation:
+            return  # computed with weights that have since changed
         full = seq.num_computed // self.block_size
         done = len(seq.block_keys)
         if full > done:
@@ -150,4 +152,5 @@ class Scheduler:
         self.block_table[seq.row, : len(seq.blocks)] = torch.tensor(seq.blocks)
         seq.num_computed = seq.hit_tokens = len(hits) * self.block_size
         seq.block_keys = [self.pool.key_of[b] for b in hits]
+        seq.cache_generation = self.pool.generation
         self.running.append(seq)
