@@ -242,44 +242,6 @@ def test_generation_stops_at_the_end_of_the_context():
     assert len(out.token_ids) == 4 and out.finish_reason == "length"
 
 
-def test_async_engine_serves_concurrent_consumers_and_cancels():
-    import asyncio
-    from contextlib import aclosing
-
-    from tinyseek.inference.async_engine import AsyncEngine
-
-    model = random_model()
-    prompts = prompts_of([4, 19, 33], seed=7)
-    params = [SamplingParams(temperature=0.8, seed=i, max_tokens=12) for i in range(3)]
-    engine = Engine(model, max_model_len=128, max_cache_tokens=256)
-    free = engine.pool.num_available()
-    served = AsyncEngine(engine)
-
-    async def collect(prompt, p):
-        tokens = []
-        async for delta in served.generate(prompt, p):
-            tokens += delta.token_ids
-        return tokens
-
-    async def cancel_early():
-        async with aclosing(served.generate(prompts[0], SamplingParams(max_tokens=100))) as stream:
-            async for _ in stream:
-                break
-
-    async def main():
-        return await asyncio.gather(
-            *(collect(p, q) for p, q in zip(prompts, params, strict=True)), cancel_early()
-        )
-
-    try:
-        results = asyncio.run(main())[:3]
-    finally:
-        served.shutdown()
-    alone = LLM(model, max_model_len=128)
-    assert results == [alone.generate([p], q)[0].token_ids for p, q in zip(prompts, params, strict=True)]
-    assert engine.pool.num_available() == free and not engine.has_unfinished()
-
-
 def test_changed_weights_empty_the_prefix_cache():
     model = random_model()
     prompt = prompts_of([40], seed=9)[0]

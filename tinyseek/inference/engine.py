@@ -314,8 +314,8 @@ class Engine:
         self, prompt: str | Sequence[int], params: SamplingParams | None = None, request_id: str | None = None
     ) -> Iterator[Delta]:
         """Generate one request, yielding its deltas as they come. Drives the engine itself (one
-        consumer); closing the iterator early aborts the request. For many concurrent consumers use
-        `tinyseek.inference.async_engine.AsyncEngine`."""
+        consumer); closing the iterator early aborts the request. For many concurrent consumers see
+        `tinyseek.serve.engine_loop.EngineLoop` (a step thread feeding asyncio queues)."""
         rid = self.add_request(prompt, params, request_id, stream_text=True)
         try:
             while True:
