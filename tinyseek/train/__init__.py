@@ -1,0 +1,1 @@
+"""Training: pretraining and SFT (one trainer), metrics, atomic run checkpoints."""
