@@ -45,7 +45,7 @@ class MetricsLogger:
             self.file.write_text("".join(json.dumps(r) + "\n" for r in kept))
         elif resume_step is None and self.file.is_file():
             self.file.unlink()
-        self._out = open(self.file, "a")
+        self._out = open(self.file, "a")  # noqa: SIM115 - closed by close()
         self._writer: Any = None
         if tensorboard:
             try:
