@@ -1,0 +1,355 @@
+"""Evaluate a model the way the R1 report does: k samples per problem, pass@1 averaged over them, cons@k.
+
+    sets = problem_sets(["addition", "gcd"], n=500)            # tinyseek.eval.problems
+    report = evaluate(llm, sets, k=4, template="r1zero")       # one batched generate call
+    print(report.markdown()); json.dumps(report.to_json())
+
+Design choices:
+- Every request of the run (k samples for each problem of every family, plus one temperature-0 sample
+  per problem with `greedy=True`) goes to the engine in ONE `generate` call, so continuous batching
+  keeps the batch full until the last problem and the k samples of a problem share its cached prompt.
+- Reproducible: the k samples of a problem are one request with `n=k` and a seed derived from
+  (seed, family, problem, language), so a problem gets the same samples whatever else is evaluated
+  with it and in whatever order (the engine gives completion i the seed + i).
+- Templates: `r1zero` is the R1-Zero plain-text template for base models (completions
+  `<think>..</think><answer>..</answer>`, format style `think_answer`); generation stops at
+  `</answer>`, as R1-Zero-style rollouts do, and the stop string is put back so the format check sees
+  it. `chat` is the R1 chat template (the prompt ends with the forced `<think>\\n`, format style
+  `think`). The default is `chat` when the tokenizer carries a chat template, else `r1zero`.
+- Scoring is the RL reward's: the task's verifier on the answer section (the text after `</think>`, or
+  the whole completion when the reasoning was never closed), the format check of
+  `tinyseek.rl.think_format`, reasoning length in tokens of the model's tokenizer. A task with
+  `score_many` (coding: sandboxed test runs) scores a family's completions in one call.
+- Votes for cons@k group answers by exact value when they are numbers (`0.5` and `1/2` agree), else
+  by the stripped text.
+- Metrics come per family and overall (all problems pooled, so a family counts by its size).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from tinyseek.chat_template import r1_zero_prompt
+from tinyseek.eval.metrics import SampleResult, summarize
+from tinyseek.eval.problems import ProblemSet
+from tinyseek.inference.llm import LLM
+from tinyseek.inference.request import CompletionOutput
+from tinyseek.inference.sampling import SamplingParams
+from tinyseek.rl.think_format import ANSWER_CLOSE, FormatStyle, parse_completion
+from tinyseek.tasks import Problem, Task
+from tinyseek.tasks.answer import extract_answer, format_number, parse_number
+
+log = logging.getLogger(__name__)
+
+Template = Literal["r1zero", "chat"]
+TEMPLATES: tuple[Template, ...] = ("r1zero", "chat")
+TEMPLATE_STYLES: dict[Template, FormatStyle] = {"r1zero": "think_answer", "chat": "think"}
+TEMPLATE_STOPS: dict[Template, tuple[str, ...]] = {"r1zero": (ANSWER_CLOSE,), "chat": ()}
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One completion and how it scored."""
+
+    text: str
+    answer: str | None
+    correct: bool
+    well_formed: bool
+    reasoning_tokens: int
+    completion_tokens: int
+    finish_reason: str | None
+
+
+@dataclass
+class ProblemRecord:
+    """A problem, the prompt the model saw, and its samples (plus the greedy one when asked)."""
+
+    task: str
+    canonical: str
+    reference: str
+    lang: str
+    prompt: str
+    samples: list[Sample]
+    greedy: Sample | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        row = asdict(self)
+        if self.greedy is None:
+            del row["greedy"]
+        return row
+
+
+@dataclass
+class EvalReport:
+    """Metrics per family and overall, the settings that produced them, and the per-problem records."""
+
+    settings: dict[str, Any]
+    families: dict[str, dict[str, float]]
+    overall: dict[str, float]
+    records: list[ProblemRecord] = field(default_factory=list)
+    seconds: float = 0.0
+    generated_tokens: int = 0
+
+    def to_json(self, include_records: bool = False) -> dict[str, Any]:
+        """A JSON-ready dict; per-problem records only when asked (they are large)."""
+        out: dict[str, Any] = {
+            "settings": self.settings,
+            "overall": self.overall,
+            "families": self.families,
+            "seconds": self.seconds,
+            "generated_tokens": self.generated_tokens,
+            "tokens_per_second": self.generated_tokens / self.seconds if self.seconds > 0 else None,
+        }
+        if include_records:
+            out["records"] = [r.to_json() for r in self.records]
+        return out
+
+    def markdown(self) -> str:
+        """One row per family (and an `all` row when there are several), one column per metric."""
+        k = self.settings["k"]
+        columns = [
+            ("problems", "problems", "{:.0f}"),
+            ("pass@1", "pass@1", "{:.3f}"),
+            (f"pass@{k}", f"pass@{k}", "{:.3f}"),
+            (f"cons@{k}", f"cons@{k}", "{:.3f}"),
+            ("format", "format_rate", "{:.3f}"),
+            ("reasoning tok", "reasoning_tokens", "{:.1f}"),
+            ("truncated", "truncated", "{:.3f}"),
+        ]
+        if self.settings.get("greedy"):
+            columns.append(("greedy", "greedy_accuracy", "{:.3f}"))
+        rows = list(self.families.items())
+        if len(rows) > 1:
+            rows.append(("all", self.overall))
+        lines = [
+            "| task | " + " | ".join(title for title, _, _ in columns) + " |",
+            "|---|" + "---:|" * len(columns),
+        ]
+        for name, metrics in rows:
+            cells = [fmt.format(metrics[key]) for _, key, fmt in columns]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        s = self.settings
+        lines.append(
+            f"\nk={k}, temperature {s['temperature']}, top-p {s['top_p']}, max {s['max_tokens']} tokens, "
+            f"template {s['template']}, seed {s['seed']}; {self.generated_tokens} tokens in "
+            f"{self.seconds:.1f}s"
+        )
+        return "\n".join(lines)
+
+
+def default_template(tokenizer: Any) -> Template:
+    """`chat` when the tokenizer carries a chat template, else the R1-Zero template for base models."""
+    return "chat" if getattr(tokenizer, "chat_template", None) else "r1zero"
+
+
+def check_template(template: str) -> Template:
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown template {template!r}; expected one of {', '.join(TEMPLATES)}")
+    return template  # type: ignore[return-value]
+
+
+def prompt_ids(llm: LLM, question: str, template: Template) -> list[int]:
+    """The token ids the model sees for a question (BOS included) under a template."""
+    if template == "chat":
+        return llm.chat_prompt([{"role": "user", "content": question}])
+    tokenizer = llm.tokenizer
+    if tokenizer is None:
+        raise ValueError("evaluation needs an LLM with a tokenizer (prompts and answers are text)")
+    return list(tokenizer.encode(r1_zero_prompt(question)))
+
+
+def problem_seed(seed: int, family: str, problem: Problem, lang: str) -> int:
+    """A per-problem sampling seed that does not depend on what else is evaluated, or in which order."""
+    digest = hashlib.sha256(f"{seed}:{family}:{problem.canonical}:{lang}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def vote_key(answer: str) -> str:
+    """Numbers vote by exact value (`0.5` = `1/2`), anything else by its stripped text."""
+    value = parse_number(answer)
+    return format_number(value) if value is not None else answer.strip()
+
+
+def _token_counter(tokenizer: Any) -> Callable[[str], int]:
+    def count(text: str) -> int:
+        return len(tokenizer.encode(text, add_special_tokens=False)) if text else 0
+
+    return count
+
+
+def _completion_text(output: CompletionOutput, stops: Sequence[str], eos_ids: set[int]) -> str:
+    """The completion as generated, with a stop string the engine cut put back (the format needs it)."""
+    text = output.text
+    stopped_by_string = (
+        output.finish_reason == "stop"
+        and stops
+        and not (output.token_ids and output.token_ids[-1] in eos_ids)
+    )
+    return text + stops[0] if stopped_by_string and len(stops) == 1 else text
+
+
+def _score(task: Task, problems: Sequence[Problem], sections: Sequence[str]) -> list[float]:
+    score_many = getattr(task, "score_many", None)
+    if callable(score_many):
+        return [float(s) for s in score_many(list(problems), list(sections))]
+    return [float(task.score(p, s)) for p, s in zip(problems, sections, strict=True)]
+
+
+def _judge(
+    task: Task,
+    problems: Sequence[Problem],
+    texts: Sequence[str],
+    outputs: Sequence[CompletionOutput],
+    style: FormatStyle,
+    count: Callable[[str], int],
+) -> list[Sample]:
+    """Verify, parse and measure completions of one family (problems[i] is the problem of texts[i])."""
+    parsed = [parse_completion(t, style) for t in texts]
+    sections = [t if p.answer is None else p.answer for t, p in zip(texts, parsed, strict=True)]
+    scores = _score(task, problems, sections)
+    return [
+        Sample(
+            text=text,
+            answer=extract_answer(section),
+            correct=score >= 1.0,
+            well_formed=p.well_formed,
+            reasoning_tokens=count(p.reasoning),
+            completion_tokens=len(out.token_ids),
+            finish_reason=out.finish_reason,
+        )
+        for text, section, score, p, out in zip(texts, sections, scores, parsed, outputs, strict=True)
+    ]
+
+
+def family_metrics(records: Sequence[ProblemRecord], k: int) -> dict[str, float]:
+    """summarize()'s metrics (reasoning length in tokens) plus truncation, length and greedy accuracy."""
+    results = [
+        [SampleResult(s.correct, s.answer, s.well_formed, s.reasoning_tokens) for s in r.samples]
+        for r in records
+    ]
+    metrics = summarize(results, k, key=vote_key)
+    metrics["reasoning_tokens"] = metrics.pop("reasoning_length")
+    flat = [s for r in records for s in r.samples]
+    metrics["completion_tokens"] = statistics.fmean(s.completion_tokens for s in flat)
+    metrics["truncated"] = statistics.fmean(s.finish_reason == "length" for s in flat)
+    greedy = [r.greedy for r in records if r.greedy is not None]
+    if greedy:
+        metrics["greedy_accuracy"] = statistics.fmean(g.correct for g in greedy)
+    return metrics
+
+
+def evaluate(
+    llm: LLM | str | Path,
+    sets: ProblemSet | Sequence[ProblemSet],
+    k: int = 4,
+    temperature: float = 0.6,
+    top_p: float = 0.95,
+    max_tokens: int = 512,
+    template: Template | None = None,
+    seed: int = 0,
+    greedy: bool = False,
+    stop: Sequence[str] | None = None,
+) -> EvalReport:
+    """Sample k completions per problem (one batched call), verify them, and report R1's metrics.
+
+    `template=None` picks `default_template(llm.tokenizer)`; `stop=None` the template's stop strings.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k = {k!r}: expected an integer >= 1 (samples per problem)")
+    sets = [sets] if isinstance(sets, ProblemSet) else list(sets)
+    if not sets or any(not s.problems for s in sets):
+        empty = [s.name for s in sets if not s.problems]
+        raise ValueError(f"nothing to evaluate: no problem sets, or sets with no problems {empty}")
+    names = [s.name for s in sets]
+    if len(set(names)) != len(names):
+        raise ValueError(f"task families must be distinct, got {names}")
+    sampling = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, n=k)
+    llm = llm if isinstance(llm, LLM) else LLM(llm)
+    if llm.tokenizer is None:
+        raise ValueError("evaluation needs an LLM with a tokenizer (prompts and answers are text)")
+    template = check_template(template) if template is not None else default_template(llm.tokenizer)
+    stops = list(TEMPLATE_STOPS[template] if stop is None else stop)
+    style = TEMPLATE_STYLES[template]
+
+    prompts: list[list[int]] = []
+    params: list[SamplingParams] = []
+    for problem_set in sets:
+        for problem in problem_set.problems:
+            ids = prompt_ids(llm, problem_set.task.prompt(problem, problem_set.lang), template)
+            seeded = problem_seed(seed, problem_set.name, problem, problem_set.lang)
+            prompts.append(ids)
+            params.append(
+                SamplingParams(
+                    max_tokens=max_tokens, temperature=temperature, top_p=top_p, n=k, seed=seeded, stop=stops
+                )
+            )
+            if greedy:
+                prompts.append(ids)
+                params.append(SamplingParams(max_tokens=max_tokens, temperature=0.0, stop=stops))
+    log.info(
+        "evaluating %d problems x %d samples%s (%s template)",
+        sum(len(s.problems) for s in sets), k, " + greedy" if greedy else "", template,
+    )  # fmt: skip
+    start = time.perf_counter()
+    outputs = iter(llm.generate(prompts, params))
+    seconds = time.perf_counter() - start
+
+    count = _token_counter(llm.tokenizer)
+    eos_ids = set(llm.engine.eos_token_ids)
+    records: list[ProblemRecord] = []
+    families: dict[str, dict[str, float]] = {}
+    generated = 0
+    for problem_set in sets:
+        requests = [(next(outputs), next(outputs) if greedy else None) for _ in problem_set.problems]
+        flat_problems: list[Problem] = []
+        flat_outputs: list[CompletionOutput] = []
+        for problem, (sampled, greedy_out) in zip(problem_set.problems, requests, strict=True):
+            extra = [] if greedy_out is None else greedy_out.outputs[:1]
+            flat_outputs += [*sampled.outputs, *extra]
+            flat_problems += [problem] * (len(sampled.outputs) + len(extra))
+        generated += sum(len(o.token_ids) for o in flat_outputs)
+        texts = [_completion_text(o, stops, eos_ids) for o in flat_outputs]
+        judged = iter(_judge(problem_set.task, flat_problems, texts, flat_outputs, style, count))
+        family_records = []
+        for problem, (sampled, _) in zip(problem_set.problems, requests, strict=True):
+            samples = [next(judged) for _ in range(k)]
+            family_records.append(
+                ProblemRecord(
+                    task=problem_set.name,
+                    canonical=problem.canonical,
+                    reference=problem.answer,
+                    lang=problem_set.lang,
+                    prompt=llm.tokenizer.decode(sampled.prompt_token_ids, skip_special_tokens=False),
+                    samples=samples,
+                    greedy=next(judged) if greedy else None,
+                )
+            )
+        families[problem_set.name] = family_metrics(family_records, k)
+        records += family_records
+    settings = {
+        "k": k,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "max_tokens": max_tokens,
+        "template": template,
+        "format_style": style,
+        "stop": stops,
+        "seed": seed,
+        "greedy": greedy,
+        "tasks": names,
+        "langs": sorted({s.lang for s in sets}),
+    }
+    report = EvalReport(settings, families, family_metrics(records, k), records, seconds, generated)
+    log.info(
+        "pass@1 %.3f, cons@%d %.3f, format %.3f over %d problems (%.1fs)",
+        report.overall["pass@1"], k, report.overall[f"cons@{k}"], report.overall["format_rate"],
+        len(records), seconds,
+    )  # fmt: skip
+    return report
