@@ -13,8 +13,8 @@ Design choices:
   with it and in whatever order (the engine gives completion i the seed + i).
 - Templates: `r1zero` is the R1-Zero plain-text template for base models (completions
   `<think>..</think><answer>..</answer>`, format style `think_answer`); generation stops at
-  `</answer>`, as R1-Zero-style rollouts do, and the stop string is put back so the format check sees
-  it. `chat` is the R1 chat template (the prompt ends with the forced `<think>\\n`, format style
+  `</answer>`, as R1-Zero-style rollouts do, and the stop string (any of `stop`, found in the decoded
+  tokens) is put back so the format check and the SFT traces see it. `chat` is the R1 chat template (the prompt ends with the forced `<think>\\n`, format style
   `think`). The default is `chat` when the tokenizer carries a chat template, else `r1zero`.
 - Scoring is the RL reward's: the task's verifier on the answer section (the text after `</think>`, or
   the whole completion when the reasoning was never closed), the format check of
@@ -184,15 +184,15 @@ def _token_counter(tokenizer: Any) -> Callable[[str], int]:
     return count
 
 
-def _completion_text(output: CompletionOutput, stops: Sequence[str], eos_ids: set[int]) -> str:
+def _completion_text(
+    output: CompletionOutput, stops: Sequence[str], eos_ids: set[int], tokenizer: Any
+) -> str:
     """The completion as generated, with a stop string the engine cut put back (the format needs it)."""
     text = output.text
-    stopped_by_string = (
-        output.finish_reason == "stop"
-        and stops
-        and not (output.token_ids and output.token_ids[-1] in eos_ids)
-    )
-    return text + stops[0] if stopped_by_string and len(stops) == 1 else text
+    if output.finish_reason != "stop" or not stops or (output.token_ids and output.token_ids[-1] in eos_ids):
+        return text
+    rest = str(tokenizer.decode(output.token_ids, skip_special_tokens=True))[len(text) :]
+    return text + next((stop for stop in stops if rest.startswith(stop)), "")
 
 
 def _score(task: Task, problems: Sequence[Problem], sections: Sequence[str]) -> list[float]:
@@ -315,7 +315,7 @@ def evaluate(
             flat_outputs += [*sampled.outputs, *extra]
             flat_problems += [problem] * (len(sampled.outputs) + len(extra))
         generated += sum(len(o.token_ids) for o in flat_outputs)
-        texts = [_completion_text(o, stops, eos_ids) for o in flat_outputs]
+        texts = [_completion_text(o, stops, eos_ids, llm.tokenizer) for o in flat_outputs]
         judged = iter(_judge(problem_set.task, flat_problems, texts, flat_outputs, style, count))
         family_records = []
         for problem, (sampled, _) in zip(problem_set.problems, requests, strict=True):
