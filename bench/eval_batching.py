@@ -94,7 +94,7 @@ def main() -> None:
             ids = prompt_ids(llm, problems.task.prompt(problem), args.template)
             params = SamplingParams(
                 max_tokens=args.max_tokens, temperature=0.6, top_p=0.95, n=args.k, stop=stops,
-                seed=problem_seed(0, problems.name, problem, problems.lang),
+                seed=problem_seed(0, problem, problems.lang),
             )  # fmt: skip
             loop_texts.append([c.text for c in llm.generate([ids], params)[0].outputs])
         looped = time.perf_counter() - start

@@ -9,7 +9,7 @@ Design choices:
   per problem with `greedy=True`) goes to the engine in ONE `generate` call, so continuous batching
   keeps the batch full until the last problem and the k samples of a problem share its cached prompt.
 - Reproducible: the k samples of a problem are one request with `n=k` and a seed derived from
-  (seed, family, problem, language), so a problem gets the same samples whatever else is evaluated
+  (seed, task, canonical problem, language), so a problem gets the same samples whatever else is evaluated
   with it and in whatever order (the engine gives completion i the seed + i).
 - Templates: `r1zero` is the R1-Zero plain-text template for base models (completions
   `<think>..</think><answer>..</answer>`, format style `think_answer`); generation stops at
@@ -165,9 +165,10 @@ def prompt_ids(llm: LLM, question: str, template: Template) -> list[int]:
     return list(tokenizer.encode(r1_zero_prompt(question)))
 
 
-def problem_seed(seed: int, family: str, problem: Problem, lang: str) -> int:
-    """A per-problem sampling seed that does not depend on what else is evaluated, or in which order."""
-    digest = hashlib.sha256(f"{seed}:{family}:{problem.canonical}:{lang}".encode()).digest()
+def problem_seed(seed: int, problem: Problem, lang: str) -> int:
+    """A per-problem sampling seed that does not depend on what else is evaluated, in which order, or
+    where a benchmark file lives (`problem.task` is the family name, or the style of a file)."""
+    digest = hashlib.sha256(f"{seed}:{problem.task}:{problem.canonical}:{lang}".encode()).digest()
     return int.from_bytes(digest[:4], "big")
 
 
@@ -283,7 +284,7 @@ def evaluate(
     for problem_set in sets:
         for problem in problem_set.problems:
             ids = prompt_ids(llm, problem_set.task.prompt(problem, problem_set.lang), template)
-            seeded = problem_seed(seed, problem_set.name, problem, problem_set.lang)
+            seeded = problem_seed(seed, problem, problem_set.lang)
             prompts.append(ids)
             params.append(
                 SamplingParams(
