@@ -34,8 +34,14 @@ def random_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return random_model_dir(tmp_path_factory.mktemp("random"))
 
 
-def _sample(answer: str | None, correct: bool, well_formed: bool = True, finish: str = "stop") -> Sample:
-    return Sample(f"<answer>{answer}</answer>", answer, correct, well_formed, 3, 5, finish)
+def _sample(
+    answer: str | None,
+    correct: bool,
+    well_formed: bool = True,
+    finish: str = "stop",
+    language: float | None = None,
+) -> Sample:
+    return Sample(f"<answer>{answer}</answer>", answer, correct, well_formed, 3, 5, finish, language)
 
 
 def test_family_metrics_on_hand_made_samples() -> None:
@@ -47,7 +53,8 @@ def test_family_metrics_on_hand_made_samples() -> None:
         ),
         ProblemRecord(
             "t", "b", "4", "en", "p",
-            [_sample("5", False), _sample("5", False), _sample("4", True), _sample("4", True, False)],
+            [_sample("5", False, language=1.0), _sample("5", False, language=0.5), _sample("4", True),
+             _sample("4", True, False)],
             greedy=_sample("5", False),
         ),
     ]  # fmt: skip
@@ -60,6 +67,8 @@ def test_family_metrics_on_hand_made_samples() -> None:
     assert metrics["truncated"] == 1 / 8
     assert metrics["greedy_accuracy"] == 0.5
     assert metrics["reasoning_tokens"] == 3 and metrics["completion_tokens"] == 5
+    assert metrics["language_consistency"] == 0.75  # mean over the samples with language evidence
+    assert "language_consistency" not in family_metrics(records[:1], k=4)
     assert vote_key(" 0.50 ") == vote_key("\\frac{1}{2}") == "1/2" and vote_key(" x+1 ") == "x+1"
 
 

@@ -9,17 +9,19 @@ Design choices:
   per problem with `greedy=True`) goes to the engine in ONE `generate` call, so continuous batching
   keeps the batch full until the last problem and the k samples of a problem share its cached prompt.
 - Reproducible: the k samples of a problem are one request with `n=k` and a seed derived from
-  (seed, task, canonical problem, language), so a problem gets the same samples whatever else is evaluated
-  with it and in whatever order (the engine gives completion i the seed + i).
+  (seed, task, canonical problem, language), so a problem gets the same samples whatever else is
+  evaluated with it and in whatever order (the engine gives completion i the seed + i).
 - Templates: `r1zero` is the R1-Zero plain-text template for base models (completions
   `<think>..</think><answer>..</answer>`, format style `think_answer`); generation stops at
-  `</answer>`, as R1-Zero-style rollouts do, and the stop string (any of `stop`, found in the decoded
-  tokens) is put back so the format check and the SFT traces see it. `chat` is the R1 chat template (the prompt ends with the forced `<think>\\n`, format style
-  `think`). The default is `chat` when the tokenizer carries a chat template, else `r1zero`.
+  `</answer>`, as R1-Zero-style rollouts do, and the stop string (whichever of `stop` the decoded
+  tokens show) is put back so the format check and the SFT traces see it. `chat` is the R1 chat
+  template (the prompt ends with the forced `<think>\\n`, format style `think`). The default is
+  `chat` when the tokenizer carries a chat template, else `r1zero`.
 - Scoring is the RL reward's: the task's verifier on the answer section (the text after `</think>`, or
   the whole completion when the reasoning was never closed), the format check of
-  `tinyseek.rl.think_format`, reasoning length in tokens of the model's tokenizer. A task with
-  `score_many` (coding: sandboxed test runs) scores a family's completions in one call.
+  `tinyseek.rl.think_format`, reasoning length in tokens of the model's tokenizer, and R1's language
+  consistency (share of the reasoning's words in the prompt's language, `tinyseek.rl.language`).
+  A task with `score_many` (coding: sandboxed test runs) scores a family's completions in one call.
 - Votes for cons@k group answers by exact value when they are numbers (`0.5` and `1/2` agree), else
   by the stripped text.
 - Metrics come per family and overall (all problems pooled, so a family counts by its size).
@@ -42,6 +44,7 @@ from tinyseek.eval.problems import ProblemSet
 from tinyseek.inference.llm import LLM
 from tinyseek.inference.request import CompletionOutput
 from tinyseek.inference.sampling import SamplingParams
+from tinyseek.rl.language import language_share
 from tinyseek.rl.think_format import ANSWER_CLOSE, FormatStyle, parse_completion
 from tinyseek.tasks import Problem, Task
 from tinyseek.tasks.answer import extract_answer, format_number, parse_number
@@ -65,6 +68,7 @@ class Sample:
     reasoning_tokens: int
     completion_tokens: int
     finish_reason: str | None
+    language: float | None = None  # share of the reasoning in the prompt's language; None: no evidence
 
 
 @dataclass
@@ -128,6 +132,8 @@ class EvalReport:
         rows = list(self.families.items())
         if len(rows) > 1:
             rows.append(("all", self.overall))
+        if all("language_consistency" in metrics for _, metrics in rows):
+            columns.append(("language", "language_consistency", "{:.3f}"))
         lines = [
             "| task | " + " | ".join(title for title, _, _ in columns) + " |",
             "|---|" + "---:|" * len(columns),
@@ -210,6 +216,7 @@ def _judge(
     outputs: Sequence[CompletionOutput],
     style: FormatStyle,
     count: Callable[[str], int],
+    lang: str,
 ) -> list[Sample]:
     """Verify, parse and measure completions of one family (problems[i] is the problem of texts[i])."""
     parsed = [parse_completion(t, style) for t in texts]
@@ -224,13 +231,15 @@ def _judge(
             reasoning_tokens=count(p.reasoning),
             completion_tokens=len(out.token_ids),
             finish_reason=out.finish_reason,
+            language=language_share(p.reasoning, lang),
         )
         for text, section, score, p, out in zip(texts, sections, scores, parsed, outputs, strict=True)
     ]
 
 
 def family_metrics(records: Sequence[ProblemRecord], k: int) -> dict[str, float]:
-    """summarize()'s metrics (reasoning length in tokens) plus truncation, length and greedy accuracy."""
+    """summarize()'s metrics (reasoning length in tokens) plus truncation, completion length, language
+    consistency (when any reasoning has words) and greedy accuracy (when sampled)."""
     results = [
         [SampleResult(s.correct, s.answer, s.well_formed, s.reasoning_tokens) for s in r.samples]
         for r in records
@@ -240,6 +249,9 @@ def family_metrics(records: Sequence[ProblemRecord], k: int) -> dict[str, float]
     flat = [s for r in records for s in r.samples]
     metrics["completion_tokens"] = statistics.fmean(s.completion_tokens for s in flat)
     metrics["truncated"] = statistics.fmean(s.finish_reason == "length" for s in flat)
+    shares = [s.language for s in flat if s.language is not None]
+    if shares:  # R1's language-consistency measure; absent when no reasoning held any word
+        metrics["language_consistency"] = statistics.fmean(shares)
     greedy = [r.greedy for r in records if r.greedy is not None]
     if greedy:
         metrics["greedy_accuracy"] = statistics.fmean(g.correct for g in greedy)
@@ -317,7 +329,9 @@ def evaluate(
             flat_problems += [problem] * (len(sampled.outputs) + len(extra))
         generated += sum(len(o.token_ids) for o in flat_outputs)
         texts = [_completion_text(o, stops, eos_ids, llm.tokenizer) for o in flat_outputs]
-        judged = iter(_judge(problem_set.task, flat_problems, texts, flat_outputs, style, count))
+        judged = iter(
+            _judge(problem_set.task, flat_problems, texts, flat_outputs, style, count, problem_set.lang)
+        )
         family_records = []
         for problem, (sampled, _) in zip(problem_set.problems, requests, strict=True):
             samples = [next(judged) for _ in range(k)]
