@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from tinyseek.model.transformer import Transformer
 from tinyseek.rl.config import GRPOConfig
 from tinyseek.rl.dynamic_sampling import is_informative
 from tinyseek.rl.grpo_trainer import GRPOTrainer
+from tinyseek.rl.packing import Sample, completion_logits, pack
 from tinyseek.rl.prompts import PromptSource, parse_tasks
 from tinyseek.rl.rewards import RewardFunction, RewardSet
 from tinyseek.rl.run import GRPORunConfig, run_grpo
@@ -190,3 +193,49 @@ def test_cli_grpo_json(policy_dir: Path, tmp_path: Path, capsys: pytest.CaptureF
     bad = ["grpo", "--model", str(policy_dir), "--run-dir", str(tmp_path / "x"), "--task", "nonsense"]
     assert main(bad) == 2
     assert "nonsense" in capsys.readouterr().err
+
+
+def test_sigterm_saves_a_checkpoint_and_stops(policy_dir: Path, tmp_path: Path) -> None:
+    def shortness_then_sigterm(prompts: list[str], completions: list[str], **columns: object) -> list[float]:
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives mid-step, as a scheduler's SIGTERM would
+        return shortness(prompts, completions, **columns)  # type: ignore[arg-type]
+
+    result = run_grpo(
+        GRPORunConfig(
+            model=policy_dir,
+            run_dir=tmp_path / "run",
+            template="chat",
+            grpo=small_config(),
+            reward_weights={},
+            extra_rewards=[RewardFunction("short", shortness_then_sigterm)],
+            max_steps=5,
+            eval_every=0,
+            save_every=0,
+            progress=False,
+            tensorboard=False,
+        )  # fmt: skip
+    )
+    assert result.stopped == "signal" and result.steps == 1
+    assert result.checkpoint is not None and result.checkpoint.name == "step-000001"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_shared_prompt_forward_matches_full_sequences(policy_dir: Path) -> None:
+    model = Transformer.from_pretrained(policy_dir)
+    samples = [
+        Sample(0, [1, 5, 9, 14], [7, 8, 3], 1.0, False),
+        Sample(0, [1, 5, 9, 14], [20], -1.0, False),
+        Sample(1, [1, 30, 31, 32, 33, 34, 35], [40, 41, 42, 43, 44], 0.5, True),
+        Sample(2, [1, 6], [50, 51], 0.5, False),
+    ]
+    (batch,) = pack(samples, max_tokens=10_000)
+    shared = completion_logits(model, batch)
+    for row in range(batch.num_sequences):
+        prompt_len = int(batch.prompt_lengths[batch.row_prompt[row]])
+        prompt = batch.prompt_ids[batch.row_prompt[row], :prompt_len]
+        length = int(batch.mask[row].sum())
+        full = model(torch.cat([prompt, batch.targets[row, :length]])[None])[0]
+        torch.testing.assert_close(shared[row, :length], full[prompt_len - 1 : prompt_len - 1 + length])
+    shared.sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    assert len(pack(samples, max_tokens=12)) > 1

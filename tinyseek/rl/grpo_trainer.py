@@ -164,8 +164,8 @@ class GRPOTrainer:
             rewards, self.config.group_size, self.config.scale_rewards, self.config.advantage_eps
         ).tolist()
         everything = [
-            Sample(g.item.token_ids, ids, 0.0, truncated)
-            for g in groups
+            Sample(index, g.item.token_ids, ids, 0.0, truncated)
+            for index, g in enumerate(groups)
             for ids, truncated in zip(g.completion_ids, g.truncated, strict=True)
         ]
         for sample, advantage in zip(everything, advantages, strict=True):
