@@ -146,6 +146,8 @@ def bench_trl(model_dir: Path, args: argparse.Namespace, out_dir: Path) -> dict[
         bf16=False,
         dataloader_num_workers=0,
         shuffle_dataset=False,
+        gradient_checkpointing=False,  # TRL turns it on by default; tinyseek does not recompute
+
     )
     trainer = TRLTrainer(
         model=model,

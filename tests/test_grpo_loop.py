@@ -239,3 +239,27 @@ def test_shared_prompt_forward_matches_full_sequences(policy_dir: Path) -> None:
     shared.sum().backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
     assert len(pack(samples, max_tokens=12)) > 1
+
+
+def test_mask_truncated_leaves_cut_completions_out(policy_dir: Path) -> None:
+    trainer = trainer_for(
+        policy_dir, small_config(mask_truncated=True), RewardSet([RewardFunction("short", shortness)])
+    )
+    groups, metrics = trainer.collect()
+    assert 0 < metrics["completion_length/truncated"] < 1
+    samples, sequences, tokens = trainer.samples(groups)
+    kept = [
+        (ids, cut) for g in groups for ids, cut in zip(g.completion_ids, g.truncated, strict=True) if not cut
+    ]
+    assert sequences == 12 and tokens == sum(len(ids) for ids, _ in kept)
+    assert samples and not any(s.truncated for s in samples)
+
+
+@pytest.mark.parametrize("preset", ["dr_grpo", "dapo"])
+def test_other_aggregations_take_a_finite_step(policy_dir: Path, preset: str) -> None:
+    config = GRPOConfig.preset(preset, group_size=4, prompts_per_step=3, max_new_tokens=MAX_NEW, lr=1e-3)
+    trainer = trainer_for(policy_dir, config, RewardSet([RewardFunction("short", shortness)]))
+    before = params_of(trainer.model)
+    metrics = trainer.train_step().metrics
+    assert metrics["skipped"] == 0.0 and metrics["grad_norm"] > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True))

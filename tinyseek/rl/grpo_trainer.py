@@ -43,7 +43,7 @@ from tinyseek.rl.rollout import RolloutGroup, RolloutSampler
 log = logging.getLogger(__name__)
 
 WARN_SHARE = 0.5  # warn when more than this share of groups is flat or of completions is truncated
-_SUMMED = ("loss",)
+_SUMMED = ("loss", "tokens")  # micro-batch losses already carry the global denominators
 _EXTREMES = {"ratio_min": min, "ratio_max": max}
 
 
@@ -254,16 +254,14 @@ class GRPOTrainer:
             weight = out.metrics["tokens"]
             weights += weight
             for key, value in out.metrics.items():
-                if key in _SUMMED or key == "tokens":
+                if key in _SUMMED:
                     totals[key] = totals.get(key, 0.0) + value
                 elif key in _EXTREMES:
                     totals[key] = _EXTREMES[key](totals.get(key, value), value)
-                else:
+                else:  # token-weighted mean over micro-batches
                     totals[key] = totals.get(key, 0.0) + value * weight
         result = {
-            key: value / weights
-            if key not in _SUMMED and key not in _EXTREMES and key != "tokens" and weights
-            else value
+            key: value if key in _SUMMED or key in _EXTREMES else value / max(weights, 1.0)
             for key, value in totals.items()
         }
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm))
