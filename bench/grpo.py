@@ -6,7 +6,8 @@ G completions for each of P prompts per step, the same max completion length, te
 one inner iteration, fp32, AdamW. The reward is the share of digits in the completion, so groups
 have reward variance and neither side can skip the backward pass of flat groups. The first step of
 each is a warm-up; the median of the others is reported, with the mean completion length of each
-(random weights rarely emit the end of sequence, so both mostly generate the full length).
+(random weights rarely emit the end of sequence, so both mostly generate the full length). tinyseek's
+steps run half before and half after TRL's, so a drifting load on a shared CPU weighs on both alike.
 
     PYTHONPATH=. python bench/grpo.py                         # tiny, G=8, 32 prompts, 32 new tokens
     PYTHONPATH=. python bench/grpo.py --steps 3 --prompts 8 --new-tokens 16 --skip-trl
@@ -15,9 +16,11 @@ each is a warm-up; the median of the others is reported, with the mean completio
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -79,34 +82,43 @@ def questions(n: int) -> list[str]:
     return [r1_zero_prompt(task.prompt(p)) for p, _ in zip(task.sample(seed=1), range(n), strict=False)]
 
 
-def bench_tinyseek(model_dir: Path, args: argparse.Namespace) -> dict[str, float]:
-    tokenizer = Tokenizer.from_pretrained(model_dir)
-    model = Transformer.from_pretrained(model_dir)
-    config = GRPOConfig(
-        group_size=args.group_size,
-        prompts_per_step=args.prompts,
-        max_new_tokens=args.new_tokens,
-        lr=1e-5,
-        beta=0.0,
-        mu=1,
-    )
-    prompts = PromptSource(parse_tasks("addition"), tokenizer, "r1zero", seed=1)
-    trainer = GRPOTrainer(
-        model, tokenizer, config, RewardSet([RewardFunction("digits", digit_share)]), prompts
-    )
-    seconds, lengths, rollout = [], [], []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        result = trainer.train_step()
-        seconds.append(time.perf_counter() - start)
-        lengths.append(result.metrics["completion_length/mean"])
-        rollout.append(result.metrics["rollout_seconds"])
-    return {
-        "seconds_per_step": statistics.median(seconds[1:]),
-        "rollout_share": statistics.median(r / s for r, s in zip(rollout[1:], seconds[1:], strict=True)),
-        "completion_length": statistics.mean(lengths[1:]),
-        "steps_timed": len(seconds) - 1,
-    }
+class TinyseekSide:
+    """tinyseek's GRPOTrainer on the model directory; `run(n)` times n more steps (the first is a warm-up)."""
+
+    def __init__(self, model_dir: Path, args: argparse.Namespace) -> None:
+        tokenizer = Tokenizer.from_pretrained(model_dir)
+        model = Transformer.from_pretrained(model_dir)
+        config = GRPOConfig(
+            group_size=args.group_size,
+            prompts_per_step=args.prompts,
+            max_new_tokens=args.new_tokens,
+            lr=1e-5,
+            beta=0.0,
+            mu=1,
+        )
+        prompts = PromptSource(parse_tasks("addition"), tokenizer, "r1zero", seed=1)
+        rewards = RewardSet([RewardFunction("digits", digit_share)])
+        self.trainer = GRPOTrainer(model, tokenizer, config, rewards, prompts)
+        self.seconds: list[float] = []
+        self.lengths: list[float] = []
+        self.rollout: list[float] = []
+
+    def run(self, steps: int) -> None:
+        for _ in range(steps):
+            start = time.perf_counter()
+            result = self.trainer.train_step()
+            self.seconds.append(time.perf_counter() - start)
+            self.lengths.append(result.metrics["completion_length/mean"])
+            self.rollout.append(result.metrics["rollout_seconds"])
+
+    def report(self) -> dict[str, float]:
+        timed = self.seconds[1:]
+        return {
+            "seconds_per_step": statistics.median(timed),
+            "rollout_share": statistics.median(r / s for r, s in zip(self.rollout[1:], timed, strict=True)),
+            "completion_length": statistics.mean(self.lengths[1:]),
+            "steps_timed": len(timed),
+        }
 
 
 def bench_trl(model_dir: Path, args: argparse.Namespace, out_dir: Path) -> dict[str, float]:
@@ -147,7 +159,6 @@ def bench_trl(model_dir: Path, args: argparse.Namespace, out_dir: Path) -> dict[
         dataloader_num_workers=0,
         shuffle_dataset=False,
         gradient_checkpointing=False,  # TRL turns it on by default; tinyseek does not recompute
-
     )
     trainer = TRLTrainer(
         model=model,
@@ -158,7 +169,8 @@ def bench_trl(model_dir: Path, args: argparse.Namespace, out_dir: Path) -> dict[
     )
     trainer.add_callback(StepTimer())
     start = time.perf_counter()
-    trainer.train()
+    with contextlib.redirect_stdout(sys.stderr):  # TRL prints its logs; keep stdout for the report
+        trainer.train()
     edges = [start, *marks]
     seconds = [b - a for a, b in zip(edges, edges[1:], strict=False)]
     return {
@@ -192,10 +204,16 @@ def main() -> None:
             "group_size": args.group_size,
             "prompts_per_step": args.prompts,
             "max_new_tokens": args.new_tokens,
-            "tinyseek": bench_tinyseek(model_dir, args),
         }
+        ours = TinyseekSide(model_dir, args)
+        # Half of tinyseek's steps before TRL's and half after, so a load that drifts (shared CPU)
+        # weighs on both sides alike.
+        ours.run(1 + (args.steps - 1) // 2)
         if not args.skip_trl:
             report["trl"] = bench_trl(model_dir, args, Path(tmp) / "trl")
+        ours.run(args.steps - 1 - (args.steps - 1) // 2)
+        report["tinyseek"] = ours.report()
+        if "trl" in report:
             report["speedup"] = report["trl"]["seconds_per_step"] / report["tinyseek"]["seconds_per_step"]
     if args.json:
         print(json.dumps(report, indent=2))

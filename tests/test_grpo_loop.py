@@ -263,3 +263,21 @@ def test_other_aggregations_take_a_finite_step(policy_dir: Path, preset: str) ->
     metrics = trainer.train_step().metrics
     assert metrics["skipped"] == 0.0 and metrics["grad_norm"] > 0
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True))
+
+
+def test_time_budget_stops_the_run(policy_dir: Path, tmp_path: Path) -> None:
+    result = run_grpo(
+        GRPORunConfig(
+            model=policy_dir,
+            run_dir=tmp_path / "run",
+            template="chat",
+            grpo=small_config(),
+            max_steps=50,
+            max_minutes=1e-6,
+            eval_every=0,
+            progress=False,
+            tensorboard=False,
+        )  # fmt: skip
+    )
+    assert result.stopped == "time" and result.steps == 0
+    assert Transformer.from_pretrained(result.final_model) is not None

@@ -205,7 +205,11 @@ def run_grpo(config: GRPORunConfig) -> GRPOResult:
         reference=reference,
     )
     if resume_from is not None:
-        trainer.load_state_dict(load_state(resume_from))
+        state = load_state(resume_from)
+        changed = sorted(k for k, v in state["config"].items() if grpo.to_dict().get(k) != v)
+        if changed:
+            log.warning("resume: GRPOConfig differs from the checkpoint's in %s", ", ".join(changed))
+        trainer.load_state_dict(state)
         log.info("resumed from %s at step %d", resume_from, trainer.step)
 
     eval_items = []
