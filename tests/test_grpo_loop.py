@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,16 @@ from tinyseek.tokenizer import Tokenizer
 from tinyseek.train.metrics import read_metrics
 
 MAX_NEW = 12
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """The tiny policy's ops are microseconds long: extra intra-op threads only add synchronisation,
+    and on a shared 2-core machine they made these tests ~8x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
