@@ -3,7 +3,7 @@
 Builds a random-weight model from a preset (default `tiny`, MTP off) with a byte-level BPE trained on
 R1-Zero-templated addition problems, saves it in the HF layout, and runs GRPO steps on it with both:
 G completions for each of P prompts per step, the same max completion length, temperature 1, β = 0,
-one inner iteration, fp32, AdamW. The reward is the share of digits in the completion, so groups
+one inner iteration, fp32 (or bf16 autocast with --bf16), AdamW. The reward is the share of digits in the completion, so groups
 have reward variance and neither side can skip the backward pass of flat groups. The first step of
 each is a warm-up; the median of the others is reported, with the mean completion length of each
 (random weights rarely emit the end of sequence, so both mostly generate the full length). tinyseek's
@@ -98,7 +98,8 @@ class TinyseekSide:
         )
         prompts = PromptSource(parse_tasks("addition"), tokenizer, "r1zero", seed=1)
         rewards = RewardSet([RewardFunction("digits", digit_share)])
-        self.trainer = GRPOTrainer(model, tokenizer, config, rewards, prompts)
+        amp = torch.bfloat16 if args.bf16 else None
+        self.trainer = GRPOTrainer(model, tokenizer, config, rewards, prompts, amp_dtype=amp)
         self.seconds: list[float] = []
         self.lengths: list[float] = []
         self.rollout: list[float] = []
@@ -155,7 +156,7 @@ def bench_trl(model_dir: Path, args: argparse.Namespace, out_dir: Path) -> dict[
         save_strategy="no",
         report_to="none",
         use_cpu=True,
-        bf16=False,
+        bf16=args.bf16,
         dataloader_num_workers=0,
         shuffle_dataset=False,
         gradient_checkpointing=False,  # TRL turns it on by default; tinyseek does not recompute
@@ -191,6 +192,9 @@ def main() -> None:
     parser.add_argument(
         "--steps", type=int, default=3, help="steps per side, the first a warm-up (default 3)"
     )
+    parser.add_argument(
+        "--bf16", action="store_true", help="bf16 autocast for training on both sides (fp32 master weights)"
+    )
     parser.add_argument("--skip-trl", action="store_true", help="time tinyseek only")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args()
@@ -219,7 +223,7 @@ def main() -> None:
         print(json.dumps(report, indent=2))
         return
     print(f"device: {report['device']}; preset {args.preset}, G={args.group_size}, {args.prompts} prompts/step, "
-          f"{args.new_tokens} new tokens, beta=0, fp32")  # fmt: skip
+          f"{args.new_tokens} new tokens, beta=0, {'bf16 autocast' if args.bf16 else 'fp32'}")  # fmt: skip
     for side in ("tinyseek", "trl"):
         if side in report:
             r = report[side]

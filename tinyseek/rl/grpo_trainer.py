@@ -15,6 +15,9 @@ Design choices:
 - Guards: an inner iteration whose loss, KL or gradient norm is not finite is skipped (gradients
   dropped, optimizer untouched) and logged; the step's remaining iterations are abandoned. A warning
   is logged when most groups have zero reward variance or most completions hit the length limit.
+- Throughput metrics: `rollout_tokens_per_s` counts generated completion tokens; `train_tokens_per_s`
+  counts the tokens the forward/backward computed (each group's prompt once, see `packing`), over all
+  inner iterations.
 - DAPO dynamic sampling (`dynamic_sampling`) draws more prompts until `prompts_per_step` informative
   groups are kept (`tinyseek.rl.dynamic_sampling.fill_batch`); reward metrics cover every drawn group.
 """
