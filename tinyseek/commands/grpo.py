@@ -87,7 +87,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of prompts and sampling")
     p.add_argument("--difficulty", type=int, default=1, help="difficulty of procedural tasks")
     p.add_argument("--lang", default="en", help="prompt language of procedural tasks (en, fr, zh)")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast for training (fp32 master weights)")
+    p.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bf16 autocast for training, fp32 master weights (faster only with native bf16: GPUs, AVX512-BF16/AMX CPUs)",
+    )
     p.add_argument("--device", default="cpu", help="torch device")
     p.add_argument("--micro-batch-tokens", type=int, default=16384, help="padded tokens per micro-batch")
     p.add_argument("--warmup-steps", type=int, default=0, help="linear LR warmup steps (0 = constant)")
