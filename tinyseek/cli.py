@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "tinyseek.commands.generate",
     "tinyseek.commands.serve",
     "tinyseek.commands.eval",
+    "tinyseek.commands.grpo",
 ]
 
 

@@ -1,7 +1,9 @@
-"""Reinforcement learning with verifiable rewards: the GRPO objective family, rewards, dynamic sampling."""
+"""Reinforcement learning with verifiable rewards: the GRPO objective family, rewards, dynamic sampling,
+and the GRPO loop (`run_grpo(GRPORunConfig(...)) -> GRPOResult`; `GRPOTrainer` for step-level control)."""
 
 from tinyseek.rl.config import LOSS_TYPES, GRPOConfig
 from tinyseek.rl.dynamic_sampling import FilledBatch, fill_batch, informative_groups, is_informative
+from tinyseek.rl.grpo_trainer import GRPOTrainer, StepResult
 from tinyseek.rl.objective import (
     ObjectiveOutput,
     aggregate,
@@ -25,6 +27,7 @@ from tinyseek.rl.rewards import (
     overlong_reward,
     parse_reward_weights,
 )
+from tinyseek.rl.run import GRPOResult, GRPORunConfig, run_grpo
 from tinyseek.rl.think_format import FORMAT_STYLES, ParsedCompletion, parse_completion
 
 __all__ = [
@@ -33,12 +36,16 @@ __all__ = [
     "LOSS_TYPES",
     "FilledBatch",
     "GRPOConfig",
+    "GRPOResult",
+    "GRPORunConfig",
+    "GRPOTrainer",
     "ObjectiveOutput",
     "ParsedCompletion",
     "RewardFunction",
     "RewardOptions",
     "RewardScores",
     "RewardSet",
+    "StepResult",
     "accuracy_reward",
     "aggregate",
     "fill_batch",
@@ -54,6 +61,7 @@ __all__ = [
     "overlong_reward",
     "parse_completion",
     "parse_reward_weights",
+    "run_grpo",
     "token_entropy",
     "token_logprobs",
 ]

@@ -1,0 +1,132 @@
+"""Rollouts: G sampled completions per prompt from the inference engine, scored by a RewardSet.
+
+Design choices:
+- Sampling goes through `tinyseek.LLM` over the very Transformer being trained: no weight copy, and
+  the engine empties its prefix cache by itself when the optimizer changes the weights.
+- One request per prompt with `n = G`: the G completions share the prompt's cache blocks. Each request
+  is seeded from (run seed, global prompt index), so a run (and a resumed run) samples the same
+  completions whatever else shares the batch; the engine gives completion i the seed + i.
+- All groups of a round are scored in one RewardSet call, with the columns rewards may read:
+  `problem` (a Problem), `task` (its Task), `task_problem` ((Task, Problem), what the built-in
+  accuracy reward scores with), `answer`, `lang`, `completion_ids`, `completion_lengths`, `truncated`.
+- Rewards see the question (not the templated prompt), so language detection reads the user's text.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tinyseek.inference.llm import LLM
+from tinyseek.inference.sampling import SamplingParams
+from tinyseek.rl.prompts import PromptItem
+from tinyseek.rl.rewards import RewardSet
+
+
+def request_seed(run_seed: int, prompt_index: int) -> int:
+    """A 62-bit seed per prompt: distinct streams for every (run, prompt), stable across machines."""
+    return random.Random(f"grpo:{run_seed}:{prompt_index}").getrandbits(62)
+
+
+def task_score(task_problem: tuple[Any, Any], completion: str) -> float:
+    """The accuracy score of the built-in reward: the problem's own task verifier."""
+    task, problem = task_problem
+    return float(task.score(problem, completion))
+
+
+@dataclass
+class RolloutGroup:
+    """One prompt's G completions with their rewards (`rewards` = weighted totals)."""
+
+    item: PromptItem
+    completion_ids: list[list[int]]
+    texts: list[str]
+    finish_reasons: list[str]
+    rewards: list[float] = field(default_factory=list)
+    reward_values: dict[str, list[float | None]] = field(default_factory=dict)
+
+    @property
+    def truncated(self) -> list[bool]:
+        return [reason == "length" for reason in self.finish_reasons]
+
+
+@dataclass
+class RolloutRound:
+    groups: list[RolloutGroup]
+    seconds: float
+    completion_tokens: int
+
+
+class RolloutSampler:
+    """Samples and scores groups of completions for a list of prompts."""
+
+    def __init__(
+        self,
+        llm: LLM,
+        rewards: RewardSet,
+        group_size: int,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        self.llm = llm
+        self.rewards = rewards
+        self.group_size = group_size
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        self.seed = seed
+
+    def sample(self, items: list[PromptItem], first_index: int) -> RolloutRound:
+        """Complete `items` (global prompt indices from `first_index`) G times each, then score."""
+        start = time.perf_counter()
+        params = [
+            SamplingParams(
+                max_tokens=self.max_new_tokens,
+                temperature=self.temperature,
+                top_p=self.top_p,
+                n=self.group_size,
+                seed=request_seed(self.seed, first_index + i),
+            )
+            for i in range(len(items))
+        ]
+        outputs = self.llm.generate([item.token_ids for item in items], params)
+        groups = [
+            RolloutGroup(
+                item,
+                [list(c.token_ids) for c in out.outputs],
+                [c.text for c in out.outputs],
+                [c.finish_reason or "length" for c in out.outputs],
+            )
+            for item, out in zip(items, outputs, strict=True)
+        ]
+        score_groups(groups, self.rewards)
+        tokens = sum(len(ids) for g in groups for ids in g.completion_ids)
+        return RolloutRound(groups, time.perf_counter() - start, tokens)
+
+
+def score_groups(groups: list[RolloutGroup], rewards: RewardSet) -> None:
+    """Fill each group's `rewards` and `reward_values` from one RewardSet call over all completions."""
+    rows = [(g, i) for g in groups for i in range(len(g.texts))]
+    if not rows:
+        return
+    columns: dict[str, list[Any]] = {
+        "problem": [g.item.problem for g, _ in rows],
+        "task": [g.item.task for g, _ in rows],
+        "task_problem": [(g.item.task, g.item.problem) for g, _ in rows],
+        "answer": [g.item.problem.answer for g, _ in rows],
+        "lang": [g.item.lang for g, _ in rows],
+        "completion_ids": [g.completion_ids[i] for g, i in rows],
+        "completion_lengths": [len(g.completion_ids[i]) for g, i in rows],
+        "truncated": [g.truncated[i] for g, i in rows],
+    }
+    scores = rewards([g.item.question for g, _ in rows], [g.texts[i] for g, i in rows], **columns)
+    offset = 0
+    for g in groups:
+        n = len(g.texts)
+        g.rewards = scores.total[offset : offset + n]
+        g.reward_values = {name: values[offset : offset + n] for name, values in scores.values.items()}
+        offset += n

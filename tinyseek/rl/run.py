@@ -1,0 +1,286 @@
+"""`run_grpo(GRPORunConfig(...)) -> GRPOResult`: a whole GRPO run, the API the CLI and the R1 pipeline call.
+
+A run directory holds `metrics.jsonl` (+ `tensorboard/`), `grpo_config.json`, `samples/eval-step-N.jsonl`
+(every evaluation's completions), `checkpoints/step-N/` (resumable) and `final/` (the trained policy,
+an HF model directory that `tinyseek.LLM` and `tinyseek serve` load).
+
+Design choices:
+- The run stops at `max_steps` or when `max_minutes` have passed (checked between steps), whichever
+  comes first, or at SIGINT/SIGTERM: the signal only raises a flag, the current step finishes, a
+  checkpoint is written, and a second signal falls back to the default handler.
+- `resume=True` continues from the newest complete checkpoint of `run_dir` (weights, optimizer, RNG,
+  the prompt stream's position, the reference policy) and trims metrics.jsonl to the steps before it,
+  so a resumed run logs the same next step as an uninterrupted one would.
+- The model directory must carry its tokenizer (tokenizer.json), as `tinyseek.LLM` loads it.
+- Built-in rewards by name and weight (`reward_weights`) score with the task's own verifier; any extra
+  `RewardFunction` can be added. Overlong shaping (`overlong_cache > 0`) adds the `overlong` reward.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tinyseek.model.transformer import Transformer
+from tinyseek.rl.checkpointing import (
+    REFERENCE_DIR,
+    latest_checkpoint,
+    load_state,
+    save_checkpoint,
+    save_policy,
+)
+from tinyseek.rl.config import GRPOConfig
+from tinyseek.rl.evaluation import evaluate, write_samples
+from tinyseek.rl.grpo_trainer import GRPOTrainer
+from tinyseek.rl.prompts import PromptSource, Template, check_template, parse_tasks
+from tinyseek.rl.rewards import RewardFunction, RewardOptions, RewardSet
+from tinyseek.rl.rollout import task_score
+from tinyseek.tasks import Split
+from tinyseek.train.metrics import MetricsLogger
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REWARDS = {"accuracy": 1.0, "format": 0.5}
+_SHOWN = ("reward/total/mean", "accuracy", "completion_length/mean", "kl", "step_seconds")
+
+
+@dataclass
+class GRPORunConfig:
+    model: str | Path
+    run_dir: str | Path
+    task: str = "addition"
+    eval_task: str | None = None
+    template: Template = "r1zero"
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    reward_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_REWARDS))
+    extra_rewards: list[RewardFunction] = field(default_factory=list)
+    max_steps: int = 100
+    max_minutes: float | None = None
+    seed: int = 0
+    difficulty: int = 1
+    lang: str = "en"
+    bf16: bool = False
+    device: str = "cpu"
+    micro_batch_tokens: int = 16384
+    warmup_steps: int = 0
+    eval_every: int = 25
+    eval_problems: int = 64
+    save_every: int = 50
+    keep_checkpoints: int = 2
+    resume: bool = False
+    tensorboard: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_template(self.template)
+        for name in ("max_steps", "micro_batch_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"GRPORunConfig.{name} = {getattr(self, name)!r}; expected an integer >= 1")
+        for name in ("eval_every", "eval_problems", "save_every", "keep_checkpoints", "warmup_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"GRPORunConfig.{name} = {getattr(self, name)!r}; expected an integer >= 0")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ValueError(f"GRPORunConfig.max_minutes = {self.max_minutes!r}; expected None or > 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k not in ("grpo", "extra_rewards")}
+        out["model"], out["run_dir"] = str(self.model), str(self.run_dir)
+        out["grpo"] = self.grpo.to_dict()
+        out["extra_rewards"] = [{"name": r.name, "weight": r.weight} for r in self.extra_rewards]
+        return out
+
+
+@dataclass
+class GRPOResult:
+    run_dir: Path
+    final_model: Path
+    steps: int  # completed GRPO steps, counting those of resumed-from runs
+    stopped: str  # "max_steps", "time" or "signal"
+    metrics: dict[str, float]  # the last step's
+    eval_metrics: dict[str, float]  # the last evaluation's (empty when evaluation is off)
+    checkpoint: Path | None
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by SIGINT/SIGTERM (main thread only); a second signal gets the default behaviour."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, frame: Any) -> None:
+        log.warning("signal %d: finishing this step, saving a checkpoint, then stopping", signum)
+        stop.set()
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def build_rewards(config: GRPORunConfig, style: Any) -> RewardSet:
+    grpo = config.grpo
+    options = RewardOptions(
+        score=task_score,
+        score_column="task_problem",
+        style=style,
+        max_len=grpo.overlong_limit,
+        overlong_cache=grpo.overlong_cache,
+    )
+    weights = dict(config.reward_weights)
+    if grpo.overlong_cache > 0:
+        weights.setdefault("overlong", 1.0)
+    rewards = RewardSet.from_weights(weights, options) if weights else RewardSet()
+    for extra in config.extra_rewards:
+        rewards.add(extra.name, extra.fn, extra.weight)
+    if not len(rewards):
+        raise ValueError("no rewards: give reward_weights or extra_rewards")
+    return rewards
+
+
+def run_grpo(config: GRPORunConfig) -> GRPOResult:
+    """Train a policy with GRPO (see the module docstring for the run directory and stopping rules)."""
+    from tqdm.auto import tqdm
+
+    from tinyseek.tokenizer import Tokenizer
+
+    start = time.monotonic()
+    model_dir, run_dir = Path(config.model), Path(config.run_dir)
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"model {str(model_dir)!r}: expected an HF model directory with config.json")
+    file_split: Split | None = "train" if config.eval_task else None
+    tasks = parse_tasks(config.task, file_split)  # bad task names fail before any model is loaded
+    tokenizer = Tokenizer.from_pretrained(model_dir)
+    grpo = config.grpo
+    resume_from = latest_checkpoint(run_dir) if config.resume else None
+    if config.resume and resume_from is None:
+        log.warning("resume: no checkpoint under %s; starting from %s", run_dir, model_dir)
+    source = resume_from or model_dir
+    model = Transformer.from_pretrained(source, dtype=torch.float32, device=config.device)
+    reference = None
+    if resume_from is not None and grpo.beta > 0 and (resume_from / REFERENCE_DIR).is_dir():
+        reference = Transformer.from_pretrained(resume_from / REFERENCE_DIR, device=config.device)
+
+    context = model.config.max_position_embeddings
+    if grpo.max_new_tokens >= context:
+        raise ValueError(f"max_new_tokens = {grpo.max_new_tokens}; expected fewer than the context {context}")
+    prompts = PromptSource(
+        tasks,
+        tokenizer,
+        config.template,
+        "train",
+        config.seed,
+        config.difficulty,
+        config.lang,
+        max_prompt_tokens=context - grpo.max_new_tokens,
+    )
+    rewards = build_rewards(config, prompts.style)
+    trainer = GRPOTrainer(
+        model,
+        tokenizer,
+        grpo,
+        rewards,
+        prompts,
+        seed=config.seed,
+        amp_dtype=torch.bfloat16 if config.bf16 else None,
+        micro_batch_tokens=config.micro_batch_tokens,
+        warmup_steps=config.warmup_steps,
+        reference=reference,
+    )
+    if resume_from is not None:
+        state = load_state(resume_from)
+        changed = sorted(k for k, v in state["config"].items() if grpo.to_dict().get(k) != v)
+        if changed:
+            log.warning("resume: GRPOConfig differs from the checkpoint's in %s", ", ".join(changed))
+        trainer.load_state_dict(state)
+        log.info("resumed from %s at step %d", resume_from, trainer.step)
+
+    eval_items = []
+    if config.eval_every > 0 and config.eval_problems > 0:
+        eval_tasks = parse_tasks(config.eval_task, "test") if config.eval_task else prompts.tasks
+        eval_source = PromptSource(
+            eval_tasks, tokenizer, config.template, "test", config.seed, config.difficulty, config.lang,
+            max_prompt_tokens=context - grpo.max_new_tokens,
+        )  # fmt: skip
+        eval_items = eval_source.take(config.eval_problems)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "grpo_config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str) + "\n")
+    logger = MetricsLogger(
+        run_dir, config.tensorboard, resume_step=trainer.step + 1 if resume_from is not None else None
+    )
+    metrics: dict[str, float] = {}
+    eval_metrics: dict[str, float] = {}
+    checkpoint: Path | None = resume_from
+    stopped = "max_steps"
+
+    def run_eval() -> None:
+        nonlocal eval_metrics
+        result = evaluate(trainer.llm, eval_items, prompts.style, grpo.max_new_tokens, config.seed)
+        eval_metrics = result.metrics
+        write_samples(run_dir / "samples" / f"eval-step-{trainer.step:06d}.jsonl", trainer.step, result.rows)
+        logger.log(trainer.step, eval_metrics)
+        log.info(
+            "eval at step %d: greedy %.3f, sampled %.3f on %d problems",
+            trainer.step,
+            eval_metrics["eval/greedy_accuracy"],
+            eval_metrics["eval/sampled_accuracy"],
+            len(eval_items),
+        )
+
+    def save() -> None:
+        nonlocal checkpoint
+        checkpoint = save_checkpoint(
+            run_dir, trainer.step, model, tokenizer, trainer.state_dict(), trainer.reference,
+            config.keep_checkpoints or 1,
+        )  # fmt: skip
+
+    bar = tqdm(
+        total=config.max_steps, initial=trainer.step, desc="grpo", unit="step", disable=not config.progress
+    )
+    try:
+        with _stop_on_signals() as stop:
+            if eval_items and trainer.step == 0:
+                run_eval()
+            while trainer.step < config.max_steps:
+                if stop.is_set():
+                    stopped = "signal"
+                    break
+                if config.max_minutes is not None and time.monotonic() - start >= 60 * config.max_minutes:
+                    stopped = "time"
+                    break
+                result = trainer.train_step()
+                metrics = result.metrics
+                logger.log(result.step, metrics)
+                bar.update(1)
+                bar.set_postfix({k.split("/")[-2] if "/" in k else k: f"{metrics[k]:.3g}"
+                                 for k in _SHOWN if k in metrics})  # fmt: skip
+                if eval_items and result.step % config.eval_every == 0:
+                    run_eval()
+                if config.save_every and result.step % config.save_every == 0:
+                    save()
+            if checkpoint is None or not checkpoint.name.endswith(f"{trainer.step:06d}"):
+                save()
+    finally:
+        bar.close()
+        logger.close()
+    final = save_policy(run_dir / "final", model, tokenizer)
+    log.info("GRPO %s after %d steps; policy saved to %s", stopped, trainer.step, final)
+    return GRPOResult(run_dir, final, trainer.step, stopped, metrics, eval_metrics, checkpoint)
