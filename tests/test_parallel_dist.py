@@ -1,0 +1,144 @@
+"""FSDP2 and FSDP2 + EP under real torchrun (2 gloo ranks) against one process; DCP checkpoints.
+
+One torchrun launch (tests/dist/parallel_parity.py) runs every distributed check and writes its
+results; the tests here read them and do the one-process side (load, convert, transformers)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import DeepseekV3ForCausalLM
+
+from tinyseek.model.transformer import Transformer
+from tinyseek.parallel.checkpoint import latest_checkpoint, model_from_checkpoint, step_directory
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "tests" / "dist" / "parallel_parity.py"
+LOSS_TOL = 1e-5
+GRAD_TOL = 1e-5  # relative to each gradient's largest entry
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("dist")
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node=2",
+        f"--master-port={free_port()}",
+        str(SCRIPT),
+        str(out),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return out, json.loads((out / "results.json").read_text())
+
+
+def max_diff(a: list[float], b: list[float]) -> float:
+    return max(abs(x - y) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("layout", ["ep1", "ep2"])
+def test_losses_equal_one_process(run, layout):
+    _, r = run
+    assert len(r["single"]) == 5
+    diff = max_diff(r[layout], r["single"])
+    assert diff <= LOSS_TOL, f"{layout}: per-step loss differs by {diff} from one process"
+    # AdamW hides a wrong gradient scale, so the first step's gradients are compared too.
+    grads = r[f"{layout}_grad_diff"]
+    assert any("experts" in name for name in grads)
+    worst = max(grads, key=grads.get)
+    assert grads[worst] <= GRAD_TOL, f"{layout}: gradient of {worst} off by {grads[worst]} (relative)"
+
+
+@pytest.mark.parametrize("layout", ["ep1", "ep2"])
+def test_sharded_forward_equals_one_process(run, layout):
+    _, r = run
+    diff = (torch.tensor(r[f"{layout}_eval"]) - torch.tensor(r["single_eval"])).abs().max().item()
+    assert diff <= 1e-3, f"{layout}: logits after 5 steps differ by {diff}"
+
+
+def test_resume_from_checkpoint_continues_identically(run):
+    _, r = run
+    assert r["resumed_at"] == 3
+    assert r["resumed"] == r["ep2"][3:]
+
+
+def test_bad_degrees_are_named(run):
+    _, r = run
+    assert "ep=3" in r["errors"]["ep_world"] and "world size 2" in r["errors"]["ep_world"]
+    assert "ep=2" in r["errors"]["ep_experts"] and "n_routed_experts=3" in r["errors"]["ep_experts"]
+
+
+def test_two_rank_checkpoint_loads_in_one_process(run):
+    out, _ = run
+    assert latest_checkpoint(out / "ckpt") == step_directory(out / "ckpt", 5)
+    assert sorted(p.name for p in (out / "ckpt").iterdir()) == ["latest", "step-00000003", "step-00000005"]
+    model = model_from_checkpoint(out / "ckpt")
+    full = torch.load(out / "full_ep2.pt")
+    state = model.state_dict()
+    assert set(full) <= set(state)
+    for name, tensor in full.items():
+        assert torch.equal(state[name], tensor), name
+
+
+def test_convert_cli_gives_hf_model_with_same_logits(run, tmp_path):
+    out, _ = run
+    hf_dir = tmp_path / "hf"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "tinyseek",
+        "checkpoint",
+        "convert",
+        str(out / "ckpt"),
+        str(hf_dir),
+        "--json",
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["checkpoint"].endswith("step-00000005") and "config.json" in summary["files"]
+
+    reference = model_from_checkpoint(out / "ckpt")
+    ours = Transformer.from_pretrained(hf_dir)
+    hf = DeepseekV3ForCausalLM.from_pretrained(hf_dir).eval()
+    ids = torch.randint(0, reference.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = reference(ids)
+        assert torch.equal(ours(ids), expected)
+        diff = (hf(ids).logits - expected).abs().max().item()
+    assert diff <= 1e-4, f"transformers logits differ by {diff}"
+    assert len(ours.mtp) == 1  # MTP weights survive the conversion
+
+
+def test_convert_cli_names_a_missing_checkpoint(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "tinyseek",
+        "checkpoint",
+        "convert",
+        str(tmp_path / "nope"),
+        str(tmp_path / "o"),
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "nope" in proc.stderr and ".metadata" in proc.stderr
