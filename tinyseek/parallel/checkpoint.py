@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +103,8 @@ def save_checkpoint(
     if _rank() == 0:
         with atomic_directory(final) as tmp:
             _share_path(tmp)
-            dcp.save(state, checkpoint_id=tmp)
+            with _single_process_ok():
+                dcp.save(state, checkpoint_id=tmp)
             _barrier()  # every rank's shards are written (dcp.save's metadata came last)
             config = getattr(model, "config", None)
             if isinstance(config, ModelConfig):
@@ -120,6 +124,14 @@ def _share_path(path: Path | None) -> str:
     if _distributed():
         dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+@contextmanager
+def _single_process_ok() -> Iterator[None]:
+    """DCP warns whenever it runs without a process group; in one process that is the intent."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is (disabled, )?unavailable or uninit")
+        yield
 
 
 def _barrier() -> None:
@@ -151,7 +163,8 @@ def load_checkpoint(
     state: dict[str, Any] = {"model": model_sd, "step": torch.tensor(0)}
     if optimizer is not None:
         state["optimizer"] = optim_sd
-    dcp.load(state, checkpoint_id=directory)
+    with _single_process_ok():
+        dcp.load(state, checkpoint_id=directory)
     set_state_dict(
         model,
         optimizer if optimizer is not None else [],
@@ -168,7 +181,8 @@ def load_model_weights(path: str | Path, model: nn.Module) -> None:
     """Fill a plain (unsharded) model from a DCP checkpoint in this one process: no optimizer, no ranks."""
     directory = resolve_checkpoint(path)
     state = {"model": model.state_dict()}
-    dcp.load(state, checkpoint_id=directory)
+    with _single_process_ok():
+        dcp.load(state, checkpoint_id=directory)
     model.load_state_dict(state["model"], strict=True)
 
 
