@@ -21,6 +21,8 @@ Design choices:
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 from torch.distributed.device_mesh import DeviceMesh
@@ -63,8 +65,11 @@ def apply_fsdp(
         units.append((fully_shard(block, mesh=dp_mesh, mp_policy=policy), dp_mesh))
     # The head is its own unit: the trainer calls it outside any root method, once for the next token
     # and once per MTP depth, so it needs its own gather/reduce hooks around each call.
-    head = fully_shard(model.lm_head, mesh=dp_mesh, mp_policy=policy, reshard_after_forward=False)
-    units.append((head, dp_mesh))
+    # Tied embeddings: one weight, so the embedding joins the head's unit (FSDP forbids splitting it).
+    tied = model.lm_head.weight is model.embed_tokens.weight
+    head_modules = [model.embed_tokens, model.lm_head] if tied else [model.lm_head]
+    fully_shard(head_modules, mesh=dp_mesh, mp_policy=policy, reshard_after_forward=False)
+    units.append((cast(FSDPModule, model.lm_head), dp_mesh))
     root = fully_shard(model, mesh=dp_mesh, mp_policy=policy, reshard_after_forward=False)
     units.append((root, dp_mesh))
     for unit, mesh in units:
