@@ -67,7 +67,7 @@ def apply_fsdp(
     # and once per MTP depth, so it needs its own gather/reduce hooks around each call.
     # Tied embeddings: one weight, so the embedding joins the head's unit (FSDP forbids splitting it).
     tied = model.lm_head.weight is model.embed_tokens.weight
-    head_modules = [model.embed_tokens, model.lm_head] if tied else [model.lm_head]
+    head_modules: list[nn.Module] = [model.embed_tokens, model.lm_head] if tied else [model.lm_head]
     fully_shard(head_modules, mesh=dp_mesh, mp_policy=policy, reshard_after_forward=False)
     units.append((cast(FSDPModule, model.lm_head), dp_mesh))
     root = fully_shard(model, mesh=dp_mesh, mp_policy=policy, reshard_after_forward=False)
