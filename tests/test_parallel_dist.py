@@ -62,7 +62,7 @@ def launch(out: Path, nproc: int, *args: str) -> dict:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("dist")
-    return out, launch(out, 2, "--ep", "1,2", "--tied")
+    return out, launch(out, 2, "--ep", "1,2", "--tied", "--bf16")
 
 
 def check_layout(results: dict, layout: str) -> None:
@@ -81,6 +81,15 @@ def check_layout(results: dict, layout: str) -> None:
 @pytest.mark.parametrize("layout", ["ep1", "ep2", "tied_ep1"])
 def test_losses_and_gradients_equal_one_process(run, layout):
     check_layout(run[1], layout)
+
+
+def test_bf16_mixed_precision_trains_close_to_fp32(run):
+    r = run[1]["layouts"]["bf16_ep2"]
+    assert r["stored_dtypes"] == ["torch.float32"]  # bf16 only for compute; AdamW updates fp32 shards
+    assert r["eval_dtype"] == "torch.bfloat16"
+    single = run[1]["single"]
+    assert abs(r["losses"][0] - single[0]) <= 0.01, "bf16 forward far from fp32 before any update"
+    assert r["loss_diff"] <= 0.05, f"bf16 losses {r['losses']} drift from fp32 {single}"
 
 
 def test_resume_from_checkpoint_continues_identically(run):
