@@ -13,6 +13,7 @@ from conftest import tiny_config
 from tinyseek.model.transformer import Transformer
 from tinyseek.parallel import (
     ParallelDims,
+    clip_grad_norm_,
     init_distributed,
     latest_checkpoint,
     load_checkpoint,
@@ -108,3 +109,18 @@ def test_init_distributed_outside_torchrun(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     with pytest.raises(ValueError, match="torchrun"):
         init_distributed("cpu")
+
+
+def test_clip_grad_norm_matches_torch_on_a_plain_model():
+    torch.manual_seed(0)
+    a, b = Transformer(tiny_config()), Transformer(tiny_config())
+    b.load_state_dict(a.state_dict())
+    ids = torch.randint(0, 96, (2, 10), generator=torch.Generator().manual_seed(0))
+    for model in (a, b):
+        model(ids).logsumexp(-1).mean().backward()
+    ours = clip_grad_norm_(a.parameters(), 0.01)
+    theirs = torch.nn.utils.clip_grad_norm_(b.parameters(), 0.01)
+    assert torch.allclose(ours, theirs, rtol=1e-6) and ours > 0.01
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        if p.grad is not None:
+            assert torch.allclose(p.grad, q.grad, rtol=1e-5, atol=1e-9)

@@ -74,6 +74,8 @@ def check_layout(results: dict, layout: str) -> None:
     assert any("experts" in name for name in grads)
     worst = max(grads, key=grads.get)
     assert grads[worst] <= GRAD_TOL, f"{layout}: gradient of {worst} off by {grads[worst]} (relative)"
+    # Gradient norms over both meshes (clip_grad_norm_), clipping active at MAX_NORM = 0.5.
+    assert r["norm_diff"] <= 1e-5, f"{layout}: gradient norms {r['norms']} (relative diff {r['norm_diff']})"
     # Plain forward() on the sharded model after 5 steps (AdamW amplifies rounding: looser).
     assert r["eval_diff"] <= 1e-3, f"{layout}: logits after 5 steps differ by {r['eval_diff']}"
 

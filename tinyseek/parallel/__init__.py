@@ -16,7 +16,7 @@ What a trainer does (launched with `torchrun --nproc-per-node=N`):
     dp = mesh[DP_SHARD]                                # the data dimension
     # each rank reads its own 1/dp.size() of the global batch: rows dp.get_local_rank()::dp.size()
     loss = cross_entropy(model(local_ids)...)          # mean over the LOCAL tokens (equal counts per rank)
-    loss.backward(); optimizer.step(); optimizer.zero_grad()
+    loss.backward(); clip_grad_norm_(model.parameters(), 1.0); optimizer.step(); optimizer.zero_grad()
     log_loss = mean_over_ranks(loss, mesh)             # the global-batch loss, for logging
     save_checkpoint(run_dir / "checkpoints", step, model, optimizer)   # every rank calls it
 
@@ -25,8 +25,8 @@ What a trainer does (launched with `torchrun --nproc-per-node=N`):
   loss by local_tokens * world / global_tokens first.
 - Aux-loss-free bias balancing: `MoE.tokens_per_expert` holds this rank's counts; all-reduce (SUM) it over
   mesh[DP_SHARD] before updating `e_score_correction_bias`, so every rank applies the same update.
-- Clip gradients with `torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)`: it handles the
-  DTensor parameters and returns the global norm.
+- Clip gradients with `tinyseek.parallel.clip_grad_norm_(model.parameters(), max_norm)`, not torch's:
+  with EP the gradients live on two meshes, which torch.nn.utils.clip_grad_norm_ rejects.
 - Checkpoints: see tinyseek/parallel/checkpoint.py (one DCP directory per step, `latest` pointer,
   loadable in one process, convertible to the HF layout with `tinyseek checkpoint convert`).
 """
@@ -45,6 +45,7 @@ from tinyseek.parallel.checkpoint import (
 )
 from tinyseek.parallel.expert_parallel import ExpertParallelExperts, apply_expert_parallel
 from tinyseek.parallel.fsdp import apply_fsdp
+from tinyseek.parallel.grad_norm import clip_grad_norm_
 from tinyseek.parallel.mesh import (
     DP_SHARD,
     DP_SHARD_MOD_EP,
@@ -62,6 +63,7 @@ __all__ = [
     "ExpertParallelExperts",
     "ParallelDims",
     "build_mesh",
+    "clip_grad_norm_",
     "init_distributed",
     "latest_checkpoint",
     "load_checkpoint",
