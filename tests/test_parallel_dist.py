@@ -62,7 +62,7 @@ def launch(out: Path, nproc: int, *args: str) -> dict:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("dist")
-    return out, launch(out, 2, "--ep", "1,2", "--tied", "--bf16")
+    return out, launch(out, 2, "--ep", "1,2", "--extras")
 
 
 def check_layout(results: dict, layout: str) -> None:
@@ -80,9 +80,14 @@ def check_layout(results: dict, layout: str) -> None:
     assert r["eval_diff"] <= 1e-3, f"{layout}: logits after 5 steps differ by {r['eval_diff']}"
 
 
-@pytest.mark.parametrize("layout", ["ep1", "ep2", "tied_ep1"])
+@pytest.mark.parametrize("layout", ["ep1", "ep2", "tied_ep1", "skewed_ep2"])
 def test_losses_and_gradients_equal_one_process(run, layout):
     check_layout(run[1], layout)
+
+
+def test_skewed_routing_leaves_one_rank_without_rows(run):
+    _, r = run
+    assert r["skewed_idle_grad"] == 0.0 and r["skewed_busy_grad"] > 0.0
 
 
 def test_bf16_mixed_precision_trains_close_to_fp32(run):

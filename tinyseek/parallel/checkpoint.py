@@ -90,25 +90,24 @@ def save_checkpoint(
     step: int,
     model: nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
-    extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Collective: every rank calls it. Writes ROOT/step-N atomically, then points ROOT/latest at it."""
+    """Collective: every rank calls it. Writes ROOT/step-N atomically, then points ROOT/latest at it.
+
+    Older step directories are kept; pruning them is the caller's policy."""
     model_sd, optim_sd = get_state_dict(model, optimizer if optimizer is not None else [])
     state: dict[str, Any] = {"model": model_sd, "step": torch.tensor(step)}
     if optimizer is not None:
         state["optimizer"] = optim_sd
-    if extra:
-        state["extra"] = extra
     final = step_directory(root, step)
     if _rank() == 0:
         with atomic_directory(final) as tmp:
-            _share_path(tmp)
-            with _single_process_ok():
-                dcp.save(state, checkpoint_id=tmp)
-            _barrier()  # every rank's shards are written (dcp.save's metadata came last)
             config = getattr(model, "config", None)
             if isinstance(config, ModelConfig):
                 config.save_pretrained(tmp)
+            _share_path(tmp)
+            with _single_process_ok():
+                dcp.save(state, checkpoint_id=tmp)  # collective: a failure on any rank raises on all
+            _barrier()  # every rank's shards are written (dcp.save's metadata came last)
         _write_latest(Path(root), final.name)
     else:
         tmp = Path(_share_path(None))
