@@ -67,7 +67,7 @@ def run(tmp_path_factory) -> tuple[Path, dict]:
 
 def check_layout(results: dict, layout: str) -> None:
     r = results["layouts"][layout]
-    assert len(results["single"]) == 5
+    assert len(results["single"]) == 5 and len(r["losses"]) == (2 if "_" in layout else 5)
     assert r["loss_diff"] <= LOSS_TOL, f"{layout}: per-step loss differs by {r['loss_diff']} from one process"
     # AdamW hides a wrong gradient scale, so the first step's gradients are compared too.
     grads = r["grad_diff"]
