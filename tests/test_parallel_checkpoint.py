@@ -31,9 +31,9 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def trained(seed: int = 0) -> tuple[Transformer, torch.optim.Optimizer]:
+def trained(seed: int = 0, **config) -> tuple[Transformer, torch.optim.Optimizer]:
     torch.manual_seed(seed)
-    model = Transformer(tiny_config(num_nextn_predict_layers=0))
+    model = Transformer(tiny_config(num_nextn_predict_layers=0, **config))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     ids = torch.randint(0, 96, (2, 10), generator=torch.Generator().manual_seed(seed))
     logits = model(ids)
@@ -56,6 +56,19 @@ def test_round_trip_restores_model_optimizer_and_step(tmp_path):
     for p, q in zip(model.parameters(), other.parameters(), strict=True):
         for key in ("exp_avg", "exp_avg_sq", "step"):
             assert torch.equal(opt.state[p][key], other_opt.state[q][key]), key
+
+
+def test_tied_embeddings_round_trip_and_convert(tmp_path):
+    model, opt = trained(0, tie_word_embeddings=True)
+    save_checkpoint(tmp_path / "ckpt", 1, model, opt)
+    other, other_opt = trained(1, tie_word_embeddings=True)
+    assert load_checkpoint(tmp_path / "ckpt", other, other_opt) == 1
+    assert other.lm_head.weight is other.embed_tokens.weight
+    assert torch.equal(other.embed_tokens.weight, model.embed_tokens.weight)
+    hf = Transformer.from_pretrained(convert_to_hf(tmp_path / "ckpt", tmp_path / "hf"))
+    ids = torch.arange(12).view(1, 12)
+    with torch.no_grad():
+        assert torch.equal(hf(ids), model.eval()(ids))
 
 
 def test_no_checkpoint_yet_means_step_zero(tmp_path):

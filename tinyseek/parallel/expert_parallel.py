@@ -11,7 +11,8 @@ Design choices:
   receive), then the rows themselves with the autograd-aware functional `all_to_all_single_autograd`
   (works on gloo and NCCL; its backward is the reverse exchange of the gradients). Received rows arrive
   grouped by source rank then expert; they are permuted to expert-major for one grouped matmul and
-  permuted back before the combine exchange.
+  permuted back before the combine exchange. The split sizes are host integers, so each MoE layer
+  syncs the host once per forward (as torchtitan's non-padded path does).
 - Gradient scale: the gradient an expert receives on its EP rank is the sum over the ep ranks that sent
   it tokens of d(local loss)/dw. FSDP must divide expert gradients by the whole dp_shard size (not by its
   own dp_shard_mod_ep replica group) for FSDP + EP to give one process's update: see fsdp.py.

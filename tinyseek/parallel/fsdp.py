@@ -1,10 +1,14 @@
 """FSDP2 (`torch.distributed.fsdp.fully_shard`): every block is one unit, the root holds the rest.
 
 Design choices:
-- One FSDP unit per decoder block (main and MTP), then the root (embedding, final norm, head):
-  a block's parameters are all-gathered just before it runs and freed after, so peak memory is one
-  block's full weights plus the shards. The root keeps its parameters after forward (they are needed
-  again at once by the backward of the head).
+- One FSDP unit per decoder block (main and MTP), one for the output head, then the root (embedding,
+  final norm, MTP norms and projections): a block's parameters are all-gathered just before it runs
+  and freed after, so peak memory is one block's full weights plus the shards. The head and the root
+  keep their parameters from forward to backward (needed again at once).
+- The head is its own unit because a trainer calls `model.lm_head` outside any root method, once for
+  the next token and once per MTP depth; as part of the root it would be resharded by the root's first
+  post-backward while the other call's backward still needs it. With tied embeddings the embedding
+  joins the head's unit (one weight cannot live in two units).
 - Expert-parallel experts are their own unit on the `dp_shard_mod_ep` mesh (ranks holding replicas of
   the same experts), nested inside their block's unit on `dp_shard`. Their gradient divide factor is
   the full dp_shard size: the EP all-to-all backward has already summed the contributions of the ep
@@ -13,8 +17,7 @@ Design choices:
 - Mixed precision is a policy: bf16 parameters for compute with fp32 gradient reduction (GPUs);
   `param_dtype=None` keeps everything fp32 (CPU tests, exact parity).
 - `hidden_states` and `mtp_hidden_states` are registered as FSDP forward methods, so the root's
-  parameters are gathered for them too; after either, `model.lm_head(h)` runs on the gathered head
-  (the root keeps it unsharded until its backward).
+  parameters are gathered for them too, not only for `forward`.
 - On gloo the reductions are forced to plain sums followed by a division (gloo has no AVG or
   PREMUL_SUM), except on 1-rank meshes, where torch 2.13 would then apply the divide factor twice.
 """
@@ -63,9 +66,7 @@ def apply_fsdp(
                 experts.set_gradient_divide_factor(float(dp_mesh.size()))
                 units.append((experts, expert_mesh))
         units.append((fully_shard(block, mesh=dp_mesh, mp_policy=policy), dp_mesh))
-    # The head is its own unit: the trainer calls it outside any root method, once for the next token
-    # and once per MTP depth, so it needs its own gather/reduce hooks around each call.
-    # Tied embeddings: one weight, so the embedding joins the head's unit (FSDP forbids splitting it).
+    # The head's own unit (see the module docstring); tied embeddings join it.
     tied = model.lm_head.weight is model.embed_tokens.weight
     head_modules: list[nn.Module] = [model.embed_tokens, model.lm_head] if tied else [model.lm_head]
     fully_shard(head_modules, mesh=dp_mesh, mp_policy=policy, reshard_after_forward=False)
