@@ -10,6 +10,7 @@ import torch.distributed.checkpoint as dcp
 import torch.nn.functional as F
 from conftest import tiny_config
 
+from tinyseek import cli
 from tinyseek.model.transformer import Transformer
 from tinyseek.parallel import (
     ParallelDims,
@@ -98,9 +99,19 @@ def test_latest_naming_a_broken_directory_is_an_error(tmp_path):
         latest_checkpoint(tmp_path)
 
 
-def test_convert_without_config_names_what_is_missing(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"\.metadata"):
+def test_convert_names_what_is_missing_and_takes_a_config(tmp_path, capsys):
+    with pytest.raises(FileNotFoundError, match=r"nowhere.*\.metadata"):
         convert_to_hf(tmp_path / "nowhere", tmp_path / "out")
+    model, opt = trained(0)
+    path = save_checkpoint(tmp_path / "ckpt", 1, model, opt)
+    model.config.save_pretrained(tmp_path / "cfg")
+    (path / "config.json").unlink()
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        convert_to_hf(path, tmp_path / "out")
+    args = ["checkpoint", "convert", str(path), str(tmp_path / "out"), "--config", str(tmp_path / "cfg")]
+    assert cli.main(args) == 0
+    assert "converted" in capsys.readouterr().out
+    assert torch.equal(Transformer.from_pretrained(tmp_path / "out").lm_head.weight, model.lm_head.weight)
 
 
 @pytest.mark.parametrize(
