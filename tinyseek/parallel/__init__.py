@@ -27,6 +27,10 @@ What a trainer does (launched with `torchrun --nproc-per-node=N`):
   mesh[DP_SHARD] before updating `e_score_correction_bias`, so every rank applies the same update.
 - Clip gradients with `tinyseek.parallel.clip_grad_norm_(model.parameters(), max_norm)`, not torch's:
   with EP the gradients live on two meshes, which torch.nn.utils.clip_grad_norm_ rejects.
+- Gradient accumulation: call backward per micro-batch (FSDP2 accumulates the sharded gradients); to
+  skip the reduce-scatter on all but the last, `model.set_requires_gradient_sync(is_last_microbatch)`.
+- Every rank builds the full model before `parallelize` (each keeps its shards, no broadcast), so the
+  seed must match and the model must fit one rank's host memory; meta-device init is not done yet.
 - Checkpoints: see tinyseek/parallel/checkpoint.py (one DCP directory per step, `latest` pointer,
   loadable in one process, convertible to the HF layout with `tinyseek checkpoint convert`).
 """
