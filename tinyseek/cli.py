@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "tinyseek.commands.serve",
     "tinyseek.commands.eval",
     "tinyseek.commands.grpo",
+    "tinyseek.commands.checkpoint",
 ]
 
 

@@ -119,12 +119,17 @@ class Experts(nn.Module):
         self.down_proj = nn.Parameter(torch.empty(n_experts, dim, inter_dim))
 
     def forward(self, x: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-        dtype = (
-            torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
-        )
-        x = x.to(dtype)
-        gate, up = grouped_linear(x, self.gate_up_proj.to(dtype), counts).chunk(2, dim=-1)
-        return grouped_linear(F.silu(gate) * up, self.down_proj.to(dtype), counts)
+        return swiglu_experts(x, self.gate_up_proj, self.down_proj, counts)
+
+
+def swiglu_experts(
+    x: torch.Tensor, gate_up_proj: torch.Tensor, down_proj: torch.Tensor, counts: torch.Tensor
+) -> torch.Tensor:
+    """SwiGLU of each expert on its rows (x sorted by expert); shared with expert-parallel wrappers."""
+    dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+    x = x.to(dtype)
+    gate, up = grouped_linear(x, gate_up_proj.to(dtype), counts).chunk(2, dim=-1)
+    return grouped_linear(F.silu(gate) * up, down_proj.to(dtype), counts)
 
 
 class MoE(nn.Module):
