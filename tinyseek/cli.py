@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "tinyseek.commands.tokenizer",
     "tinyseek.commands.generate",
     "tinyseek.commands.serve",
+    "tinyseek.commands.train",
 ]
 
 
