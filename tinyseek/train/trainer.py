@@ -64,7 +64,11 @@ TOKENIZER_SAMPLE_DOCS = 2000
 
 
 def parallelize_model(model: Transformer) -> nn.Module:
-    """Where data/expert parallelism is applied (identity on one process; tinyseek.parallel plugs in)."""
+    """Where data/expert parallelism is applied (identity on one process; tinyseek.parallel plugs in).
+
+    The loss calls `model.hidden_states` and `model.mtp_hidden_states`, not `forward`: under FSDP2 they
+    need `torch.distributed.fsdp.register_fsdp_forward_method(model, name)` so the root unshards.
+    """
     return model
 
 
