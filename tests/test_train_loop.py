@@ -132,6 +132,15 @@ def test_activation_checkpointing_gives_the_same_losses(tmp_path: Path, assets) 
     assert plain.final_loss == pytest.approx(ckpt.final_loss, rel=1e-5)
 
 
+def test_gradient_accumulation_equals_the_big_batch(tmp_path: Path, assets) -> None:
+    big = train(_run(tmp_path / "big", assets, max_steps=2, batch_size=4, eval_batches=0))
+    accumulated = train(
+        _run(tmp_path / "acc", assets, max_steps=2, batch_size=2, grad_accum=2, eval_batches=0)
+    )
+    assert big.tokens == accumulated.tokens
+    assert big.final_loss == pytest.approx(accumulated.final_loss, rel=1e-5)
+
+
 def test_bad_config_is_a_clear_error(tmp_path: Path, assets, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ValueError, match=r"TrainConfig.seq_len=0: expected a positive integer"):
         train(_run(tmp_path / "bad", assets, seq_len=0))

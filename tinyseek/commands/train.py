@@ -50,7 +50,8 @@ def _add_train_flags(p: argparse.ArgumentParser, command: str) -> None:
         "--task",
         type=_csv,
         default=[],
-        help="comma-separated task names (train split), e.g. addition,countdown",
+        help="comma-separated task names (train split), e.g. addition,countdown; "
+        "default addition when no --data is given",
     )
     data.add_argument(
         "--format",
@@ -157,7 +158,7 @@ def _config(args: argparse.Namespace) -> Any:
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in names}
-    values["tasks"] = args.task
+    values["tasks"] = args.task or ([] if args.data or args.resume else ["addition"])
     values["langs"] = args.lang
     if values["preset"] is None and values["model_config"] is None and values["init"] is None:
         values["preset"] = "tiny"

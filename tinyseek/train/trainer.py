@@ -113,6 +113,13 @@ def _build_model(config: TrainConfig, corpus: Corpus) -> tuple[Transformer, Toke
     """A fresh or initialized model and its tokenizer (given, from `init`, or trained on the corpus)."""
     if config.init is not None:
         model = Transformer.from_pretrained(config.init)
+        if config.all_dense and any(
+            model.config.is_moe_layer(i) for i in range(model.config.num_hidden_layers)
+        ):
+            raise ValueError(
+                f"--init {config.init} has MoE layers: a distillation student must be dense "
+                "(start it fresh from --preset/--config, which distill makes all-dense)"
+            )
         tokenizer = Tokenizer.from_pretrained(config.tokenizer or config.init)
         return model, tokenizer
     model_config: ModelConfig = load_config(config.model_config or config.preset or "tiny")
