@@ -103,6 +103,7 @@ def _grouped_mm_works(device_type: str, dtype: torch.dtype) -> bool:
         return False
 
 
+@torch.compiler.disable  # grouped_mm's meta kernel takes bf16 only: under torch.compile fp32 would fail
 def grouped_linear(x: torch.Tensor, weight: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     """Rows of x sorted by expert (counts[e] rows for expert e) times weight[e]ᵀ, one call for all experts."""
     if _grouped_mm_works(x.device.type, x.dtype):
