@@ -6,22 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
-from tests.train_fixtures import cli, micro_config, write_micro_model, write_tokenizer
+from tests.train_fixtures import cli, micro_config, one_thread, write_micro_model, write_tokenizer  # noqa: F401
 from tinyseek.train.config import TrainConfig
 from tinyseek.train.metrics import read_metrics
 from tinyseek.train.plot import plot_run
 from tinyseek.train.trainer import train
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two OpenMP threads on a shared 2-core machine make these tiny ops ~100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -84,9 +74,12 @@ def test_distill_cli_builds_a_dense_student(tmp_path: Path, assets) -> None:
         "".join(json.dumps({"prompt": f"{i}*2=", "completion": f" {2 * i}"}) + "\n" for i in range(8))
     )
     out = tmp_path / "student"
-    cli("distill", "--config", str(assets["model"]), "--tokenizer", str(assets["tokenizer"]), "--data",
-        str(traces), "--seq-len", "32", "--batch-size", "2", "--max-steps", "3", "--out", str(out),
-        "--no-progress", "--precision", "fp32")  # fmt: skip
+    from tinyseek.cli import main
+
+    args = ["distill", "--config", str(assets["model"]), "--tokenizer", str(assets["tokenizer"]), "--data",
+            str(traces), "--seq-len", "32", "--batch-size", "2", "--max-steps", "3", "--out", str(out),
+            "--no-progress", "--precision", "fp32"]  # fmt: skip
+    assert main(args) == 0
     config = json.loads((out / "model" / "config.json").read_text())
     assert config["first_k_dense_replace"] == config["num_hidden_layers"] == 2
     from safetensors import safe_open

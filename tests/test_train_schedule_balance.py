@@ -54,5 +54,5 @@ def test_sequence_balance_loss_is_alpha_times_sum_f_p() -> None:
         p = (scores[b] / scores[b].sum(-1, keepdim=True)).mean(0)
         expected += float((f * p).sum()) / 3
     loss = sequence_balance_loss(model, 0.5)
-    assert loss is not None and float(loss) == pytest.approx(0.5 * expected, rel=1e-5)
-    assert math.isfinite(float(loss)) and loss.requires_grad
+    assert loss is not None and float(loss.detach()) == pytest.approx(0.5 * expected, rel=1e-5)
+    assert math.isfinite(float(loss.detach())) and loss.requires_grad

@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 from tinyseek.config import ModelConfig
 from tinyseek.tokenizer import Tokenizer
 from tinyseek.train.documents import TaskSpec, task_documents
@@ -64,3 +67,12 @@ def popen(*args: str) -> subprocess.Popen[str]:
         [sys.executable, "-m", "tinyseek", *args], env=child_env(), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Two OpenMP threads on a shared 2-core machine make these tiny ops ~100x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

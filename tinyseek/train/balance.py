@@ -51,11 +51,12 @@ class LoadCounter:
                 self.counts[name] = total.to("cpu")
 
     def max_violation(self) -> dict[str, float]:
-        """max load / mean load − 1 per layer (0 when no token was routed)."""
+        """max load / mean load − 1 per layer that routed tokens (MTP layers are idle when λ = 0)."""
         out = {}
         for name, counts in self.counts.items():
             mean = counts.float().mean()
-            out[name] = float(counts.max() / mean - 1) if mean > 0 else 0.0
+            if mean > 0:
+                out[name] = float(counts.max() / mean - 1)
         return out
 
     @torch.no_grad()

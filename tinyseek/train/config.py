@@ -25,7 +25,7 @@ CONFIG_FILE = "train_config.json"
 RESUME_OVERRIDES = ("max_steps", "max_minutes", "resume", "tensorboard")
 
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "tiny": dict(seq_len=128, batch_size=8, max_steps=200, lr=3e-3, warmup_steps=20,
+    "tiny": dict(seq_len=256, batch_size=4, max_steps=200, lr=3e-3, warmup_steps=20,
                  eval_every=50, checkpoint_every=100),
     "small": dict(seq_len=1024, batch_size=8, max_steps=2000, lr=1e-3, warmup_steps=100,
                   eval_every=250, checkpoint_every=500),
