@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "tinyseek.commands.eval",
     "tinyseek.commands.grpo",
     "tinyseek.commands.checkpoint",
+    "tinyseek.commands.train",
 ]
 
 

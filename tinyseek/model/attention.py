@@ -94,9 +94,14 @@ class MLA(nn.Module):
             )
             q = torch.cat([q_nope, q_pe], dim=-1)
             k = torch.cat([k_nope, pe.unsqueeze(2).expand(-1, -1, self.n_heads, -1)], dim=-1)
+            pad = q.shape[-1] - v.shape[-1]  # equal head dims let SDPA take its fused (flash) kernels
             out = F.scaled_dot_product_attention(
-                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True, scale=self.scale
-            ).transpose(1, 2)
+                q.transpose(1, 2),
+                k.transpose(1, 2),
+                F.pad(v, (0, pad)).transpose(1, 2),
+                is_causal=True,
+                scale=self.scale,
+            ).transpose(1, 2)[..., : v.shape[-1]]
         else:  # absorbed: attend over the cached latent directly
             kv_all, pe_all = cache.update(kv, pe, positions)
             w = self.kv_b_proj.weight.view(self.n_heads, self.nope_dim + self.v_dim, self.kv_rank)

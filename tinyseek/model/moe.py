@@ -7,7 +7,9 @@ Design choices:
 - Routed experts are stored stacked, `gate_up_proj [E, 2I, H]` and `down_proj [E, H, I]`, so one
   grouped matmul (`torch._grouped_mm`) serves all experts; tokens are sorted by expert first. A loop
   over the experts that received tokens is the fallback where grouped_mm is unsupported.
-- `MoE.tokens_per_expert` keeps the last forward's load, which the trainer's bias balancing reads.
+- `MoE.tokens_per_expert` keeps the last forward's load, which the trainer's bias balancing reads; in
+  training mode `MoE.route_scores`/`route_indices` keep the last forward's gate scores [B, T, E] and
+  choices [B, T, k] (still in the autograd graph) for the sequence-wise balance loss.
 """
 
 from __future__ import annotations
@@ -63,6 +65,11 @@ class Gate(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        weights, indices, _ = self.route(x)
+        return weights, indices
+
+    def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(weights, indices, scores): `scores` [N, E] are the unbiased affinities, for balance losses."""
         logits = F.linear(x.float(), self.weight.float())
         scores = logits.sigmoid() if self.scoring == "sigmoid" else logits.softmax(dim=-1)
         choice = scores if self.e_score_correction_bias is None else scores + self.e_score_correction_bias
@@ -78,7 +85,7 @@ class Gate(nn.Module):
         weights = scores.gather(1, indices)
         if self.norm_topk_prob:
             weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
-        return weights * self.scaling, indices
+        return weights * self.scaling, indices, scores
 
 
 @functools.cache
@@ -96,6 +103,7 @@ def _grouped_mm_works(device_type: str, dtype: torch.dtype) -> bool:
         return False
 
 
+@torch.compiler.disable  # grouped_mm's meta kernel takes bf16 only: under torch.compile fp32 would fail
 def grouped_linear(x: torch.Tensor, weight: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     """Rows of x sorted by expert (counts[e] rows for expert e) times weight[e]ᵀ, one call for all experts."""
     if _grouped_mm_works(x.device.type, x.dtype):
@@ -143,10 +151,15 @@ class MoE(nn.Module):
             MLP(c.hidden_size, c.n_shared_experts * c.moe_intermediate_size) if c.n_shared_experts else None
         )
         self.tokens_per_expert = torch.zeros(c.n_routed_experts, dtype=torch.long)
+        self.route_scores: torch.Tensor | None = None
+        self.route_indices: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1])
-        weights, indices = self.gate(flat)
+        weights, indices, scores = self.gate.route(flat)
+        if self.training:
+            self.route_scores = scores.view(*x.shape[:-1], -1)
+            self.route_indices = indices.view(*x.shape[:-1], -1)
         order = indices.flatten().argsort(stable=True)
         counts = torch.bincount(indices.flatten(), minlength=self.n_experts)
         self.tokens_per_expert = counts.detach()

@@ -1,0 +1,386 @@
+"""The trainer: pretraining, SFT and distillation share one loop; `train(TrainConfig) -> TrainResult`.
+
+Design choices:
+- Setup order is fixed: data and tokenizer, model (fresh, `init`, or the resume checkpoint),
+  `prepare_model` (activation checkpointing, torch.compile, then `parallelize_model`: the ONE call
+  site where FSDP2/expert parallelism will be applied, after the model is built and before the
+  optimizer exists), optimizer and schedule, then the resumed states.
+- Weights stay fp32 (the master copy the optimizer updates); forward and backward run under bf16
+  autocast. Losses are token sums divided by the whole step's trained-token count (all micro-batches,
+  all ranks), so gradient accumulation and data parallelism give the gradient of one big batch.
+- After each optimizer step the expert loads of the step (LoadCounter) drive V3's bias update and the
+  logged max-violation; the sequence-wise balance loss joins the objective when α > 0.
+- Stopping: `max_steps`, `max_minutes` (checked between steps) or SIGINT/SIGTERM (a flag the loop
+  reads after the current step); every stop writes a checkpoint and the final model directory.
+- The library never prints: progress goes to a `progress(step, max_steps, record)` callback (the
+  CLI's tqdm bar) and to `logging`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import math
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from tinyseek.config import ModelConfig, load_config
+from tinyseek.model.transformer import Transformer
+from tinyseek.tokenizer import Tokenizer
+from tinyseek.train.atomic import atomic_directory
+from tinyseek.train.balance import LoadCounter, sequence_balance_loss
+from tinyseek.train.config import TrainConfig, TrainResult
+from tinyseek.train.corpus import Corpus, build_corpus
+from tinyseek.train.losses import ForwardLosses, forward_losses
+from tinyseek.train.metrics import MetricsLogger
+from tinyseek.train.packing import Packer
+from tinyseek.train.peak import device_peak_flops, flops_per_token, use_bf16
+from tinyseek.train.run_checkpoint import (
+    MODEL_DIR,
+    latest_checkpoint,
+    load_state,
+    save_checkpoint,
+    save_model_dir,
+    set_rng_state,
+)
+from tinyseek.train.schedule import make_scheduler
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int, int, dict[str, Any]], None]
+TOKENIZER_SAMPLE_DOCS = 2000
+
+
+def parallelize_model(model: Transformer) -> nn.Module:
+    """Where data/expert parallelism is applied (identity on one process; tinyseek.parallel plugs in).
+
+    The loss calls `model.hidden_states` and `model.mtp_hidden_states`, not `forward`: under FSDP2 they
+    need `torch.distributed.fsdp.register_fsdp_forward_method(model, name)` so the root unshards.
+    """
+    return model
+
+
+def prepare_model(model: Transformer, config: TrainConfig) -> Transformer:
+    """Activation checkpointing and compilation per block, then parallelism: before the optimizer."""
+    blocks = [*model.layers, *(m.block for m in model.mtp)]  # type: ignore[attr-defined]
+    for block in blocks:
+        if config.activation_checkpointing:
+            block.forward = functools.partial(checkpoint, block.forward, use_reentrant=False)
+        if config.compile:
+            block.compile()
+    parallel = parallelize_model(model)
+    assert isinstance(parallel, Transformer)
+    return parallel
+
+
+def _rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _all_reduce(values: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(values)
+    return values
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _build_model(config: TrainConfig, corpus: Corpus) -> tuple[Transformer, Tokenizer]:
+    """A fresh or initialized model and its tokenizer (given, from `init`, or trained on the corpus)."""
+    if config.init is not None:
+        model = Transformer.from_pretrained(config.init)
+        if config.all_dense and any(
+            model.config.is_moe_layer(i) for i in range(model.config.num_hidden_layers)
+        ):
+            raise ValueError(
+                f"--init {config.init} has MoE layers: a distillation student must be dense "
+                "(start it fresh from --preset/--config, which distill makes all-dense)"
+            )
+        tokenizer = Tokenizer.from_pretrained(config.tokenizer or config.init)
+        return model, tokenizer
+    model_config: ModelConfig = load_config(config.model_config or config.preset or "tiny")
+    if config.tokenizer is not None:
+        tokenizer = Tokenizer.from_pretrained(config.tokenizer)
+    else:
+        vocab = config.vocab_size or model_config.vocab_size
+        texts = (d.prompt + d.completion for d in corpus.sample(TOKENIZER_SAMPLE_DOCS))
+        tokenizer = Tokenizer.train(texts, vocab_size=vocab, full_byte_alphabet=False)
+    changes: dict[str, Any] = dict(
+        vocab_size=tokenizer.vocab_size,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    if config.all_dense:
+        changes["first_k_dense_replace"] = model_config.num_hidden_layers
+    return Transformer(model_config.replace(**changes)), tokenizer
+
+
+def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices only (norm gains are not decayed)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.lr or 0.0, betas=(config.beta1, config.beta2))
+
+
+class _StopSignal:
+    """SIGINT/SIGTERM set a flag the loop reads between steps (so the step in flight finishes and saves)."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignal:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received = signal.Signals(signum).name
+        log.warning("%s received: saving a checkpoint after this step", self.received)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _eval_metrics(model: Transformer, rows: tuple[torch.Tensor, torch.Tensor], config: TrainConfig,
+                  device: torch.device, with_mtp: bool, bf16: bool) -> dict[str, float]:  # fmt: skip
+    """Held-out loss and accuracy of the main head, and of each MTP depth (depth 1: token after next)."""
+    tokens, mask = rows
+    totals = torch.zeros(3 + 3 * len(model.mtp), dtype=torch.float64)
+    model.eval()
+    with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+        for start in range(0, tokens.shape[0], config.batch_size or 1):
+            chunk = slice(start, start + (config.batch_size or 1))
+            out = forward_losses(model, tokens[chunk].to(device), mask[chunk].to(device), with_mtp)
+            for i, sums in enumerate([out.main, *out.mtp]):
+                totals[3 * i : 3 * i + 3] += torch.stack([sums.loss, sums.count, sums.correct]).double().cpu()
+    model.train()
+    totals = _all_reduce(totals.to(device)).cpu()
+    metrics = {}
+    for i in range(1 + (len(model.mtp) if with_mtp else 0)):
+        loss, count, correct = totals[3 * i : 3 * i + 3].tolist()
+        name = "eval" if i == 0 else ("eval/mtp" if i == 1 else f"eval/mtp{i}")
+        metrics[f"{name}/loss"] = loss / max(count, 1)
+        metrics[f"{name}/accuracy"] = correct / max(count, 1)
+    return metrics
+
+
+class _Step:
+    """One optimizer step over `grad_accum` micro-batches; returns the logged losses."""
+
+    def __init__(
+        self, model: Transformer, config: TrainConfig, device: torch.device, with_mtp: bool, bf16: bool
+    ):
+        self.model, self.config, self.device, self.with_mtp, self.bf16 = model, config, device, with_mtp, bf16
+        self.rank, self.world = _rank_world()
+        self.loads = LoadCounter(model)
+
+    def micro_batches(self, packer: Packer) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        per_rank = self.config.batch_size or 1
+        out = []
+        for _ in range(self.config.grad_accum):
+            tokens, mask = packer.next_rows(per_rank * self.world)
+            mine = slice(self.rank * per_rank, (self.rank + 1) * per_rank)
+            out.append((tokens[mine].to(self.device), mask[mine].to(self.device)))
+        return out
+
+    def __call__(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+        depths = len(self.model.mtp) if self.with_mtp else 0
+        counts = torch.zeros(1 + depths, dtype=torch.float64, device=self.device)
+        for _, mask in batches:
+            counts += torch.stack([mask[:, k + 1 :].sum() for k in range(1 + depths)]).double()
+        counts = _all_reduce(counts).clamp(min=1)
+        sums = torch.zeros(2 + depths, dtype=torch.float64, device=self.device)
+        for tokens, mask in batches:
+            with torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
+                out: ForwardLosses = forward_losses(self.model, tokens, mask, self.with_mtp)
+                self.loads.add()
+                loss = out.main.loss * (self.world / counts[0])
+                for k, mtp in enumerate(out.mtp, start=1):
+                    loss = loss + mtp.loss * (self.config.mtp_weight * self.world / (depths * counts[k]))
+                balance = (
+                    sequence_balance_loss(self.model, self.config.balance_alpha)
+                    if self.config.balance_alpha > 0
+                    else None
+                )
+                if balance is not None:
+                    loss = loss + balance / len(batches)
+            loss.backward()
+            parts = [out.main.loss, *(m.loss for m in out.mtp)]
+            sums[: 1 + depths] += torch.stack([p.detach() for p in parts]).double()
+            if balance is not None:
+                sums[-1] += balance.detach().double() / len(batches)
+        sums = _all_reduce(sums)
+        record = {"loss": float(sums[0] / counts[0])}
+        if depths:
+            record["loss/mtp"] = float((sums[1 : 1 + depths] / counts[1:]).mean())
+        if self.config.balance_alpha > 0:
+            record["loss/balance"] = float(sums[-1]) / self.world
+        return record
+
+
+def _resolve(config: TrainConfig) -> TrainConfig:
+    if config.resume and (Path(config.out) / "train_config.json").is_file():
+        config = dataclasses.replace(config.for_resume(), resume=True)
+    return config.resolved()
+
+
+def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
+    """Run (or resume) a training run; returns where its model is and what it reached."""
+    config = _resolve(config)
+    run_dir = Path(config.out)
+    rank, world = _rank_world()
+    device = _device(config.device)
+    bf16 = use_bf16(config.precision, device)
+    _seed_everything(config.seed)
+    corpus = build_corpus(config)
+    resume_from = latest_checkpoint(run_dir) if config.resume else None
+    if resume_from is not None:
+        model = Transformer.from_pretrained(resume_from / MODEL_DIR)
+        tokenizer = Tokenizer.from_pretrained(resume_from / MODEL_DIR)
+    else:
+        model, tokenizer = _build_model(config, corpus)
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise ValueError(
+            f"tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is "
+            f"{model.config.vocab_size}: expected a tokenizer that fits the embedding"
+        )
+    model.to(device).train()
+    model = prepare_model(model, config)
+    with_mtp = config.mtp_weight > 0 and len(model.mtp) > 0
+    optimizer = _optimizer(model, config)
+    scheduler = make_scheduler(optimizer, config.schedule_steps or 1, config.warmup_steps or 0,
+                               config.schedule, config.min_lr_ratio, config.decay_fraction)  # fmt: skip
+    seq_len = config.seq_len or 2
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    packer = Packer(corpus.train_documents, tokenizer, seq_len, config.mode == "sft", int(pad_id or 0))
+    step, tokens_seen = 0, 0
+    if resume_from is not None:
+        state = load_state(resume_from)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        packer.load_state_dict(state["data"])
+        step, tokens_seen = state["step"], state["tokens"]
+        set_rng_state(state["rng"])
+        log.info("resumed %s at step %d", run_dir, step)
+    eval_rows = corpus.eval_rows(tokenizer, seq_len, config.mode == "sft", int(pad_id or 0))
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config.save(run_dir)
+    logger = (
+        MetricsLogger(run_dir, config.tensorboard, resume_step=step + 1 if resume_from else None)
+        if rank == 0
+        else None
+    )
+    peak = device_peak_flops(device, bf16)
+    token_flops = flops_per_token(model.config, seq_len, with_mtp)
+    step_fn = _Step(model, config, device, with_mtp, bf16)
+    tokens_per_step = (config.batch_size or 1) * seq_len * config.grad_accum * world
+    max_steps = config.max_steps or 0
+    last_saved, final_loss, stop_reason = -1, math.nan, "max_steps"
+    timed_tokens, timed_seconds = 0, 0.0
+    start = time.perf_counter()
+
+    def save(at: int) -> None:
+        nonlocal last_saved
+        if rank == 0 and last_saved != at:
+            state = {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "data": packer.state_dict(),
+                "step": at,
+                "tokens": tokens_seen,
+            }
+            save_checkpoint(run_dir, at, model, tokenizer, state, config.keep_checkpoints)
+        last_saved = at
+
+    with _StopSignal() as stop:
+        while step < max_steps:
+            began = time.perf_counter()
+            record = step_fn(step_fn.micro_batches(packer))
+            grad_norm = (
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                if config.grad_clip > 0
+                else None
+            )
+            lr = optimizer.param_groups[0]["lr"]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step_fn.loads.all_reduce()
+            violations = step_fn.loads.max_violation()
+            step_fn.loads.update_bias(config.balance_rate)
+            step_fn.loads.reset()
+            step += 1
+            tokens_seen += tokens_per_step
+            elapsed = time.perf_counter() - began
+            if step > 1 or max_steps == 1:  # the first step pays for warm-up, not training
+                timed_tokens, timed_seconds = timed_tokens + tokens_per_step, timed_seconds + elapsed
+            tokens_per_s = timed_tokens / timed_seconds if timed_seconds else tokens_per_step / elapsed
+            final_loss = record["loss"]
+            record.update(lr=lr, tokens=tokens_seen, tokens_per_s=tokens_per_s, step_seconds=elapsed)
+            if grad_norm is not None:
+                record["grad_norm"] = float(grad_norm)
+            if peak:
+                record["mfu"] = token_flops * tokens_per_s / world / peak
+            if violations:
+                record["moe/max_violation"] = sum(violations.values()) / len(violations)
+                record.update({f"moe/{name}/max_violation": v for name, v in violations.items()})
+            minutes_up = (
+                config.max_minutes is not None and (time.perf_counter() - start) / 60 >= config.max_minutes
+            )
+            last = step >= max_steps or minutes_up or stop.received is not None
+            if eval_rows is not None and (step % (config.eval_every or 1) == 0 or last):
+                record.update(_eval_metrics(model, eval_rows, config, device, with_mtp, bf16))
+            if logger is not None and (step % config.log_every == 0 or last):
+                logger.log(step, record)
+            if progress is not None:
+                progress(step, max_steps, record)
+            if step % (config.checkpoint_every or max_steps) == 0:
+                save(step)
+            if stop.received is not None or minutes_up:
+                stop_reason = stop.received or "max_minutes"
+                break
+    save(step)
+    model_dir = run_dir / MODEL_DIR
+    tokens_per_s = timed_tokens / timed_seconds if timed_seconds else 0.0
+    result = TrainResult(run_dir, model_dir, step, tokens_seen, tokens_per_s, final_loss, stop_reason)
+    if rank == 0:
+        with atomic_directory(model_dir) as tmp:
+            save_model_dir(tmp, model, tokenizer)
+        (run_dir / "summary.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+    if logger is not None:
+        logger.close()
+    log.info("%s: %d steps, %d tokens, %.0f tokens/s, loss %.4f (%s)", run_dir, step, tokens_seen,
+             tokens_per_s, final_loss, stop_reason)  # fmt: skip
+    return result
