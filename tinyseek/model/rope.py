@@ -69,18 +69,9 @@ class RotaryEmbedding(nn.Module):
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved pairs of x [B, T, (H,) D]; cos/sin [B, T, D/2]; output in halves layout.
-
-    In fp32/fp64 the pairs are rotated as one complex multiply (three kernels instead of seven, the
-    same products and sums bit for bit); other dtypes have no complex type and rotate the halves."""
+    """Rotate interleaved pairs of x [B, T, (H,) D]; cos/sin [B, T, D/2]; output in halves layout."""
     if x.dim() == 4:
         cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-    if x.dtype in (torch.float32, torch.float64):
-        pairs = x.reshape(*x.shape[:-1], -1, 2)
-        if pairs.storage_offset() % 2 or any(st % 2 for st in pairs.stride()[:-2]):
-            pairs = pairs.contiguous()  # view_as_complex needs pairs aligned to whole complex numbers
-        rotated = torch.view_as_complex(pairs) * torch.complex(cos, sin)
-        return torch.view_as_real(rotated).transpose(-1, -2).reshape(x.shape)
     x1, x2 = x[..., 0::2], x[..., 1::2]
     return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
