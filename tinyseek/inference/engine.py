@@ -129,6 +129,8 @@ class Engine:
         self.requests: dict[str, _Request] = {}
         self._ids = itertools.count()
         self._lock = threading.RLock()
+        # Collected once: walking the module tree every step costs more than a tiny model's forward.
+        self._weight_tensors = [t for t in (*model.parameters(), *model.buffers()) if not t.is_inference()]
         self._weights_version = self._version_of_weights()
         log.info(
             "engine: %d cache blocks of %d tokens (%d bytes/token, %.1f MiB), %d sequences max%s",
@@ -213,8 +215,7 @@ class Engine:
 
     # ---- the step ------------------------------------------------------------------------------
     def _version_of_weights(self) -> int:
-        tensors = [*self.model.parameters(), *self.model.buffers()]
-        return sum(t._version for t in tensors if not t.is_inference())
+        return sum(t._version for t in self._weight_tensors)
 
     def step(self) -> list[Delta]:
         """Run one scheduled step; returns what each touched completion gained."""

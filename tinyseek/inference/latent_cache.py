@@ -1,12 +1,13 @@
 """PagedLatentCache: every layer's MLA latents in one preallocated pool of token slots.
 
 Design choices:
-- Per layer the pool holds the normalized KV latent [slots, kv_lora_rank] and the rotated rope key
-  [slots, qk_rope_head_dim]: nothing per head. Slot s belongs to block s // block_size; blocks are
+- Per layer the pool holds the normalized KV latent and the rotated rope key side by side, one row
+  [kv_lora_rank + qk_rope_head_dim] per slot (`kv` and `pe` are views of its two parts): nothing per
+  head, and one gather per layer fetches both. Slot s belongs to block s // block_size; blocks are
   owned and shared through `BlockPool` (prefix caching), so a shared prompt prefix is stored once.
 - The engine binds, once per forward, where each input token writes (`write_slots` [B*T]) and which
-  slots make up each row's context in position order (`read_slots` [B, S]). Every layer then does one
-  `index_copy_` and one gather, and the model's absorbed attention sees a dense [B, S, R] context whose
+  slots make up each row's context in position order (`read_slots` [B, S]). Every layer then writes
+  its new latents and does one gather, and the model's absorbed attention sees a dense [B, S, R] context whose
   index equals the position, the contract of `tinyseek.model.attention.LatentStore`.
 - Padded positions write into and read from block 0 (never handed out); the attention masks them by
   position. The pool starts zeroed and only ever holds finite values, so masked reads are harmless.
@@ -24,7 +25,8 @@ class PagedLayer:
     """One layer's view of the pool, implementing the model's LatentStore protocol."""
 
     def __init__(self, cache: PagedLatentCache, index: int):
-        self.cache, self.kv, self.pe = cache, cache.kv[index], cache.pe[index]
+        self.cache, self.latents = cache, cache.latents[index]
+        self.kv, self.pe = cache.kv[index], cache.pe[index]
 
     def update(
         self, kv: torch.Tensor, pe: torch.Tensor, positions: torch.Tensor
@@ -32,11 +34,9 @@ class PagedLayer:
         write, read = self.cache.write_slots, self.cache.read_slots
         self.kv.index_copy_(0, write, kv.reshape(-1, kv.shape[-1]).to(self.kv.dtype))
         self.pe.index_copy_(0, write, pe.reshape(-1, pe.shape[-1]).to(self.pe.dtype))
-        flat = read.reshape(-1)
-        return (
-            self.kv.index_select(0, flat).view(*read.shape, self.kv.shape[-1]),
-            self.pe.index_select(0, flat).view(*read.shape, self.pe.shape[-1]),
-        )
+        context = self.latents.index_select(0, read.reshape(-1)).view(*read.shape, -1)
+        kv_all, pe_all = context.split([self.kv.shape[-1], self.pe.shape[-1]], dim=-1)
+        return kv_all, pe_all
 
 
 class PagedLatentCache:
@@ -52,8 +52,8 @@ class PagedLatentCache:
         self.block_size, self.num_blocks = block_size, num_blocks
         self.n_layers = config.num_hidden_layers if n_layers is None else n_layers
         slots = num_blocks * block_size
-        self.kv = torch.zeros(self.n_layers, slots, config.kv_lora_rank, dtype=dtype, device=device)
-        self.pe = torch.zeros(self.n_layers, slots, config.qk_rope_head_dim, dtype=dtype, device=device)
+        self.latents = torch.zeros(self.n_layers, slots, config.latent_dim, dtype=dtype, device=device)
+        self.kv, self.pe = self.latents.split([config.kv_lora_rank, config.qk_rope_head_dim], dim=-1)
         self.layers = [PagedLayer(self, i) for i in range(self.n_layers)]
         self.write_slots = torch.zeros(0, dtype=torch.long, device=device)
         self.read_slots = torch.zeros(0, 0, dtype=torch.long, device=device)
@@ -71,7 +71,7 @@ class PagedLatentCache:
 
     @property
     def nbytes(self) -> int:
-        return self.kv.nbytes + self.pe.nbytes
+        return self.latents.nbytes
 
     @property
     def bytes_per_token(self) -> int:

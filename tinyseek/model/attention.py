@@ -110,8 +110,8 @@ class MLA(nn.Module):
             scores = torch.einsum("bthr,bsr->bhts", q_latent, kv_all) + torch.einsum(
                 "bthd,bsd->bhts", q_pe, pe_all
             )
-            visible = torch.arange(kv_all.shape[1], device=x.device) <= positions[:, None, :, None]
-            scores = (scores.float() * self.scale).masked_fill(~visible, float("-inf"))
+            future = torch.arange(kv_all.shape[1], device=x.device) > positions[:, None, :, None]
+            scores = (scores.float() * self.scale).masked_fill_(future, float("-inf"))
             probs = scores.softmax(dim=-1).to(kv_all.dtype)
             out = torch.einsum("bhts,bsr->bthr", probs, kv_all)
             out = torch.einsum("bthr,hdr->bthd", out, w_uv)

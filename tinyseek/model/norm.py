@@ -1,8 +1,13 @@
-"""RMSNorm, computed in fp32 whatever the activation dtype (as the reference implementations do)."""
+"""RMSNorm, computed in fp32 whatever the activation dtype (as the reference implementations do).
+
+`F.rms_norm` does the normalization in one kernel instead of five (pow, mean, add, rsqrt, mul) with
+bitwise the same fp32 result; at decode sizes each op's dispatch costs more than its arithmetic.
+"""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -13,7 +18,5 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        x = x.float()
-        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x.to(dtype)
+        normed = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
+        return self.weight * normed.to(x.dtype)
