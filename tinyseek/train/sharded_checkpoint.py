@@ -15,6 +15,8 @@ Design choices:
 - Atomic as tinyseek.parallel.save_checkpoint is: the extra files are written before the rename, so a
   step directory is complete or absent and `latest` never names a partial one.
 - Only the newest `keep` step directories stay; rank 0 prunes after the new one is in place.
+- tinyseek.parallel.checkpoint is imported inside the functions: it imports tinyseek.train.atomic,
+  whose package imports the trainer, which imports this module (a cycle at import time only).
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from tinyseek.parallel.checkpoint import convert_to_hf, latest_checkpoint, load_checkpoint, save_checkpoint
 from tinyseek.tokenizer import Tokenizer
 from tinyseek.train.atomic import atomic_directory
 from tinyseek.train.run_checkpoint import CHECKPOINTS, list_checkpoints, rng_state
@@ -45,6 +46,8 @@ def _state_file(directory: Path, rank: int) -> Path:
 def save_sharded(run_dir: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
                  tokenizer: Tokenizer, state: dict[str, Any], keep: int) -> Path:  # fmt: skip
     """Collective: every rank calls it. Writes `checkpoints/step-N` atomically, keeps the newest `keep`."""
+    from tinyseek.parallel.checkpoint import save_checkpoint
+
     rank = dist.get_rank()
 
     def write_extra(tmp: Path) -> None:
@@ -63,6 +66,8 @@ def save_sharded(run_dir: Path, step: int, model: nn.Module, optimizer: torch.op
 
 def latest_sharded(run_dir: Path) -> Path:
     """The newest complete DCP checkpoint of a run, for --resume under torchrun."""
+    from tinyseek.parallel.checkpoint import latest_checkpoint
+
     found = latest_checkpoint(run_dir / CHECKPOINTS)
     if found is None:
         single = list_checkpoints(run_dir)
@@ -77,6 +82,8 @@ def latest_sharded(run_dir: Path) -> Path:
 
 def load_sharded(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """Collective: model and optimizer shards from `directory`; returns this rank's trainer state."""
+    from tinyseek.parallel.checkpoint import load_checkpoint
+
     load_checkpoint(directory, model, optimizer)
     own = _state_file(directory, dist.get_rank())
     file = own if own.is_file() else _state_file(directory, 0)
@@ -89,6 +96,8 @@ def load_sharded(directory: Path, model: nn.Module, optimizer: torch.optim.Optim
 
 def export_model_dir(checkpoint: Path, model_dir: Path, tokenizer: Tokenizer) -> None:
     """Rank 0: the HF model directory (weights from the DCP checkpoint, tokenizer) written atomically."""
+    from tinyseek.parallel.checkpoint import convert_to_hf
+
     with atomic_directory(model_dir) as tmp:
         convert_to_hf(checkpoint, tmp)
         tokenizer.save_pretrained(tmp)
