@@ -107,6 +107,14 @@ def test_sharded_checkpoints_are_pruned_and_complete(runs: Path) -> None:
     assert summary["steps"] == STEPS and summary["stop_reason"] == "max_steps"
 
 
+def test_a_signal_on_one_rank_stops_every_rank_after_the_same_step(runs: Path) -> None:
+    """Rank 0 alone got SIGTERM during step 2; had rank 1 gone on, the launch would have hung."""
+    results = [json.loads((runs / f"term-rank{r}.json").read_text()) for r in (0, 1)]
+    assert [(r["steps"], r["stop_reason"]) for r in results] == [(3, "SIGTERM")] * 2
+    assert latest_checkpoint(runs / "term" / "checkpoints") == runs / "term" / "checkpoints" / "step-00000003"
+    assert (runs / "term" / "model" / "model.safetensors").is_file()
+
+
 def test_expert_parallel_without_torchrun_is_refused() -> None:
     with pytest.raises(ValueError, match="--ep 2: expert parallelism needs several processes"):
         ParallelRun.start(torch.device("cpu"), ep=2)

@@ -9,21 +9,28 @@ per-RANK batch size). Each run goes through the CLI's `main`, exactly as
     OUT/ep1       FSDP2 only, STEPS steps
     OUT/ep2       FSDP2 + EP(2): STEPS/2 steps, then --resume to STEPS (same schedule)
     OUT/ep2to1    a copy of ep2 at STEPS/2 resumed with --ep 1 (the checkpoint reshards)
+    OUT/term      train() with EP(2) where only rank 0 gets SIGTERM (during step 2): all ranks must
+                  stop after the same step and save; each writes OUT/term-rankR.json
 
 The group is joined here once, so each train() call reuses it (and leaves it alone at its end).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
 from tinyseek.cli import main as cli_main
 from tinyseek.parallel import init_distributed
+from tinyseek.train import TrainConfig, train
 
 STEPS = 4
 
@@ -46,6 +53,17 @@ def main(out: Path, shared: list[str]) -> None:
     resume = ["--resume", "--max-steps", str(STEPS), "--no-progress", "--no-tensorboard", "--json"]
     pretrain(*resume, "--ep", "2", "--out", str(out / "ep2"))
     pretrain(*resume, "--ep", "1", "--out", str(out / "ep2to1"))
+
+    def signal_rank0(step: int, max_steps: int, record: dict[str, Any]) -> None:
+        if step == 2:  # progress runs on rank 0 only
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    config = TrainConfig(out=str(out / "term"), preset=None, model_config=str(out / "micro"),
+                         tokenizer=str(out / "tok"), tasks=["addition"], doc_format="plain", seq_len=32,
+                         batch_size=2, max_steps=50, eval_batches=0, precision="fp32", tensorboard=False,
+                         ep=2)  # fmt: skip
+    result = train(config, progress=signal_rank0)
+    (out / f"term-rank{dist.get_rank()}.json").write_text(json.dumps(result.as_dict()))
     dist.barrier()
     dist.destroy_process_group()
 
