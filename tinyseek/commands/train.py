@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 from typing import Any
 
@@ -180,6 +181,8 @@ def run_training(args: argparse.Namespace) -> int:
     from tinyseek.train.parallel_run import is_main_process
     from tinyseek.train.trainer import train
 
+    if not is_main_process():  # under torchrun rank 0 speaks for the run; the others only warn
+        logging.getLogger("tinyseek").setLevel(logging.WARNING)
     bar: Any = None
 
     def progress(step: int, max_steps: int, record: dict[str, Any]) -> None:

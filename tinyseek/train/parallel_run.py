@@ -49,6 +49,7 @@ class ParallelRun:
 
     device: torch.device
     mesh: DeviceMesh | None = None
+    dp_mesh: DeviceMesh | None = None  # mesh[DP_SHARD], sliced once
     owns_group: bool = False
 
     @classmethod
@@ -61,7 +62,7 @@ class ParallelRun:
                     f"`torchrun --nproc-per-node=N` where N is a multiple of {ep}"
                 )
             return cls(device)
-        from tinyseek.parallel import ParallelDims, build_mesh, init_distributed
+        from tinyseek.parallel import DP_SHARD, ParallelDims, build_mesh, init_distributed
 
         owns_group = not dist.is_initialized()
         device = init_distributed(device.type)
@@ -72,28 +73,21 @@ class ParallelRun:
             if owns_group:
                 dist.destroy_process_group()
             raise
-        return cls(device, mesh, owns_group)
+        return cls(device, mesh, mesh[DP_SHARD], owns_group)
 
     @property
     def distributed(self) -> bool:
         return self.mesh is not None
 
     @property
-    def _dp(self) -> DeviceMesh:
-        from tinyseek.parallel import DP_SHARD
-
-        assert self.mesh is not None
-        return self.mesh[DP_SHARD]
-
-    @property
     def rank(self) -> int:
         """Rank in the data dimension (which rows of each global batch this process trains on)."""
-        return self._dp.get_local_rank() if self.mesh is not None else 0
+        return self.dp_mesh.get_local_rank() if self.dp_mesh is not None else 0
 
     @property
     def world(self) -> int:
         """Data-parallel degree: how many slices each global batch is cut into."""
-        return self._dp.size() if self.mesh is not None else 1
+        return self.dp_mesh.size() if self.dp_mesh is not None else 1
 
     @property
     def is_main(self) -> bool:
@@ -102,7 +96,7 @@ class ParallelRun:
     @property
     def group(self) -> dist.ProcessGroup | None:
         """The data-parallel process group (None alone): what sums and loads are reduced over."""
-        return self._dp.get_group() if self.mesh is not None else None
+        return self.dp_mesh.get_group() if self.dp_mesh is not None else None
 
     def parallelize(self, model: Transformer, bf16: bool) -> Transformer:
         """Expert parallelism then FSDP2 (tinyseek.parallel.parallelize); the model itself alone."""
