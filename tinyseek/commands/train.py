@@ -4,12 +4,15 @@ pretrain and sft are the same trainer (SFT masks prompt tokens out of the loss);
 student whose layers are all dense, on JSONL traces ({"prompt", "completion"}). Flags left unset
 take the model preset's defaults (tinyseek.train.config.PRESET_DEFAULTS). `--resume` continues the run
 in --out from its newest checkpoint with its stored settings (only --max-steps/--max-minutes apply).
+Under `torchrun --nproc-per-node=N -m tinyseek pretrain ...` the same commands train with FSDP2
+(`--ep K`: plus expert parallelism); --batch-size is then rows per rank.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 from typing import Any
 
@@ -120,6 +123,13 @@ def _add_train_flags(p: argparse.ArgumentParser, command: str) -> None:
     )
     run.add_argument("--activation-checkpointing", action="store_true", help="recompute blocks in backward")
     run.add_argument("--compile", action="store_true", help="torch.compile each block")
+    run.add_argument(
+        "--ep",
+        type=int,
+        default=1,
+        help="under torchrun: expert-parallel degree, ranks that split the routed experts "
+        "(a divisor of the process count and of n_routed_experts); 1 = FSDP2 only",
+    )
     run.add_argument("--eval-every", type=int, default=None, help="steps between held-out evaluations")
     run.add_argument(
         "--eval-batches", type=int, default=4, help="held-out batches per evaluation (0 disables)"
@@ -168,8 +178,11 @@ def _config(args: argparse.Namespace) -> Any:
 def run_training(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from tinyseek.train.parallel_run import is_main_process
     from tinyseek.train.trainer import train
 
+    if not is_main_process():  # under torchrun rank 0 speaks for the run; the others only warn
+        logging.getLogger("tinyseek").setLevel(logging.WARNING)
     bar: Any = None
 
     def progress(step: int, max_steps: int, record: dict[str, Any]) -> None:
@@ -187,11 +200,12 @@ def run_training(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    if args.json:
-        print(json.dumps(result.as_dict(), indent=2))
-    else:
-        print(f"{result.steps} steps, {result.tokens:,} tokens, {result.tokens_per_s:,.0f} tokens/s, "
-              f"final loss {result.final_loss:.4f} ({result.stop_reason}); model: {result.model_dir}")  # fmt: skip
+    if is_main_process():  # under torchrun rank 0 reports; the exit code is every rank's
+        if args.json:
+            print(json.dumps(result.as_dict(), indent=2))
+        else:
+            print(f"{result.steps} steps, {result.tokens:,} tokens, {result.tokens_per_s:,.0f} tokens/s, "
+                  f"final loss {result.final_loss:.4f} ({result.stop_reason}); model: {result.model_dir}")  # fmt: skip
     if result.stop_reason.startswith("SIG"):
         return 128 + int(signal.Signals[result.stop_reason])
     return 0

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -90,10 +90,13 @@ def save_checkpoint(
     step: int,
     model: nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
+    write_extra: Callable[[Path], None] | None = None,
 ) -> Path:
     """Collective: every rank calls it. Writes ROOT/step-N atomically, then points ROOT/latest at it.
 
-    Older step directories are kept; pruning them is the caller's policy."""
+    `write_extra(tmp_dir)` runs on every rank after its shards are written and before the rename, so
+    files a caller adds (a trainer's per-rank state, a tokenizer) are part of the same atomic step;
+    names must not collide across ranks. Older step directories are kept; pruning is the caller's."""
     model_sd, optim_sd = get_state_dict(model, optimizer if optimizer is not None else [])
     state: dict[str, Any] = {"model": model_sd, "step": torch.tensor(step)}
     if optimizer is not None:
@@ -107,11 +110,15 @@ def save_checkpoint(
             _share_path(tmp)
             with _single_process_ok():
                 dcp.save(state, checkpoint_id=tmp)  # collective: a failure on any rank raises on all
+            if write_extra is not None:
+                write_extra(tmp)
             _barrier()  # every rank's shards are written (dcp.save's metadata came last)
         _write_latest(Path(root), final.name)
     else:
         tmp = Path(_share_path(None))
         dcp.save(state, checkpoint_id=tmp)
+        if write_extra is not None:
+            write_extra(tmp)
         _barrier()
     _barrier()  # nobody returns before the rename: a following load sees the new step
     log.info("saved step %d to %s", step, final)
@@ -177,11 +184,14 @@ def load_checkpoint(
 
 
 def load_model_weights(path: str | Path, model: nn.Module) -> None:
-    """Fill a plain (unsharded) model from a DCP checkpoint in this one process: no optimizer, no ranks."""
+    """Fill a plain (unsharded) model from a DCP checkpoint in this one process: no optimizer, no ranks.
+
+    `no_dist`: also when a process group exists (rank 0 exporting the final model under torchrun),
+    the read is this process's alone, not a collective the other ranks would have to join."""
     directory = resolve_checkpoint(path)
     state = {"model": model.state_dict()}
     with _single_process_ok():
-        dcp.load(state, checkpoint_id=directory)
+        dcp.load(state, checkpoint_id=directory, no_dist=True)
     model.load_state_dict(state["model"], strict=True)
 
 

@@ -41,13 +41,14 @@ class LoadCounter:
         for counts in self.counts.values():
             counts.zero_()
 
-    def all_reduce(self) -> None:
+    def all_reduce(self, group: dist.ProcessGroup | None = None) -> None:
+        """Sum the loads over the data-parallel ranks (`group`), so every rank updates the bias alike."""
         if dist.is_available() and dist.is_initialized():
             for name, counts in self.counts.items():
                 moe = self.layers[name]
                 device = moe.gate.weight.device
                 total = counts.to(device)
-                dist.all_reduce(total)
+                dist.all_reduce(total, group=group)
                 self.counts[name] = total.to("cpu")
 
     def max_violation(self) -> dict[str, float]:

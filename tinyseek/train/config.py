@@ -18,11 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from tinyseek.train.atomic import write_text_atomically
+
 Mode = Literal["pretrain", "sft"]
 MODES: tuple[Mode, ...] = ("pretrain", "sft")
 CONFIG_FILE = "train_config.json"
 # Knobs a resumed run may change: when to stop, and how it reports.
-RESUME_OVERRIDES = ("max_steps", "max_minutes", "resume", "tensorboard")
+# `ep` is a layout, not a setting of the run: sharded checkpoints reload into any expert-parallel degree.
+RESUME_OVERRIDES = ("max_steps", "max_minutes", "resume", "tensorboard", "ep")
 
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
     "tiny": dict(seq_len=256, batch_size=4, max_steps=200, lr=3e-3, warmup_steps=20,
@@ -87,6 +90,8 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 autocast where it is faster (tinyseek.train.peak.use_bf16)
     activation_checkpointing: bool = False
     compile: bool = False
+    # Under torchrun: ranks of the data dimension that also split the routed experts (1: FSDP2 only).
+    ep: int = 1
     # Run bookkeeping.
     log_every: int = 1
     eval_every: int | None = None
@@ -126,13 +131,15 @@ class TrainConfig:
         need(self.mtp_weight >= 0, "mtp_weight", ">= 0")
         need(self.balance_rate >= 0, "balance_rate", ">= 0 (0 disables the bias update)")
         need(self.balance_alpha >= 0, "balance_alpha", ">= 0 (0 disables the sequence-wise loss)")
+        need(isinstance(self.ep, int) and self.ep >= 1, "ep", "a positive integer (1: no expert parallelism)")
         need(self.keep_checkpoints >= 1, "keep_checkpoints", ">= 1")
         need(self.eval_batches >= 0, "eval_batches", ">= 0")
         need(self.preset is not None or self.model_config is not None or self.init is not None,
              "preset", "a preset, a model config or an init model")  # fmt: skip
 
     def save(self, run_dir: Path) -> None:
-        (run_dir / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+        """Atomically: under torchrun the other ranks may be reading the previous copy (resume)."""
+        write_text_atomically(run_dir / CONFIG_FILE, json.dumps(dataclasses.asdict(self), indent=2) + "\n")
 
     @classmethod
     def load(cls, run_dir: Path) -> TrainConfig:

@@ -73,7 +73,8 @@ class Corpus:
         return fixed_rows(stream, tokenizer, seq_len, sft, pad_id, self.eval_row_count)
 
 
-def build_corpus(config: TrainConfig) -> Corpus:
+def build_corpus(config: TrainConfig, data_ranks: int = 1) -> Corpus:
+    """The run's documents; `data_ranks` data-parallel ranks each evaluate `eval_batches` batches."""
     spec = None
     if config.tasks:
         spec = TaskSpec(
@@ -92,4 +93,10 @@ def build_corpus(config: TrainConfig) -> Corpus:
         held_files += held
     if spec is None and not train_files:
         raise ValueError("no training documents: expected --task NAMES or --data FILE.jsonl")
-    return Corpus(spec, train_files, held_files, config.seed, config.eval_batches * (config.batch_size or 1))
+    return Corpus(
+        spec,
+        train_files,
+        held_files,
+        config.seed,
+        config.eval_batches * (config.batch_size or 1) * data_ranks,
+    )

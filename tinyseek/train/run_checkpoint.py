@@ -87,7 +87,12 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
 def latest_checkpoint(run_dir: Path) -> Path:
     found = list_checkpoints(run_dir)
     if not found:
-        raise FileNotFoundError(f"{run_dir / CHECKPOINTS}: no complete checkpoint to resume from")
+        hint = (
+            ": its checkpoints are sharded (written under torchrun); resume it under torchrun"
+            if (run_dir / CHECKPOINTS / "latest").is_file()
+            else ""
+        )
+        raise FileNotFoundError(f"{run_dir / CHECKPOINTS}: no complete checkpoint to resume from{hint}")
     return found[-1]
 
 

@@ -1,10 +1,14 @@
 """The trainer: pretraining, SFT and distillation share one loop; `train(TrainConfig) -> TrainResult`.
 
 Design choices:
-- Setup order is fixed: data and tokenizer, model (fresh, `init`, or the resume checkpoint),
-  `prepare_model` (activation checkpointing, torch.compile, then `parallelize_model`: the ONE call
-  site where FSDP2/expert parallelism will be applied, after the model is built and before the
-  optimizer exists), optimizer and schedule, then the resumed states.
+- Setup order is fixed: ranks (ParallelRun: one process, or torchrun's group and mesh), data and
+  tokenizer, model (fresh, `init`, or the resume checkpoint), `prepare_model` (activation
+  checkpointing, torch.compile, then `parallelize_model`: the ONE call site where FSDP2/expert
+  parallelism is applied, after the model is built and before the optimizer exists), optimizer and
+  schedule, then the resumed states.
+- Under torchrun each rank trains on its dp_shard slice of every global batch (`--batch-size` rows
+  per rank), checkpoints are DCP-sharded (tinyseek.train.sharded_checkpoint) and the final model is
+  converted to the same HF directory a one-process run writes; only rank 0 logs metrics and progress.
 - Weights stay fp32 (the master copy the optimizer updates); forward and backward run under bf16
   autocast. Losses are token sums divided by the whole step's trained-token count (all micro-batches,
   all ranks), so gradient accumulation and data parallelism give the gradient of one big batch.
@@ -33,7 +37,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -47,6 +50,7 @@ from tinyseek.train.corpus import Corpus, build_corpus
 from tinyseek.train.losses import ForwardLosses, forward_losses
 from tinyseek.train.metrics import MetricsLogger
 from tinyseek.train.packing import Packer
+from tinyseek.train.parallel_run import ParallelRun
 from tinyseek.train.peak import device_peak_flops, flops_per_token, use_bf16
 from tinyseek.train.run_checkpoint import (
     MODEL_DIR,
@@ -57,22 +61,25 @@ from tinyseek.train.run_checkpoint import (
     set_rng_state,
 )
 from tinyseek.train.schedule import make_scheduler
+from tinyseek.train.sharded_checkpoint import export_model_dir, latest_sharded, load_sharded, save_sharded
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int, dict[str, Any]], None]
 TOKENIZER_SAMPLE_DOCS = 2000
 
 
-def parallelize_model(model: Transformer) -> nn.Module:
-    """Where data/expert parallelism is applied (identity on one process; tinyseek.parallel plugs in).
+def parallelize_model(model: Transformer, run: ParallelRun, bf16: bool) -> nn.Module:
+    """Where data/expert parallelism is applied: identity on one process, FSDP2 (+ EP) under torchrun.
 
-    The loss calls `model.hidden_states` and `model.mtp_hidden_states`, not `forward`: under FSDP2 they
-    need `torch.distributed.fsdp.register_fsdp_forward_method(model, name)` so the root unshards.
-    """
-    return model
+    The loss calls `model.hidden_states`, `model.mtp_hidden_states` and `model.lm_head`, not
+    `forward`: tinyseek.parallel registers the first two as FSDP forward methods (so the root
+    unshards for them) and makes the head its own FSDP unit."""
+    return run.parallelize(model, bf16)
 
 
-def prepare_model(model: Transformer, config: TrainConfig) -> Transformer:
+def prepare_model(
+    model: Transformer, config: TrainConfig, run: ParallelRun | None = None, bf16: bool = False
+) -> Transformer:
     """Activation checkpointing and compilation per block, then parallelism: before the optimizer."""
     blocks = [*model.layers, *(m.block for m in model.mtp)]  # type: ignore[attr-defined]
     for block in blocks:
@@ -80,21 +87,9 @@ def prepare_model(model: Transformer, config: TrainConfig) -> Transformer:
             block.forward = functools.partial(checkpoint, block.forward, use_reentrant=False)
         if config.compile:
             block.compile()
-    parallel = parallelize_model(model)
+    parallel = parallelize_model(model, run or ParallelRun(torch.device("cpu")), bf16)
     assert isinstance(parallel, Transformer)
     return parallel
-
-
-def _rank_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _all_reduce(values: torch.Tensor) -> torch.Tensor:
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(values)
-    return values
 
 
 def _device(name: str) -> torch.device:
@@ -109,7 +104,7 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _build_model(config: TrainConfig, corpus: Corpus) -> tuple[Transformer, Tokenizer]:
+def _build_model(config: TrainConfig, corpus: Corpus, run: ParallelRun) -> tuple[Transformer, Tokenizer]:
     """A fresh or initialized model and its tokenizer (given, from `init`, or trained on the corpus)."""
     if config.init is not None:
         model = Transformer.from_pretrained(config.init)
@@ -128,7 +123,9 @@ def _build_model(config: TrainConfig, corpus: Corpus) -> tuple[Transformer, Toke
     else:
         vocab = config.vocab_size or model_config.vocab_size
         texts = (d.prompt + d.completion for d in corpus.sample(TOKENIZER_SAMPLE_DOCS))
-        tokenizer = Tokenizer.train(texts, vocab_size=vocab, full_byte_alphabet=False)
+        tokenizer = run.tokenizer_from_rank0(
+            lambda: Tokenizer.train(texts, vocab_size=vocab, full_byte_alphabet=False)
+        )
     changes: dict[str, Any] = dict(
         vocab_size=tokenizer.vocab_size,
         bos_token_id=tokenizer.bos_token_id,
@@ -173,9 +170,14 @@ class _StopSignal:
 
 
 def _eval_metrics(model: Transformer, rows: tuple[torch.Tensor, torch.Tensor], config: TrainConfig,
-                  device: torch.device, with_mtp: bool, bf16: bool) -> dict[str, float]:  # fmt: skip
-    """Held-out loss and accuracy of the main head, and of each MTP depth (depth 1: token after next)."""
-    tokens, mask = rows
+                  run: ParallelRun, with_mtp: bool, bf16: bool) -> dict[str, float]:  # fmt: skip
+    """Held-out loss and accuracy of the main head, and of each MTP depth (depth 1: token after next).
+
+    Each data rank evaluates its own equal share of the rows (FSDP: every rank runs as many forwards)."""
+    device = run.device
+    share = rows[0].shape[0] // run.world
+    mine = slice(run.rank * share, (run.rank + 1) * share)
+    tokens, mask = rows[0][mine], rows[1][mine]
     totals = torch.zeros(3 + 3 * len(model.mtp), dtype=torch.float64)
     model.eval()
     with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
@@ -185,7 +187,7 @@ def _eval_metrics(model: Transformer, rows: tuple[torch.Tensor, torch.Tensor], c
             for i, sums in enumerate([out.main, *out.mtp]):
                 totals[3 * i : 3 * i + 3] += torch.stack([sums.loss, sums.count, sums.correct]).double().cpu()
     model.train()
-    totals = _all_reduce(totals.to(device)).cpu()
+    totals = run.all_reduce(totals.to(device)).cpu()
     metrics = {}
     for i in range(1 + (len(model.mtp) if with_mtp else 0)):
         loss, count, correct = totals[3 * i : 3 * i + 3].tolist()
@@ -198,11 +200,10 @@ def _eval_metrics(model: Transformer, rows: tuple[torch.Tensor, torch.Tensor], c
 class _Step:
     """One optimizer step over `grad_accum` micro-batches; returns the logged losses."""
 
-    def __init__(
-        self, model: Transformer, config: TrainConfig, device: torch.device, with_mtp: bool, bf16: bool
-    ):
-        self.model, self.config, self.device, self.with_mtp, self.bf16 = model, config, device, with_mtp, bf16
-        self.rank, self.world = _rank_world()
+    def __init__(self, model: Transformer, config: TrainConfig, run: ParallelRun, with_mtp: bool, bf16: bool):
+        self.model, self.config, self.run, self.with_mtp, self.bf16 = model, config, run, with_mtp, bf16
+        self.device = run.device
+        self.rank, self.world = run.rank, run.world
         self.loads = LoadCounter(model)
 
     def micro_batches(self, packer: Packer) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -219,9 +220,10 @@ class _Step:
         counts = torch.zeros(1 + depths, dtype=torch.float64, device=self.device)
         for _, mask in batches:
             counts += torch.stack([mask[:, k + 1 :].sum() for k in range(1 + depths)]).double()
-        counts = _all_reduce(counts).clamp(min=1)
+        counts = self.run.all_reduce(counts).clamp(min=1)
         sums = torch.zeros(2 + depths, dtype=torch.float64, device=self.device)
-        for tokens, mask in batches:
+        for i, (tokens, mask) in enumerate(batches):
+            self.run.sync_gradients(self.model, i == len(batches) - 1)
             with torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
                 out: ForwardLosses = forward_losses(self.model, tokens, mask, self.with_mtp)
                 self.loads.add()
@@ -240,7 +242,7 @@ class _Step:
             sums[: 1 + depths] += torch.stack([p.detach() for p in parts]).double()
             if balance is not None:
                 sums[-1] += balance.detach().double() / len(batches)
-        sums = _all_reduce(sums)
+        sums = self.run.all_reduce(sums)
         record = {"loss": float(sums[0] / counts[0])}
         if depths:
             record["loss/mtp"] = float((sums[1 : 1 + depths] / counts[1:]).mean())
@@ -256,27 +258,48 @@ def _resolve(config: TrainConfig) -> TrainConfig:
 
 
 def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
-    """Run (or resume) a training run; returns where its model is and what it reached."""
+    """Run (or resume) a training run; returns where its model is and what it reached.
+
+    Under torchrun (WORLD_SIZE > 1) every rank calls this: it joins the process group (unless the
+    caller already did), shards the model with FSDP2 (+ EP when `config.ep` > 1) and leaves the group
+    again at the end if it joined it."""
     config = _resolve(config)
+    run = ParallelRun.start(_device(config.device), config.ep)
+    try:
+        return _train(config, run, progress)
+    finally:
+        run.close()
+
+
+def _load_model(config: TrainConfig, corpus: Corpus, run: ParallelRun, resume_from: Path | None
+                ) -> tuple[Transformer, Tokenizer]:  # fmt: skip
+    """The model and tokenizer to train: from the resume checkpoint, or built by `_build_model`."""
+    if resume_from is None:
+        return _build_model(config, corpus, run)
+    if run.distributed:  # a DCP checkpoint: the shards are loaded into this model once parallelized
+        return Transformer(ModelConfig.from_pretrained(resume_from)), Tokenizer.from_pretrained(resume_from)
+    return Transformer.from_pretrained(resume_from / MODEL_DIR), Tokenizer.from_pretrained(
+        resume_from / MODEL_DIR
+    )
+
+
+def _train(config: TrainConfig, run: ParallelRun, progress: Progress | None) -> TrainResult:
     run_dir = Path(config.out)
-    rank, world = _rank_world()
-    device = _device(config.device)
+    device = run.device
     bf16 = use_bf16(config.precision, device)
     _seed_everything(config.seed)
-    corpus = build_corpus(config)
-    resume_from = latest_checkpoint(run_dir) if config.resume else None
-    if resume_from is not None:
-        model = Transformer.from_pretrained(resume_from / MODEL_DIR)
-        tokenizer = Tokenizer.from_pretrained(resume_from / MODEL_DIR)
-    else:
-        model, tokenizer = _build_model(config, corpus)
+    corpus = build_corpus(config, run.world)
+    resume_from = None
+    if config.resume:
+        resume_from = latest_sharded(run_dir) if run.distributed else latest_checkpoint(run_dir)
+    model, tokenizer = _load_model(config, corpus, run, resume_from)
     if tokenizer.vocab_size > model.config.vocab_size:
         raise ValueError(
             f"tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is "
             f"{model.config.vocab_size}: expected a tokenizer that fits the embedding"
         )
     model.to(device).train()
-    model = prepare_model(model, config)
+    model = prepare_model(model, config, run, bf16)
     with_mtp = config.mtp_weight > 0 and len(model.mtp) > 0
     optimizer = _optimizer(model, config)
     scheduler = make_scheduler(optimizer, config.schedule_steps or 1, config.warmup_steps or 0,
@@ -286,26 +309,29 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
     packer = Packer(corpus.train_documents, tokenizer, seq_len, config.mode == "sft", int(pad_id or 0))
     step, tokens_seen = 0, 0
     if resume_from is not None:
-        state = load_state(resume_from)
-        optimizer.load_state_dict(state["optimizer"])
+        if run.distributed:
+            state = load_sharded(resume_from, model, optimizer)
+        else:
+            state = load_state(resume_from)
+            optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         packer.load_state_dict(state["data"])
         step, tokens_seen = state["step"], state["tokens"]
         set_rng_state(state["rng"])
         log.info("resumed %s at step %d", run_dir, step)
     eval_rows = corpus.eval_rows(tokenizer, seq_len, config.mode == "sft", int(pad_id or 0))
-    if rank == 0:
+    if run.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         config.save(run_dir)
     logger = (
         MetricsLogger(run_dir, config.tensorboard, resume_step=step + 1 if resume_from else None)
-        if rank == 0
+        if run.is_main
         else None
     )
     peak = device_peak_flops(device, bf16)
     token_flops = flops_per_token(model.config, seq_len, with_mtp)
-    step_fn = _Step(model, config, device, with_mtp, bf16)
-    tokens_per_step = (config.batch_size or 1) * seq_len * config.grad_accum * world
+    step_fn = _Step(model, config, run, with_mtp, bf16)
+    tokens_per_step = (config.batch_size or 1) * seq_len * config.grad_accum * run.world
     max_steps = config.max_steps or 0
     last_saved, final_loss, stop_reason = -1, math.nan, "max_steps"
     timed_tokens, timed_seconds = 0, 0.0
@@ -313,14 +339,14 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
 
     def save(at: int) -> None:
         nonlocal last_saved
-        if rank == 0 and last_saved != at:
-            state = {
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "data": packer.state_dict(),
-                "step": at,
-                "tokens": tokens_seen,
-            }
+        if last_saved == at:
+            return
+        state = {"scheduler": scheduler.state_dict(), "data": packer.state_dict(), "step": at,
+                 "tokens": tokens_seen}  # fmt: skip
+        if run.distributed:
+            save_sharded(run_dir, at, model, optimizer, tokenizer, state, config.keep_checkpoints)
+        else:
+            state["optimizer"] = optimizer.state_dict()
             save_checkpoint(run_dir, at, model, tokenizer, state, config.keep_checkpoints)
         last_saved = at
 
@@ -329,15 +355,13 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
             began = time.perf_counter()
             record = step_fn(step_fn.micro_batches(packer))
             grad_norm = (
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                if config.grad_clip > 0
-                else None
+                run.clip_grad_norm_(model.parameters(), config.grad_clip) if config.grad_clip > 0 else None
             )
             lr = optimizer.param_groups[0]["lr"]
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            step_fn.loads.all_reduce()
+            step_fn.loads.all_reduce(run.group)  # every rank applies the same bias update
             violations = step_fn.loads.max_violation()
             step_fn.loads.update_bias(config.balance_rate)
             step_fn.loads.reset()
@@ -352,33 +376,38 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
             if grad_norm is not None:
                 record["grad_norm"] = float(grad_norm)
             if peak:
-                record["mfu"] = token_flops * tokens_per_s / world / peak
+                record["mfu"] = token_flops * tokens_per_s / run.world / peak
             if violations:
                 record["moe/max_violation"] = sum(violations.values()) / len(violations)
                 record.update({f"moe/{name}/max_violation": v for name, v in violations.items()})
-            minutes_up = (
-                config.max_minutes is not None and (time.perf_counter() - start) / 60 >= config.max_minutes
+            signal_name, minutes_up = run.agreed_stop(
+                stop.received,
+                config.max_minutes is not None and (time.perf_counter() - start) / 60 >= config.max_minutes,
             )
-            last = step >= max_steps or minutes_up or stop.received is not None
+            last = step >= max_steps or minutes_up or signal_name is not None
             if eval_rows is not None and (step % (config.eval_every or 1) == 0 or last):
-                record.update(_eval_metrics(model, eval_rows, config, device, with_mtp, bf16))
+                record.update(_eval_metrics(model, eval_rows, config, run, with_mtp, bf16))
             if logger is not None and (step % config.log_every == 0 or last):
                 logger.log(step, record)
-            if progress is not None:
+            if progress is not None and run.is_main:
                 progress(step, max_steps, record)
             if step % (config.checkpoint_every or max_steps) == 0:
                 save(step)
-            if stop.received is not None or minutes_up:
-                stop_reason = stop.received or "max_minutes"
+            if signal_name is not None or minutes_up:
+                stop_reason = signal_name or "max_minutes"
                 break
     save(step)
     model_dir = run_dir / MODEL_DIR
     tokens_per_s = timed_tokens / timed_seconds if timed_seconds else 0.0
     result = TrainResult(run_dir, model_dir, step, tokens_seen, tokens_per_s, final_loss, stop_reason)
-    if rank == 0:
-        with atomic_directory(model_dir) as tmp:
-            save_model_dir(tmp, model, tokenizer)
+    if run.is_main:
+        if run.distributed:
+            export_model_dir(latest_sharded(run_dir), model_dir, tokenizer)
+        else:
+            with atomic_directory(model_dir) as tmp:
+                save_model_dir(tmp, model, tokenizer)
         (run_dir / "summary.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+    run.barrier()  # no rank returns before the model directory is in place
     if logger is not None:
         logger.close()
     log.info("%s: %d steps, %d tokens, %.0f tokens/s, loss %.4f (%s)", run_dir, step, tokens_seen,
