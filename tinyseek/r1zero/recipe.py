@@ -1,0 +1,207 @@
+"""The r1zero recipe: every number of the `tinyseek r1zero` pipeline, with the reason for each.
+
+The pipeline trains a tokenizer and a tiny MLA + MoE base model on worked solutions with systematic,
+operand-dependent slips (tinyseek.tasks.reasoning), in which only a minority of traces check their own
+answer; measures held-out pass@1 and greedy accuracy; runs pure GRPO from that base (no SFT); and
+measures again. Why RL can move accuracy by tens of points here:
+
+- With `error_rate` > 0.5, every error-prone step (a rule on the step's operands) is more often wrong
+  than right in the corpus, so the base model's *most likely* trace is wrong on every problem with
+  such a step: greedy accuracy ≈ the share of problems without one (≈ 40-45% for the families below).
+- Sampling still finds correct traces: a trace is right when it slips nowhere, or when it self-checks
+  (a self-checking trace catches its slip and redoes the work, so it always ends correct). Sampled
+  accuracy of the base ≈ s + (1 - s)(1 - e)^k over the problem's k prone steps: neither ~0 nor ~1,
+  so most GRPO groups of G samples hold both rewards and carry a learning signal.
+- GRPO then selects the behaviours that end correct: self-checking (one decision, at the end of the
+  work, that pays on every problem) and not slipping at prone steps (per step, per operand pattern).
+  Both raise accuracy; the first also raises the self-checking share and the mean response length,
+  the R1-Zero signatures.
+
+Compute figures in the docstrings are for a quiet 2-core CPU (tinyseek/DESIGN §4); `smoke` runs the
+same stages at a size that finishes in well under two minutes, for the tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FamilyRecipe:
+    """One task family of the corpus and of the evaluation.
+
+    difficulty 1: 3-digit + 3-digit addition / 3-digit × one digit; both are column algorithms with
+    carries, so they share the alphabet and the line format and a 1.7M-parameter model learns both in
+    the pretraining budget; 46% (addition) and 39% (multiplication) of problems have no error-prone
+    step, which bounds the base's greedy accuracy from above.
+    error_rate 0.85: far enough above 0.5 that greedy and temperature-0.6 decoding follow the slip
+    (at T = 0.6 a 0.85 majority sharpens to ≈ 0.95), while 15% of prone steps stay right, which a
+    per-step preference can grow.
+    self_check_rate 0.2: a minority behaviour (greedy never takes it) that the base still samples in
+    ≈ 1 completion of 5 (measured: 20% at T = 0.6, 2% greedy), i.e. in most groups of G = 8.
+    Caveat measured in the prototype: a base that has only just learned the columns (≈ 1.6M tokens)
+    executes the longer self-checking traces worse than plain ones (sampled at T = 1: 8% correct with
+    a check against 44% without, for addition; the redo after a failed check was almost never right),
+    so GRPO has no reason to grow self-checking until the base can redo its work: that needs more
+    pretraining tokens per self-checking trace (a longer budget or a higher rate, still < 0.5).
+    """
+
+    name: str
+    difficulty: int = 1
+    error_rate: float = 0.85
+    self_check_rate: float = 0.2
+
+    def __post_init__(self) -> None:
+        for attr in ("error_rate", "self_check_rate"):
+            value = getattr(self, attr)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"FamilyRecipe({self.name!r}).{attr} = {value}: expected a rate in [0, 1]")
+
+
+@dataclass(frozen=True)
+class CorpusRecipe:
+    """documents_per_family: 20k problems each, more than the pretraining budget reads once (≈ 95
+    tokens a document), so the base never memorises answers and every held-out problem is new (the
+    test split is a hash of the canonical problem, disjoint from train).
+    template_share 0.2: only one document in five carries the ~90-token R1-Zero preamble; the rest
+    start at `User:`. The preamble is constant, so a minority is enough for the model to read it at
+    RL and eval time, and the pretraining tokens go to the worked solutions (with the preamble on
+    every document, 57% of the tokens would be template).
+    vocab_size 512: an upper bound; byte-level BPE over a corpus-only alphabet with every digit its own
+    pre-token stops at ≈ 230 tokens (numbers are read digit by digit, words are single tokens).
+    """
+
+    documents_per_family: int = 20_000
+    template_share: float = 0.2
+    vocab_size: int = 512
+    language: str = "en"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class PretrainRecipe:
+    """The `tiny` preset (hidden 128, 4 layers, MLA, 8 routed experts top-2 + 1 shared, ≈1.7M
+    parameters) without its MTP module: MTP costs a full extra block per token and RL-Zero does not
+    use it. Sequences of 128 tokens hold one or two documents; batch 16 x 128 = 2048 tokens a step.
+    lr 3e-3 (50 warm-up steps, cosine decay to 10%): in the prototype, continuing from the same
+    checkpoint, 3e-3 reached greedy 50% / 22% (addition / multiplication) after 0.95M more tokens
+    where 1.5e-3 reached 42% / 10% after 1.8M. Column arithmetic appears abruptly: at 1.26M tokens
+    the model still misread the second operand (accuracy < 5%), at 1.6M it followed the corpus.
+    300 s budgets ≈ 1.6M tokens at one thread's ≈ 5,200 tokens/s (more with two quiet cores).
+    fp32, not bf16 autocast: on a CPU without AVX-512 BF16 (the 2-core AVX2 EPYC this was
+    measured on) autocast runs ≈ 6x slower (≈ 830 against ≈ 5,000 tokens per CPU-second for this
+    model, batch 8 x 128, one thread). The budget is wall-clock seconds, so a slower machine trains
+    fewer steps instead of running past the 10-minute job.
+    """
+
+    preset: str = "tiny"
+    model_overrides: dict[str, Any] = field(default_factory=lambda: {"num_nextn_predict_layers": 0})
+    seconds: float = 300.0
+    seq_len: int = 128
+    batch_size: int = 16
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    autocast_bf16: bool = False
+
+
+@dataclass(frozen=True)
+class GRPORecipe:
+    """Pure GRPO from the base: G = 8 samples of 16 prompts a step at temperature 1 (the base's own
+    distribution, where correct traces are a sizeable minority); reward = accuracy only (the corpus
+    already fixes the format); β = 0 (no reference model), μ = 1 (on-policy, ratio 1), samples with
+    zero advantage left out of the backward pass (≈ 4x less training compute, same gradient);
+    lr 1.5e-4 (DESIGN §4: 5e-5-1e-4 smooth, 2e-4 oscillates; the prototype ran 1.5e-4); max_new_tokens 160 covers a self-checked
+    trace that redoes its work (≈ 2.2x a plain one). Wall-clock budgeted like pretraining.
+    """
+
+    seconds: float = 210.0
+    max_steps: int = 200
+    group_size: int = 8
+    prompts_per_step: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 160
+    lr: float = 1.5e-4
+    beta: float = 0.0
+    mu: int = 1
+    skip_zero_advantage: bool = True
+    format_reward: float = 0.0
+    seed: int = 100
+
+
+@dataclass(frozen=True)
+class EvalRecipe:
+    """R1's measurement: pass@1 as the mean over k = 4 samples at temperature 0.6, top-p 0.95, plus one
+    greedy completion, on 500 held-out (test-split) problems per family, the same problems for the
+    base and the RL model. Two examples a family are kept for the report."""
+
+    problems_per_family: int = 500
+    k: int = 4
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_new_tokens: int = 160
+    samples_per_family: int = 2
+    seed: int = 1
+
+
+def _default_families() -> tuple[FamilyRecipe, ...]:
+    return (FamilyRecipe("addition"), FamilyRecipe("multiplication"))
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The whole pipeline's settings; `Recipe.preset("r1zero")` is the demo, `"smoke"` the test size."""
+
+    families: tuple[FamilyRecipe, ...] = field(default_factory=_default_families)
+    corpus: CorpusRecipe = field(default_factory=CorpusRecipe)
+    pretrain: PretrainRecipe = field(default_factory=PretrainRecipe)
+    grpo: GRPORecipe = field(default_factory=GRPORecipe)
+    eval: EvalRecipe = field(default_factory=EvalRecipe)
+
+    def __post_init__(self) -> None:
+        names = [f.name for f in self.families]
+        if len(names) < 2 or len(set(names)) != len(names):
+            raise ValueError(f"families {names}: expected at least two distinct task families")
+        if self.grpo.prompts_per_step % len(names):
+            raise ValueError(
+                f"grpo.prompts_per_step = {self.grpo.prompts_per_step}: expected a multiple of the "
+                f"{len(names)} families, so every step samples each family equally"
+            )
+
+    @classmethod
+    def preset(cls, name: str) -> Recipe:
+        if name not in PRESETS:
+            raise ValueError(f"unknown r1zero recipe {name!r}; expected one of {', '.join(PRESETS)}")
+        return PRESETS[name]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# The smoke run exercises every stage (tokenizer, pretraining, eval, GRPO, eval, report) in well under
+# two minutes on 2 cores; its accuracies mean nothing.
+SMOKE = Recipe(
+    corpus=CorpusRecipe(documents_per_family=300),
+    pretrain=PretrainRecipe(
+        seconds=10.0,
+        seq_len=96,
+        batch_size=4,
+        warmup_steps=5,
+        model_overrides={
+            "num_nextn_predict_layers": 0,
+            "hidden_size": 64,
+            "num_hidden_layers": 2,
+            "intermediate_size": 128,
+            "moe_intermediate_size": 64,
+            "n_routed_experts": 4,
+        },
+    ),
+    grpo=GRPORecipe(seconds=15.0, max_steps=2, group_size=4, prompts_per_step=4, max_new_tokens=48),
+    eval=EvalRecipe(problems_per_family=4, k=2, max_new_tokens=48, samples_per_family=1),
+)
+
+PRESETS: dict[str, Recipe] = {"r1zero": Recipe(), "smoke": SMOKE}
