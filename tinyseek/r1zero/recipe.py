@@ -62,10 +62,10 @@ class FamilyRecipe:
 
 @dataclass(frozen=True)
 class CorpusRecipe:
-    """documents_per_family: 20k problems each, more than the pretraining budget reads once (≈ 95
-    tokens a document), so the base never memorises answers and every held-out problem is new (the
-    test split is a hash of the canonical problem, disjoint from train).
-    template_share 0.2: only one document in five carries the ~90-token R1-Zero preamble; the rest
+    """The documents are an endless stream of train-split problems (the trainer's `task_documents`),
+    so the base never memorises answers and every held-out problem is new (the test split is a hash
+    of the canonical problem, disjoint from train).
+    template_share 0.2 (the trainer's `r1zero_preamble_share`): only one document in five carries the ~90-token R1-Zero preamble; the rest
     start at `User:`. The preamble is constant, so a minority is enough for the model to read it at
     RL and eval time, and the pretraining tokens go to the worked solutions (with the preamble on
     every document, 57% of the tokens would be template).
@@ -73,7 +73,6 @@ class CorpusRecipe:
     pre-token stops at ≈ 230 tokens (numbers are read digit by digit, words are single tokens).
     """
 
-    documents_per_family: int = 20_000
     template_share: float = 0.2
     vocab_size: int = 512
     language: str = "en"
@@ -94,6 +93,9 @@ class PretrainRecipe:
     measured on) autocast runs ≈ 6x slower (≈ 830 against ≈ 5,000 tokens per CPU-second for this
     model, batch 8 x 128, one thread). The budget is wall-clock seconds, so a slower machine trains
     fewer steps instead of running past the 10-minute job.
+    expected_tokens_per_s 5,200 (one thread, measured above) sets the length of the step-based lr
+    schedule to the steps the budget buys: a faster machine trains its extra steps at the floor lr,
+    a slower one stops before the decay ends (the schedule stays bit-reproducible on resume).
     """
 
     preset: str = "tiny"
@@ -106,6 +108,7 @@ class PretrainRecipe:
     warmup_steps: int = 50
     weight_decay: float = 0.1
     autocast_bf16: bool = False
+    expected_tokens_per_s: float = 5200.0
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,8 @@ class GRPORecipe:
     """Pure GRPO from the base: G = 8 samples of 16 prompts a step at temperature 1 (the base's own
     distribution, where correct traces are a sizeable minority); reward = accuracy only (the corpus
     already fixes the format); β = 0 (no reference model), μ = 1 (on-policy, ratio 1), samples with
-    zero advantage left out of the backward pass (≈ 4x less training compute, same gradient);
+    zero advantage left out of the backward pass (the GRPO trainer does so whenever β = 0: ≈ 4x less
+    training compute, same gradient);
     lr 1.5e-4 (DESIGN §4: 5e-5-1e-4 smooth, 2e-4 oscillates; the prototype ran 1.5e-4); max_new_tokens 160 covers a self-checked
     trace that redoes its work (≈ 2.2x a plain one). Wall-clock budgeted like pretraining.
     """
@@ -128,7 +132,6 @@ class GRPORecipe:
     lr: float = 1.5e-4
     beta: float = 0.0
     mu: int = 1
-    skip_zero_advantage: bool = True
     format_reward: float = 0.0
     seed: int = 100
 
@@ -185,7 +188,6 @@ class Recipe:
 # The smoke run exercises every stage (tokenizer, pretraining, eval, GRPO, eval, report) in well under
 # two minutes on 2 cores; its accuracies mean nothing.
 SMOKE = Recipe(
-    corpus=CorpusRecipe(documents_per_family=300),
     pretrain=PretrainRecipe(
         seconds=10.0,
         seq_len=96,
