@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from tinyseek.chat_template import r1_zero_prompt
 from tinyseek.cost.measured import read_throughput
 from tinyseek.r1zero.metric_names import SELF_CHECK
 from tinyseek.r1zero.pipeline import STAGES, run_r1zero, self_check_reward
@@ -108,6 +109,16 @@ def test_final_model_loads_and_generates(run):
     llm = LLM(model)
     out = llm.generate(["User: What is 12 + 34?. Assistant:"], SamplingParams(max_tokens=6, temperature=0))
     assert 1 <= len(out[0].outputs[0].token_ids) <= 6
+    # Its chat template is the R1-Zero format it was trained on, token for token (prompt, then the
+    # completion's opening ` <think>\n`), so `tinyseek chat` / `serve` ask in the model's own format.
+    question = "What is 12 + 34?"
+    tokenizer = llm.tokenizer
+    expected = tokenizer.encode(r1_zero_prompt(question)) + tokenizer.encode(
+        " <think>\n", add_special_tokens=False
+    )
+    assert llm.chat_prompt([{"role": "user", "content": question}]) == expected
+    reply = llm.chat([{"role": "user", "content": question}], SamplingParams(max_tokens=4, temperature=0))
+    assert reply[0].outputs[0].token_ids
 
 
 def test_cli_resume_skips_finished_stages(run, capsys):

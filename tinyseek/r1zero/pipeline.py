@@ -14,7 +14,9 @@ Stages, each one call into the library (no training, RL or eval code of its own 
 Layout of OUT: `recipe.json`, `model_config.json`, `pretrain/` (trainer run dir; its model in
 `pretrain/model`), `eval/{base,rl}.json` (the report's `EvalResult`) with `eval/{base,rl}_report.json`
 (every completion, `EvalReport.to_json(include_records=True)`), `grpo/` (GRPO run dir: metrics.jsonl,
-checkpoints, `final/`), `model/` (the trained policy, HF layout: `tinyseek.LLM`, `tinyseek serve`),
+checkpoints, `final/`), `model/` (the trained policy, HF layout: `tinyseek.LLM`, `tinyseek serve`;
+its chat template is the R1-Zero one, `chat_template.R1_ZERO_CHAT_TEMPLATE`, since the model never
+saw R1's chat tokens),
 `report.md` + PNGs, `stages.json` (seconds per finished stage) and `summary.json`.
 
 Design choices:
@@ -45,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tinyseek.chat_template import R1_ZERO_CHAT_TEMPLATE
 from tinyseek.eval.problems import ProblemSet, problem_sets
 from tinyseek.eval.runner import EvalReport, evaluate
 from tinyseek.r1zero.metric_names import LENGTH, SELF_CHECK, SELF_CHECK_REWARD
@@ -297,6 +300,15 @@ class _Run:
         return info
 
 
+def use_r1_zero_chat_template(model_dir: Path) -> None:
+    """Make the model directory's chat template the R1-Zero one it was trained on, so `tinyseek chat`
+    and `tinyseek serve` put a question in the format the model knows (it never saw R1's chat tokens)."""
+    config_file = model_dir / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["chat_template"] = R1_ZERO_CHAT_TEMPLATE
+    config_file.write_text(json.dumps(config, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
 def _grpo_series(run_dir: Path) -> dict[str, list[float]]:
     from tinyseek.train.metrics import read_metrics
 
@@ -393,6 +405,7 @@ def run_r1zero(
     def report() -> dict[str, Any]:
         with atomic_directory(out / "model") as tmp:
             shutil.copytree(out / "grpo" / "final", tmp, dirs_exist_ok=True)
+            use_r1_zero_chat_template(tmp)
         timings = {k: v for k, v in run.seconds.items() if k != "report"}
         path = render_report(out, out / "grpo", base, rl, timings, {"seed": seed, **recipe.to_dict()})
         return {"report": str(path)}

@@ -83,7 +83,9 @@ class CorpusRecipe:
 class PretrainRecipe:
     """The `tiny` preset (hidden 128, 4 layers, MLA, 8 routed experts top-2 + 1 shared, ≈1.7M
     parameters) without its MTP module: MTP costs a full extra block per token and RL-Zero does not
-    use it. Sequences of 128 tokens hold one or two documents; batch 16 x 128 = 2048 tokens a step.
+    use it. Sequences of 256 tokens, batch 8 x 256 = 2048 tokens a step (the prototype's 16 x 128):
+    RL and eval prompts carry the ~98-token preamble and a self-checked completion runs to ~150
+    tokens, so positions up to ~250 must be trained (RoPE does not extrapolate past the rows).
     lr 3e-3 (50 warm-up steps, cosine decay to 10%): in the prototype, continuing from the same
     checkpoint, 3e-3 reached greedy 50% / 22% (addition / multiplication) after 0.95M more tokens
     where 1.5e-3 reached 42% / 10% after 1.8M. Column arithmetic appears abruptly: at 1.26M tokens
@@ -101,8 +103,8 @@ class PretrainRecipe:
     preset: str = "tiny"
     model_overrides: dict[str, Any] = field(default_factory=lambda: {"num_nextn_predict_layers": 0})
     seconds: float = 300.0
-    seq_len: int = 128
-    batch_size: int = 16
+    seq_len: int = 256
+    batch_size: int = 8
     lr: float = 3e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 50
