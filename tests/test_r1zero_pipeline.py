@@ -11,7 +11,7 @@ import torch
 from tinyseek.chat_template import r1_zero_prompt
 from tinyseek.cost.measured import read_throughput
 from tinyseek.r1zero.metric_names import SELF_CHECK
-from tinyseek.r1zero.pipeline import STAGES, run_r1zero, self_check_reward
+from tinyseek.r1zero.pipeline import STAGES, StageInterrupted, run_r1zero, self_check_reward
 from tinyseek.r1zero.recipe import FamilyRecipe, Recipe
 from tinyseek.r1zero.report import CURVE_FILE, EVAL_FILE
 from tinyseek.train.metrics import read_metrics
@@ -48,7 +48,7 @@ def test_every_stage_runs_and_writes_its_artefacts(run):
         assert (out / png).read_bytes()[:8] == PNG_MAGIC
     report = (out / "report.md").read_text()
     assert "| family | problems | base pass@1 | RL pass@1 |" in report
-    for family in ("addition", "multiplication"):
+    for family in ("addition", "subtraction"):
         assert f"| {family} | 4 |" in report
     assert f"![GRPO curves]({CURVE_FILE})" in report and "### After GRPO" in report
 
@@ -57,7 +57,7 @@ def test_summary_holds_the_figures_and_prices_the_run(run):
     result, _ = run
     summary = json.loads((result.out_dir / "summary.json").read_text())
     assert summary == result.summary
-    for family in ("addition", "multiplication"):
+    for family in ("addition", "subtraction"):
         figures = summary["families"][family]
         assert figures["problems"] == 4
         for side in ("base", "rl"):
@@ -138,7 +138,33 @@ def test_refuses_a_used_directory_and_mixed_family_rates(run, tmp_path):
         run_r1zero(Recipe.preset("smoke"), result.out_dir)
     mixed = dataclasses.replace(
         Recipe.preset("smoke"),
-        families=(FamilyRecipe("addition"), FamilyRecipe("multiplication", error_rate=0.5)),
+        families=(FamilyRecipe("addition"), FamilyRecipe("subtraction", error_rate=0.5)),
     )
     with pytest.raises(ValueError, match="one value for all tasks"):
         run_r1zero(mixed, tmp_path / "mixed")
+
+
+def test_a_signal_stops_the_pipeline_and_resume_finishes_it(tmp_path):
+    """SIGTERM during pretraining: the step finishes and is checkpointed, no later stage runs, and
+    resume continues the same pretraining run to its step budget, then runs every other stage."""
+    import os
+    import signal
+
+    out = tmp_path / "run"
+    recipe = Recipe.preset("smoke")
+
+    def stop_at_step_3(step, max_steps, record):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(StageInterrupted, match="SIGTERM at step 3"):
+        run_r1zero(recipe, out, pretrain_progress=stop_at_step_3)
+    assert not (out / "eval").exists()
+    events: list[tuple[str, str]] = []
+    result = run_r1zero(
+        recipe, out, resume=True, on_stage=lambda stage, event, info: events.append((stage, event))
+    )
+    assert events[:2] == [("pretrain", "start"), ("pretrain", "done")]
+    steps = [r["step"] for r in read_metrics(out / "pretrain") if "loss" in r]
+    assert steps == list(range(1, result.summary["pretrain"]["steps"] + 1))  # one run, no step twice
+    assert (result.model_dir / "config.json").is_file()
