@@ -48,7 +48,7 @@ def test_every_stage_runs_and_writes_its_artefacts(run):
         assert (out / png).read_bytes()[:8] == PNG_MAGIC
     report = (out / "report.md").read_text()
     assert "| family | problems | base pass@1 | RL pass@1 |" in report
-    for family in ("addition", "subtraction"):
+    for family in ("addition", "multiplication"):
         assert f"| {family} | 4 |" in report
     assert f"![GRPO curves]({CURVE_FILE})" in report and "### After GRPO" in report
 
@@ -57,7 +57,7 @@ def test_summary_holds_the_figures_and_prices_the_run(run):
     result, _ = run
     summary = json.loads((result.out_dir / "summary.json").read_text())
     assert summary == result.summary
-    for family in ("addition", "subtraction"):
+    for family in ("addition", "multiplication"):
         figures = summary["families"][family]
         assert figures["problems"] == 4
         for side in ("base", "rl"):
@@ -138,7 +138,7 @@ def test_refuses_a_used_directory_and_mixed_family_rates(run, tmp_path):
         run_r1zero(Recipe.preset("smoke"), result.out_dir)
     mixed = dataclasses.replace(
         Recipe.preset("smoke"),
-        families=(FamilyRecipe("addition"), FamilyRecipe("subtraction", error_rate=0.5)),
+        families=(FamilyRecipe("addition"), FamilyRecipe("multiplication", error_rate=0.5)),
     )
     with pytest.raises(ValueError, match="one value for all tasks"):
         run_r1zero(mixed, tmp_path / "mixed")
