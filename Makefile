@@ -34,9 +34,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check tinyseek tests bench
 	$(VENV)/bin/mypy tinyseek
 
+# The R1-Zero pipeline end to end (~10 minutes on 2 CPU cores): runs/r1zero/report.md, summary.json, model/.
 demo: $(STAMP)
-	$(VENV)/bin/tinyseek params deepseek-v3
-	$(VENV)/bin/tinyseek params tiny
+	$(VENV)/bin/tinyseek r1zero --out runs/r1zero
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

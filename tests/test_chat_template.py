@@ -87,3 +87,20 @@ def test_r1_zero_template() -> None:
     assert prompt.endswith("User: What is 1+1?. Assistant:")
     assert "<think> </think> and <answer> </answer>" in prompt
     assert r1_zero_completion("1+1=2", "2") == " <think>\n1+1=2\n</think>\n<answer>2</answer>"
+
+
+def test_r1_zero_chat_template_renders_the_r1_zero_format():
+    from tinyseek.chat_template import BOS, R1_ZERO_CHAT_TEMPLATE
+
+    def chat(messages, **kw):
+        return render_chat(messages, template=R1_ZERO_CHAT_TEMPLATE, **kw)
+
+    one = [{"role": "user", "content": "What is 1 + 2?"}]
+    assert chat(one) == BOS + r1_zero_prompt("What is 1 + 2?") + " <think>\n"
+    assert chat(one, add_generation_prompt=False) == BOS + r1_zero_prompt("What is 1 + 2?")
+    turns = [*one, {"role": "assistant", "content": " <think>\n1+2=3\n</think>\n<answer>3</answer>"}]
+    text = chat([*turns, {"role": "user", "content": "And 2 + 2?"}])
+    assert text.endswith(". Assistant: <answer>3</answer> User: And 2 + 2?. Assistant: <think>\n")
+    assert "1+2=3" not in text  # earlier reasoning is not fed back
+    with pytest.raises(ChatTemplateError, match="no system role"):
+        chat([{"role": "system", "content": "be brief"}, *one])

@@ -37,6 +37,24 @@ def test_task_formats_render_the_templates() -> None:
     assert [d.source.split()[1] for d in mixed] == ["addition", "addition", "countdown", "countdown"]
 
 
+def test_r1zero_preamble_share_drops_only_the_preamble() -> None:
+    """A share < 1 keeps the preamble on about that share of documents; the traces stay the same."""
+    from tinyseek.chat_template import R1_ZERO_TEMPLATE
+
+    preamble = R1_ZERO_TEMPLATE[: R1_ZERO_TEMPLATE.index("User: ")]
+    full = list(itertools.islice(task_documents(TaskSpec(("addition",), "r1zero"), seed=3), 400))
+    spec = TaskSpec(("addition",), "r1zero", preamble_share=0.25)
+    mixed = list(itertools.islice(task_documents(spec, seed=3), 400))
+    with_preamble = [d.prompt.startswith(preamble) for d in mixed]
+    assert 0.18 < sum(with_preamble) / len(mixed) < 0.32
+    for a, b, kept in zip(full, mixed, with_preamble, strict=True):
+        assert a.completion == b.completion
+        assert b.prompt == (a.prompt if kept else a.prompt.removeprefix(preamble))
+        assert b.prompt.startswith("User: ") or kept
+    with pytest.raises(ValueError, match="preamble_share = 1.5"):
+        TaskSpec(("addition",), preamble_share=1.5)
+
+
 def test_pretrain_rows_are_contiguous_and_fully_trained(tokenizer: Tokenizer) -> None:
     docs = [Document("", f"document number {i}", f"d{i}") for i in range(50)]
     packer = Packer(lambda: iter(docs), tokenizer, seq_len=15, sft=False, pad_id=2)

@@ -58,6 +58,28 @@ R1_ZERO_TEMPLATE = (
     "<answer> answer here </answer>. User: {prompt}. Assistant:"
 )
 
+# The R1-Zero template as a chat template, for a model trained with it and no chat tokens (what
+# `tinyseek r1zero` writes into its model directory, so `tinyseek chat` and `serve` speak its format):
+# the preamble once, each user turn as `User: {content}. Assistant:`, each earlier assistant turn as
+# its text after `</think>`, and a generation prompt ` <think>\n` that opens the reasoning, as the
+# R1 template's does. System messages have no place in the R1-Zero format and are an error.
+_R1_ZERO_HEAD, _R1_ZERO_TURN = R1_ZERO_TEMPLATE.split("User: ", 1)
+R1_ZERO_CHAT_TEMPLATE = (
+    "{{- bos_token + " + repr(_R1_ZERO_HEAD) + " -}}"
+    "{%- for message in messages -%}"
+    "{%- if message['content'] is not string -%}"
+    "{{- raise_exception('message content must be a string, got ' + (message['content'] | string)) -}}"
+    "{%- elif message['role'] == 'user' -%}"
+    "{{- 'User: ' + message['content'] + " + repr(_R1_ZERO_TURN.split("{prompt}", 1)[1]) + " -}}"
+    "{%- elif message['role'] == 'assistant' -%}"
+    "{{- ' ' + message['content'].split('</think>')[-1].strip() + ' ' -}}"
+    "{%- else -%}"
+    "{{- raise_exception('the R1-Zero template has no ' + message['role'] + ' role; expected user or assistant') -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- ' <think>\\n' -}}{%- endif -%}"
+)
+
 
 class ChatTemplateError(ValueError):
     """A conversation the template cannot render (unknown role, non-string content)."""

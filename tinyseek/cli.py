@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "tinyseek.commands.grpo",
     "tinyseek.commands.checkpoint",
     "tinyseek.commands.train",
+    "tinyseek.commands.r1zero",
 ]
 
 

@@ -36,6 +36,10 @@ class FamilyRecipe:
     carries, so they share the alphabet and the line format and a 1.7M-parameter model learns both in
     the pretraining budget; 46% (addition) and 39% (multiplication) of problems have no error-prone
     step, which bounds the base's greedy accuracy from above.
+    Subtraction in place of multiplication (whose times table the prototype did not learn well) was
+    tried: with addition + subtraction, 2.2M tokens left the base misreading operands (greedy 1.4% /
+    0.4%), and at equal steps its held-out loss trailed addition + multiplication's (0.535 against
+    0.419 at step 428, same schedule), so multiplication stays.
     error_rate 0.85: far enough above 0.5 that greedy and temperature-0.6 decoding follow the slip
     (at T = 0.6 a 0.85 majority sharpens to ≈ 0.95), while 15% of prone steps stay right, which a
     per-step preference can grow.
@@ -62,10 +66,10 @@ class FamilyRecipe:
 
 @dataclass(frozen=True)
 class CorpusRecipe:
-    """documents_per_family: 20k problems each, more than the pretraining budget reads once (≈ 95
-    tokens a document), so the base never memorises answers and every held-out problem is new (the
-    test split is a hash of the canonical problem, disjoint from train).
-    template_share 0.2: only one document in five carries the ~90-token R1-Zero preamble; the rest
+    """The documents are an endless stream of train-split problems (the trainer's `task_documents`),
+    so the base never memorises answers and every held-out problem is new (the test split is a hash
+    of the canonical problem, disjoint from train).
+    template_share 0.2 (the trainer's `r1zero_preamble_share`): only one document in five carries the ~90-token R1-Zero preamble; the rest
     start at `User:`. The preamble is constant, so a minority is enough for the model to read it at
     RL and eval time, and the pretraining tokens go to the worked solutions (with the preamble on
     every document, 57% of the tokens would be template).
@@ -73,7 +77,6 @@ class CorpusRecipe:
     pre-token stops at ≈ 230 tokens (numbers are read digit by digit, words are single tokens).
     """
 
-    documents_per_family: int = 20_000
     template_share: float = 0.2
     vocab_size: int = 512
     language: str = "en"
@@ -84,23 +87,32 @@ class CorpusRecipe:
 class PretrainRecipe:
     """The `tiny` preset (hidden 128, 4 layers, MLA, 8 routed experts top-2 + 1 shared, ≈1.7M
     parameters) without its MTP module: MTP costs a full extra block per token and RL-Zero does not
-    use it. Sequences of 128 tokens hold one or two documents; batch 16 x 128 = 2048 tokens a step.
+    use it. Sequences of 256 tokens, batch 8 x 256 = 2048 tokens a step (the prototype's 16 x 128):
+    RL and eval prompts carry the ~98-token preamble and a self-checked completion runs to ~150
+    tokens, so positions up to ~250 must be trained (RoPE does not extrapolate past the rows).
     lr 3e-3 (50 warm-up steps, cosine decay to 10%): in the prototype, continuing from the same
     checkpoint, 3e-3 reached greedy 50% / 22% (addition / multiplication) after 0.95M more tokens
     where 1.5e-3 reached 42% / 10% after 1.8M. Column arithmetic appears abruptly: at 1.26M tokens
     the model still misread the second operand (accuracy < 5%), at 1.6M it followed the corpus.
-    300 s budgets ≈ 1.6M tokens at one thread's ≈ 5,200 tokens/s (more with two quiet cores).
+    tokens 2.2M: the lr schedule runs over exactly this many tokens, so the cosine completes on any
+    machine; `seconds` is only a cap that keeps a slow machine from overrunning the job (it then
+    stops early). The pipeline's first run pretrained for 300 s instead (1.40M tokens at 4,780
+    tokens/s, one thread, shared machine; cosine over the steps that were expected): its base wrote
+    the columns right but read the answer back from the written digits wrong (greedy 5.4% addition,
+    2.2% multiplication): the skill that appears last. The prototype's base followed the corpus at
+    1.6M (after lr restarts); 2.2M is the margin, ≈ 310 s at two quiet cores' ≈ 7,100 tokens/s,
+    ≈ 470 s at one thread's ≈ 4,700 (the 600 s cap leaves room for that).
     fp32, not bf16 autocast: on a CPU without AVX-512 BF16 (the 2-core AVX2 EPYC this was
     measured on) autocast runs ≈ 6x slower (≈ 830 against ≈ 5,000 tokens per CPU-second for this
-    model, batch 8 x 128, one thread). The budget is wall-clock seconds, so a slower machine trains
-    fewer steps instead of running past the 10-minute job.
+    model, batch 8 x 128, one thread).
     """
 
     preset: str = "tiny"
     model_overrides: dict[str, Any] = field(default_factory=lambda: {"num_nextn_predict_layers": 0})
-    seconds: float = 300.0
-    seq_len: int = 128
-    batch_size: int = 16
+    tokens: int = 2_200_000
+    seconds: float = 600.0
+    seq_len: int = 256
+    batch_size: int = 8
     lr: float = 3e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 50
@@ -113,7 +125,8 @@ class GRPORecipe:
     """Pure GRPO from the base: G = 8 samples of 16 prompts a step at temperature 1 (the base's own
     distribution, where correct traces are a sizeable minority); reward = accuracy only (the corpus
     already fixes the format); β = 0 (no reference model), μ = 1 (on-policy, ratio 1), samples with
-    zero advantage left out of the backward pass (≈ 4x less training compute, same gradient);
+    zero advantage left out of the backward pass (the GRPO trainer does so whenever β = 0: ≈ 4x less
+    training compute, same gradient);
     lr 1.5e-4 (DESIGN §4: 5e-5-1e-4 smooth, 2e-4 oscillates; the prototype ran 1.5e-4); max_new_tokens 160 covers a self-checked
     trace that redoes its work (≈ 2.2x a plain one). Wall-clock budgeted like pretraining.
     format_reward: weight of a reward for ending right after `</answer>`. The prototype ran without
@@ -133,7 +146,6 @@ class GRPORecipe:
     lr: float = 1.5e-4
     beta: float = 0.0
     mu: int = 1
-    skip_zero_advantage: bool = True
     format_reward: float = 0.0
     seed: int = 100
 
@@ -190,8 +202,8 @@ class Recipe:
 # The smoke run exercises every stage (tokenizer, pretraining, eval, GRPO, eval, report) in well under
 # two minutes on 2 cores; its accuracies mean nothing.
 SMOKE = Recipe(
-    corpus=CorpusRecipe(documents_per_family=300),
     pretrain=PretrainRecipe(
+        tokens=40_000,
         seconds=10.0,
         seq_len=96,
         batch_size=4,

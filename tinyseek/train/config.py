@@ -62,6 +62,7 @@ class TrainConfig:
     difficulty: int = 1
     error_rate: float = 0.0
     self_check_rate: float = 0.0
+    r1zero_preamble_share: float = 1.0  # share of r1zero documents with the template's preamble
     data: list[str] = field(default_factory=list)
     seed: int = 0
     # Batch and length of the run (None: from the preset).
@@ -132,6 +133,7 @@ class TrainConfig:
         need(self.balance_rate >= 0, "balance_rate", ">= 0 (0 disables the bias update)")
         need(self.balance_alpha >= 0, "balance_alpha", ">= 0 (0 disables the sequence-wise loss)")
         need(isinstance(self.ep, int) and self.ep >= 1, "ep", "a positive integer (1: no expert parallelism)")
+        need(0 <= self.r1zero_preamble_share <= 1, "r1zero_preamble_share", "a share in [0, 1]")
         need(self.keep_checkpoints >= 1, "keep_checkpoints", ">= 1")
         need(self.eval_batches >= 0, "eval_batches", ">= 0")
         need(self.preset is not None or self.model_config is not None or self.init is not None,

@@ -7,7 +7,10 @@ Design choices:
 - Task documents come from the train split only, round-robin over every (task, language) pair, each
   pair with its own reproducible problem stream and trace RNG; the test split feeds held-out eval.
 - Three task formats: `r1zero` (the R1-Zero plain-text template: what the base model of the R1-Zero
-  stage is pretrained on), `chat` (R1's chat template: user turn, then `<｜Assistant｜><think>\\n`, the
+  stage is pretrained on; `preamble_share` < 1 keeps the constant ~90-token preamble on only that share
+  of documents, the rest start at `User:`, so pretraining tokens go to worked solutions while the model
+  still learns to read the preamble that RL and eval prompts carry; the draw has its own RNG, so the
+  traces are the same whatever the share), `chat` (R1's chat template: user turn, then `<｜Assistant｜><think>\\n`, the
   completion being the reasoning, `</think>` and the answer) and `plain` (question, newline, worked
   solution). Documents carry no BOS/EOS: the packer adds the ids, so no format can forget them.
 - JSONL files are read whole and validated up front: `{"text"}` (pretraining), `{"prompt",
@@ -27,11 +30,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from tinyseek.chat_template import THINK_CLOSE, THINK_OPEN, r1_zero_completion, r1_zero_prompt, render_chat
+from tinyseek.chat_template import (
+    R1_ZERO_TEMPLATE,
+    THINK_CLOSE,
+    THINK_OPEN,
+    r1_zero_completion,
+    r1_zero_prompt,
+    render_chat,
+)
 
 DocFormat = Literal["r1zero", "chat", "plain"]
 DOC_FORMATS: tuple[DocFormat, ...] = ("r1zero", "chat", "plain")
 HOLDOUT_EVERY = 20
+# The R1-Zero template without its preamble: the question turn a `preamble_share` < 1 document starts with.
+R1_ZERO_QUESTION = R1_ZERO_TEMPLATE[R1_ZERO_TEMPLATE.index("User: ") :]
 
 
 @dataclass(frozen=True)
@@ -51,6 +63,11 @@ class TaskSpec:
     difficulty: int = 1
     error_rate: float = 0.0
     self_check_rate: float = 0.0
+    preamble_share: float = 1.0  # r1zero only: share of documents that carry the template's preamble
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.preamble_share <= 1.0:
+            raise ValueError(f"TaskSpec.preamble_share = {self.preamble_share!r}: expected a share in [0, 1]")
 
 
 def _split_solution(solution: str) -> tuple[str, str]:
@@ -59,10 +76,13 @@ def _split_solution(solution: str) -> tuple[str, str]:
     return reasoning.strip(), tail.removesuffix("</answer>").strip()
 
 
-def render_task_document(prompt: str, reasoning: str, answer: str, doc_format: str, source: str) -> Document:
-    """One worked solution in one of DOC_FORMATS."""
+def render_task_document(
+    prompt: str, reasoning: str, answer: str, doc_format: str, source: str, preamble: bool = True
+) -> Document:
+    """One worked solution in one of DOC_FORMATS (`preamble=False`: r1zero without its preamble)."""
     if doc_format == "r1zero":
-        return Document(r1_zero_prompt(prompt), r1_zero_completion(reasoning, answer), source)
+        head = r1_zero_prompt(prompt) if preamble else R1_ZERO_QUESTION.format(prompt=prompt)
+        return Document(head, r1_zero_completion(reasoning, answer), source)
     if doc_format == "chat":
         head = render_chat([{"role": "user", "content": prompt}], add_generation_prompt=True, bos_token="")
         return Document(head, f"{reasoning}\n{THINK_CLOSE}\n<answer>{answer}</answer>", source)
@@ -88,8 +108,10 @@ def task_documents(
             problems = task.sample(seed=seed, difficulty=spec.difficulty, split=split)
             rng = random.Random(f"trace:{seed}:{name}:{lang}:{split}")
             streams.append((name, task, lang, problems, rng))
+    preambles = random.Random(f"preamble:{seed}:{split}")
     for n in itertools.count():
         name, task, lang, problems, rng = streams[n % len(streams)]
+        preamble = spec.preamble_share >= 1.0 or preambles.random() < spec.preamble_share
         problem = next(problems)
         if isinstance(task, ReasoningTask):
             trace = task.trace(problem, lang, spec.error_rate, spec.self_check_rate, rng=rng)
@@ -97,7 +119,7 @@ def task_documents(
         else:
             reasoning, answer = _split_solution(task.solution(problem, lang))
         yield render_task_document(
-            task.prompt(problem, lang), reasoning, answer, spec.doc_format, f"task {name} #{n}"
+            task.prompt(problem, lang), reasoning, answer, spec.doc_format, f"task {name} #{n}", preamble
         )
 
 

@@ -1,0 +1,140 @@
+"""`tinyseek r1zero`: the whole R1-Zero pipeline (tokenizer, pretraining, eval, GRPO, eval, report).
+
+A thin layer over `tinyseek.r1zero.pipeline.run_r1zero`: picks the recipe preset, prints one line per
+stage as it starts and ends, then the figures and how to chat with or serve the trained model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+# Spelled out rather than imported so `tinyseek --help` does not import torch; Recipe.preset checks it.
+PRESETS = ("r1zero", "smoke")
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "r1zero",
+        help="DeepSeek-R1-Zero in miniature: pretrain a base model, pure GRPO, evaluate before/after",
+        description="Train a tokenizer and a tiny MLA + MoE base model on worked solutions with slips "
+        "and a minority of self-checking traces, evaluate it on held-out problems, run pure GRPO (no "
+        "SFT), evaluate again on the same problems, and write OUT/report.md, plots, OUT/summary.json "
+        "and the trained model OUT/model (HF layout).",
+    )
+    p.add_argument(
+        "--preset",
+        choices=PRESETS,
+        default="r1zero",
+        help="recipe: r1zero (the demo, ~10 minutes on 2 CPU cores) or smoke (every stage in seconds)",
+    )
+    p.add_argument("--out", default="runs/r1zero", help="run directory (default runs/r1zero)")
+    p.add_argument("--seed", type=int, default=0, help="offset added to every seed of the recipe")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip the stages OUT already holds and continue interrupted ones from their checkpoints",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's choice; the tiny model is often faster with 1)",
+    )
+    p.add_argument(
+        "--pretrain-threads",
+        type=int,
+        default=None,
+        help="intra-op threads for pretraining only (default: --threads); its matmuls gain from a second "
+        "core where decoding does not",
+    )
+    p.add_argument("--json", action="store_true", help="print summary.json's figures as JSON at the end")
+    p.set_defaults(func=run)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _print_stage(stage: str, event: str, info: dict[str, Any]) -> None:
+    if event == "start":
+        print(f"[r1zero] {stage} ...", file=sys.stderr, flush=True)
+        return
+    details = ", ".join(
+        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items() if k != "seconds"
+    )
+    verb = "skipped (already done)" if event == "skipped" else "done"
+    print(f"[r1zero] {stage} {verb} in {info.get('seconds', 0.0):.1f}s{': ' + details if details else ''}",
+          file=sys.stderr, flush=True)  # fmt: skip
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    print("\nfamily          base pass@1  RL pass@1  base greedy  RL greedy  problems")
+    for name, f in summary["families"].items():
+        print(
+            f"{name:<15} {_pct(f['base']['pass@1']):>11}  {_pct(f['rl']['pass@1']):>9}  "
+            f"{_pct(f['base']['greedy']):>11}  {_pct(f['rl']['greedy']):>9}  {f['problems']:>8}"
+        )
+    share, length = summary["self_check_share"], summary["length_mean"]
+    print(f"self-checking share: {_pct(share['base'])} -> {_pct(share['rl'])}")
+    print(f"mean response length: {length['base']:.1f} -> {length['rl']:.1f} tokens")
+    met = sum(c["passed"] for c in summary["criteria"])
+    print(f"criteria met: {met}/{len(summary['criteria'])}")
+    seconds = summary["seconds"]
+    print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
+    print(f"\nreport: {summary['out_dir']}/report.md")
+    print(f"chat with the model:  tinyseek chat --model {summary['model']}")
+    print(f"serve it:             tinyseek serve --model {summary['model']}")
+    print(f"price the run:        tinyseek cost --measured {summary['out_dir']}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from tinyseek.r1zero.pipeline import StageInterrupted, run_r1zero
+    from tinyseek.r1zero.recipe import Recipe
+
+    for flag in ("threads", "pretrain_threads"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} {value}: expected an integer >= 1")
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    recipe = Recipe.preset(args.preset)
+    bar: Any = None
+
+    def pretrain_progress(step: int, max_steps: int, record: dict[str, Any]) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(desc="pretrain", unit="step", file=sys.stderr)
+        bar.update(step - bar.n)
+        bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record.get('tokens_per_s', 0):.0f}")
+
+    def on_stage(stage: str, event: str, info: dict[str, Any]) -> None:
+        if stage == "pretrain" and event == "done" and bar is not None:
+            bar.close()
+        _print_stage(stage, event, info)
+
+    try:
+        result = run_r1zero(
+            recipe,
+            args.out,
+            seed=args.seed,
+            resume=args.resume,
+            on_stage=on_stage,
+            pretrain_progress=pretrain_progress,
+            show_progress=True,
+            pretrain_threads=args.pretrain_threads,
+        )
+    except StageInterrupted as err:
+        print(f"[r1zero] {err}; rerun with --resume to continue", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(result.summary, indent=2))
+    else:
+        _print_summary(result.summary)
+    return 0
