@@ -111,8 +111,11 @@ class PretrainRecipe:
     three runs with lr restarts. Continuing that 2.2M-token base for 1.02M more tokens (lr 2e-3,
     20 warm-up steps, cosine; /work/runs/cont1) reached greedy 45.5% / 14.5%, pass@1 44.6% / 12.5%
     on 200 held-out problems a family: addition at its ≈ 46% ceiling. Hence 3.3M tokens (≈ 420 s
-    at 7,800 tokens/s) in one run; whether one run equals that two-run lineage is measured by the
-    pipeline's run with this value.
+    at 7,800 tokens/s) in one run. Measured with this value (/work/runs/r1zero-2, one thread on a
+    shared box, so the 600 s cap stopped it at 2.95M tokens): base greedy 2.3% on average over both
+    families, i.e. ONE run does not reproduce the two-run lineage. What the second run adds (the lr
+    restart, or the last ≈ 0.25M tokens) is unresolved; until it is, the demo's base stays below the
+    level where GRPO has a signal.
     fp32, not bf16 autocast: on a CPU without AVX-512 BF16 (the 2-core AVX2 EPYC this was
     measured on) autocast runs ≈ 6x slower (≈ 830 against ≈ 5,000 tokens per CPU-second for this
     model, batch 8 x 128, one thread).
