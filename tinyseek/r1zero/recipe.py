@@ -102,6 +102,20 @@ class PretrainRecipe:
     2.2% multiplication): the skill that appears last. The prototype's base followed the corpus at
     1.6M (after lr restarts); 2.2M is the margin, ≈ 310 s at two quiet cores' ≈ 7,100 tokens/s,
     ≈ 470 s at one thread's ≈ 4,700 (the 600 s cap leaves room for that).
+    NOT ENOUGH either, measured: the run /work/runs/r1zero-1 (2.2M tokens in 287 s at 7,837
+    tokens/s, two threads) ended at held-out loss 0.28 with the same flaw, greedy 4.8% addition /
+    2.2% multiplication, so GRPO saw almost no correct sample (accuracy reward ≈ 0-2% a step) and
+    changed nothing. The prototype's working base (greedy 53.6% / 15.6% at 1.59M tokens) differs
+    in three ways not yet separated: its addition family ran at difficulty 2, its corpus was a fixed
+    20k documents read about once as random windows of one token stream, and it was trained in
+    three runs with lr restarts. Continuing that 2.2M-token base for 1.02M more tokens (lr 2e-3,
+    20 warm-up steps, cosine; /work/runs/cont1) reached greedy 45.5% / 14.5%, pass@1 44.6% / 12.5%
+    on 200 held-out problems a family: addition at its ≈ 46% ceiling. Hence 3.3M tokens (≈ 420 s
+    at 7,800 tokens/s) in one run. Measured with this value (/work/runs/r1zero-2, one thread on a
+    shared box, so the 600 s cap stopped it at 2.95M tokens): base greedy 2.3% on average over both
+    families, i.e. ONE run does not reproduce the two-run lineage. What the second run adds (the lr
+    restart, or the last ≈ 0.25M tokens) is unresolved; until it is, the demo's base stays below the
+    level where GRPO has a signal.
     fp32, not bf16 autocast: on a CPU without AVX-512 BF16 (the 2-core AVX2 EPYC this was
     measured on) autocast runs ≈ 6x slower (≈ 830 against ≈ 5,000 tokens per CPU-second for this
     model, batch 8 x 128, one thread).
@@ -109,7 +123,7 @@ class PretrainRecipe:
 
     preset: str = "tiny"
     model_overrides: dict[str, Any] = field(default_factory=lambda: {"num_nextn_predict_layers": 0})
-    tokens: int = 2_200_000
+    tokens: int = 3_300_000
     seconds: float = 600.0
     seq_len: int = 256
     batch_size: int = 8
