@@ -22,6 +22,7 @@ from tinyseek.rl.grpo_trainer import GRPOTrainer
 from tinyseek.rl.packing import Sample, completion_logits, pack
 from tinyseek.rl.prompts import PromptSource, parse_tasks
 from tinyseek.rl.rewards import RewardFunction, RewardSet
+from tinyseek.rl.rollout import RolloutSampler
 from tinyseek.rl.run import GRPORunConfig, run_grpo
 from tinyseek.tokenizer import Tokenizer
 from tinyseek.train.metrics import read_metrics
@@ -292,3 +293,27 @@ def test_time_budget_stops_the_run(policy_dir: Path, tmp_path: Path) -> None:
     )
     assert result.stopped == "time" and result.steps == 0
     assert Transformer.from_pretrained(result.final_model) is not None
+
+
+def test_rollouts_stop_at_the_templates_stop_string(policy_dir: Path) -> None:
+    """A stop string ends a completion, is put back into its text (the format reward needs it), and
+    its tokens stay in the completion ids that are trained on; R1-Zero prompts stop at `</answer>`."""
+    tokenizer = Tokenizer.from_pretrained(policy_dir)
+    llm = LLM(Transformer.from_pretrained(policy_dir), tokenizer)
+    items = PromptSource(parse_tasks("addition"), tokenizer, "r1zero", seed=3).take(3)
+    assert PromptSource(parse_tasks("addition"), tokenizer, "r1zero").stop == ("</answer>",)
+    rewards = RewardSet([RewardFunction("short", shortness)])
+    free = RolloutSampler(llm, rewards, group_size=4, max_new_tokens=MAX_NEW, seed=1).sample(items, 0)
+    texts = [t for g in free.groups for t in g.texts if len(t) > 4]
+    stop = texts[0][2:4]  # a string the free-running policy does write
+    cut = RolloutSampler(llm, rewards, group_size=4, max_new_tokens=MAX_NEW, seed=1, stop=[stop])
+    stopped = [
+        (text, ids, reason)
+        for g in cut.sample(items, 0).groups
+        for text, ids, reason in zip(g.texts, g.completion_ids, g.finish_reasons, strict=True)
+    ]
+    ended = [(text, ids) for text, ids, reason in stopped if reason == "stop" and text.endswith(stop)]
+    assert ended, "no completion reached the stop string"
+    for text, ids in ended:
+        assert text.find(stop) == len(text) - len(stop)
+        assert tokenizer.decode(ids, skip_special_tokens=True).startswith(text)

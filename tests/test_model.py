@@ -53,8 +53,7 @@ class _Rows:
                 layer = cache.layer(i)
                 layer.kv[rows, positions[0]] = kv[0]
                 layer.pe[rows, positions[0]] = pe[0]
-                n = int(positions.max()) + 1
-                return layer.kv[rows, :n], layer.pe[rows, :n]
+                return layer.latents[rows, : int(positions.max()) + 1]
 
         return View()
 

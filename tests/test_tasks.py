@@ -226,7 +226,8 @@ def test_self_checks_are_a_minority_and_always_end_correct(name: str) -> None:
     checked = [t for t in traces if t.self_checked]
     assert 0.1 <= len(checked) / len(traces) <= 0.3
     assert all(t.correct and "Vérification : " in t.reasoning for t in checked)
-    assert any("✗" in t.reasoning and "Je recommence" in t.reasoning for t in checked)
+    # A failed check is followed by the work done right: a redo, or (carry columns) the line written again.
+    assert any("✗" in t.reasoning and t.slipped for t in checked)
     assert not any("Vérification" in t.reasoning for t in traces if not t.self_checked)
 
 
@@ -234,15 +235,27 @@ def test_addition_trace_format() -> None:
     task = get_task("addition")
     assert isinstance(task, ReasoningTask)
     p = problem_of("addition", a=358, b=467)
-    assert task.trace(p).reasoning == (
-        "8+7=15, write 5, carry 1.\n5+6+1=12, write 2, carry 1.\n3+4+1=8, write 8."
+    right = (
+        "ones: 8+7=15, write 5, carry 1 → 5.\ntens: 5+6+1=12, write 2, carry 1 → 25.\n"
+        "hundreds: 3+4+1=8, write 8 → 825."
     )
-    # 8 > 7 makes the first carry error-prone: dropped, the trace reaches 815, the check catches it.
-    slipped = task.trace(p, error_rate=1.0, self_check_rate=1.0)
-    assert slipped.reasoning.startswith("8+7=15, write 5.\n5+6=11, write 1, carry 1.\n")
-    assert "Check: 815-467=348 ✗\nRedo:\n" in slipped.reasoning
-    assert slipped.reasoning.endswith("Check: 825-467=358 ✓") and slipped.answer == "825"
-    assert task.trace(p, "zh").reasoning.startswith("8+7=15，写5，进1。")
+    assert task.trace(p).reasoning == right
+    # 8 > 7 makes the first carry error-prone: dropped, the trace reaches 815.
+    plain = task.trace(p, error_rate=1.0)
+    assert plain.reasoning == (
+        "ones: 8+7=15, write 5 → 5.\ntens: 5+6=11, write 1, carry 1 → 15.\nhundreds: 3+4+1=8, write 8 → 815."
+    )
+    assert plain.answer == "815" and plain.slipped and not plain.correct
+    # A self-checking trace checks, as it goes, each line with a carry to decide and the last one; the
+    # work goes on from the check's carry.
+    checked = task.trace(p, error_rate=1.0, self_check_rate=1.0)
+    assert checked.reasoning == (
+        "ones: 8+7=15, write 5 → 5.\nCheck: 15 → write 5, carry 1 → 5 ✗\n"
+        "tens: 5+6+1=12, write 2, carry 1 → 25.\nCheck: 12 → write 2, carry 1 → 25 ✓\n"
+        "hundreds: 3+4+1=8, write 8 → 825.\nCheck: 8 → write 8 → 825 ✓"
+    )
+    assert checked.answer == "825" and checked.correct and checked.self_checked
+    assert task.trace(p, "zh").reasoning.startswith("个位：8+7=15，写5，进1 → 5。")
 
 
 # -- splits ---------------------------------------------------------------------------------------
@@ -312,3 +325,18 @@ def test_cli_list(capsys: pytest.CaptureFixture[str]) -> None:
     args = _cli("list", "--json")
     assert args.func(args) == 0
     assert [row["name"] for row in json.loads(capsys.readouterr().out)] == list(TASKS)
+
+
+def test_multiplication_adds_the_carry_as_its_own_step() -> None:
+    task = get_task("multiplication")
+    assert isinstance(task, ReasoningTask)
+    p = problem_of("multiplication", a=176, b=6)
+    assert task.trace(p).reasoning == (
+        "ones: 6*6=36, write 6, carry 3 → 6.\ntens: 7*6=42, 42+3=45, write 5, carry 4 → 56.\n"
+        "hundreds: 1*6=6, 6+4=10, write 10 → 1056."
+    )
+    # 7 > 6 makes the tens carry error-prone; a checking trace catches the drop and goes on from its carry.
+    checked = task.trace(p, error_rate=1.0, self_check_rate=1.0)
+    assert "tens: 7*6=42, 42+3=45, write 5 → 56.\nCheck: 45 → write 5, carry 4 → 56 ✗\n" in checked.reasoning
+    assert checked.reasoning.endswith("write 10 → 1056.\nCheck: 10 → write 10 → 1056 ✓")
+    assert checked.answer == "1056"

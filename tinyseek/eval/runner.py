@@ -13,7 +13,7 @@ Design choices:
   evaluated with it and in whatever order (the engine gives completion i the seed + i).
 - Templates: `r1zero` is the R1-Zero plain-text template for base models (completions
   `<think>..</think><answer>..</answer>`, format style `think_answer`); generation stops at
-  `</answer>`, as R1-Zero-style rollouts do, and the stop string (whichever of `stop` the decoded
+  `</answer>`, as the GRPO rollouts of that template do, and the stop string (whichever of `stop` the decoded
   tokens show) is put back so the format check and the SFT traces see it. `chat` is the R1 chat
   template (the prompt ends with the forced `<think>\\n`, format style `think`). The default is
   `chat` when the tokenizer carries a chat template, else `r1zero`.
@@ -41,11 +41,13 @@ from typing import Any, Literal
 from tinyseek.chat_template import r1_zero_prompt
 from tinyseek.eval.metrics import SampleResult, summarize
 from tinyseek.eval.problems import ProblemSet
+from tinyseek.inference.detokenizer import text_with_stop
 from tinyseek.inference.llm import LLM
 from tinyseek.inference.request import CompletionOutput
 from tinyseek.inference.sampling import SamplingParams
 from tinyseek.rl.language import language_share
-from tinyseek.rl.think_format import ANSWER_CLOSE, FormatStyle, parse_completion
+from tinyseek.rl.prompts import TEMPLATE_STOPS
+from tinyseek.rl.think_format import FormatStyle, parse_completion
 from tinyseek.tasks import Problem, Task
 from tinyseek.tasks.answer import extract_answer, format_number, parse_number
 
@@ -54,7 +56,6 @@ log = logging.getLogger(__name__)
 Template = Literal["r1zero", "chat"]
 TEMPLATES: tuple[Template, ...] = ("r1zero", "chat")
 TEMPLATE_STYLES: dict[Template, FormatStyle] = {"r1zero": "think_answer", "chat": "think"}
-TEMPLATE_STOPS: dict[Template, tuple[str, ...]] = {"r1zero": (ANSWER_CLOSE,), "chat": ()}
 
 
 @dataclass(frozen=True)
@@ -191,17 +192,6 @@ def _token_counter(tokenizer: Any) -> Callable[[str], int]:
     return count
 
 
-def _completion_text(
-    output: CompletionOutput, stops: Sequence[str], eos_ids: set[int], tokenizer: Any
-) -> str:
-    """The completion as generated, with a stop string the engine cut put back (the format needs it)."""
-    text = output.text
-    if output.finish_reason != "stop" or not stops or (output.token_ids and output.token_ids[-1] in eos_ids):
-        return text
-    rest = str(tokenizer.decode(output.token_ids, skip_special_tokens=True))[len(text) :]
-    return text + next((stop for stop in stops if rest.startswith(stop)), "")
-
-
 def _score(task: Task, problems: Sequence[Problem], sections: Sequence[str]) -> list[float]:
     score_many = getattr(task, "score_many", None)
     if callable(score_many):
@@ -328,7 +318,7 @@ def evaluate(
             flat_outputs += [*sampled.outputs, *extra]
             flat_problems += [problem] * (len(sampled.outputs) + len(extra))
         generated += sum(len(o.token_ids) for o in flat_outputs)
-        texts = [_completion_text(o, stops, eos_ids, llm.tokenizer) for o in flat_outputs]
+        texts = [text_with_stop(o, stops, eos_ids, llm.tokenizer) for o in flat_outputs]
         judged = iter(
             _judge(problem_set.task, flat_problems, texts, flat_outputs, style, count, problem_set.lang)
         )

@@ -28,15 +28,11 @@ class PagedLayer:
         self.cache, self.latents = cache, cache.latents[index]
         self.kv, self.pe = cache.kv[index], cache.pe[index]
 
-    def update(
-        self, kv: torch.Tensor, pe: torch.Tensor, positions: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(self, kv: torch.Tensor, pe: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         write, read = self.cache.write_slots, self.cache.read_slots
         self.kv.index_copy_(0, write, kv.reshape(-1, kv.shape[-1]).to(self.kv.dtype))
         self.pe.index_copy_(0, write, pe.reshape(-1, pe.shape[-1]).to(self.pe.dtype))
-        context = self.latents.index_select(0, read.reshape(-1)).view(*read.shape, -1)
-        kv_all, pe_all = context.split([self.kv.shape[-1], self.pe.shape[-1]], dim=-1)
-        return kv_all, pe_all
+        return self.latents.index_select(0, read.reshape(-1)).view(*read.shape, -1)
 
 
 class PagedLatentCache:

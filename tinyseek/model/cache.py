@@ -14,17 +14,15 @@ from tinyseek.config import ModelConfig
 
 
 class LayerLatents:
-    def __init__(self, kv: torch.Tensor, pe: torch.Tensor):
-        self.kv, self.pe = kv, pe
+    def __init__(self, latents: torch.Tensor, kv_rank: int):
+        self.latents = latents  # [B, S, R + r]
+        self.kv, self.pe = latents[..., :kv_rank], latents[..., kv_rank:]
 
-    def update(
-        self, kv: torch.Tensor, pe: torch.Tensor, positions: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(self, kv: torch.Tensor, pe: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         rows = torch.arange(kv.shape[0], device=kv.device)[:, None].expand_as(positions)
         self.kv[rows, positions] = kv.to(self.kv.dtype)
         self.pe[rows, positions] = pe.to(self.pe.dtype)
-        length = int(positions.max()) + 1
-        return self.kv[: kv.shape[0], :length], self.pe[: kv.shape[0], :length]
+        return self.latents[: kv.shape[0], : int(positions.max()) + 1]
 
 
 class LatentCache:
@@ -44,18 +42,18 @@ class LatentCache:
         n_layers = (
             config.num_hidden_layers + config.num_nextn_predict_layers if n_layers is None else n_layers
         )
-        self.kv = torch.zeros(n_layers, batch_size, max_len, config.kv_lora_rank, dtype=dtype, device=device)
-        self.pe = torch.zeros(
-            n_layers, batch_size, max_len, config.qk_rope_head_dim, dtype=dtype, device=device
+        self.latents = torch.zeros(
+            n_layers, batch_size, max_len, config.latent_dim, dtype=dtype, device=device
         )
-        self.layers = [LayerLatents(self.kv[i], self.pe[i]) for i in range(n_layers)]
+        self.kv, self.pe = self.latents.split([config.kv_lora_rank, config.qk_rope_head_dim], dim=-1)
+        self.layers = [LayerLatents(self.latents[i], config.kv_lora_rank) for i in range(n_layers)]
 
     def layer(self, index: int) -> LayerLatents:
         return self.layers[index]
 
     @property
     def nbytes(self) -> int:
-        return self.kv.nbytes + self.pe.nbytes
+        return self.latents.nbytes
 
     def bytes_per_token(self, n_layers: int | None = None) -> int:
         """Bytes per cached token across `n_layers` layers (default: all layers held)."""

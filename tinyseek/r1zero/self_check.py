@@ -1,8 +1,8 @@
 """Does a completion check its own answer? The behaviour R1-Zero-style RL is expected to grow.
 
-The procedural task families (tinyseek.tasks.reasoning) write a verification line that starts with
-`CHECK[lang]` (`Check: `, `Vérification : `, `验算：`) and, when it fails, a `REDO[lang]` line before
-the work is done again. A completion self-checks when one of its reasoning lines starts with a check
+The procedural task families (tinyseek.tasks.reasoning) write verification lines that start with
+`CHECK[lang]` (`Check: `, `Vérification : `, `验算：`): one per column for addition and multiplication,
+one at the end for the others, followed, when it fails, by a `REDO[lang]` line and the work again. A completion self-checks when one of its reasoning lines starts with a check
 marker in any language: the model may switch language, and a marker in the middle of a line (e.g.
 an echo of the question) is not a verification step. Only the reasoning counts: text after
 `</think>` (the answer part) is ignored when the tag is present, so an answer that merely quotes the

@@ -104,6 +104,7 @@ class GRPOTrainer:
             config.temperature,
             config.top_p,
             seed,
+            prompts.stop,
         )
 
     # ---- learning rate --------------------------------------------------------------------------

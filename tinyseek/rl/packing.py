@@ -136,7 +136,7 @@ class SharedPromptLatents:
     """
 
     def __init__(self) -> None:
-        self.prompt: dict[int, tuple[Tensor, Tensor]] = {}
+        self.prompt: dict[int, Tensor] = {}
         self.row_prompt: Tensor | None = None
         self.row_lengths: Tensor | None = None
 
@@ -147,12 +147,12 @@ class SharedPromptLatents:
         self.row_prompt = row_prompt
         self.row_lengths = prompt_lengths[row_prompt]
 
-    def update(self, index: int, kv: Tensor, pe: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
+    def update(self, index: int, kv: Tensor, pe: Tensor, positions: Tensor) -> Tensor:
+        latents = torch.cat([kv, pe], dim=-1)
         if self.row_prompt is None:
-            self.prompt[index] = (kv, pe)
-            return kv, pe
-        prompt_kv, prompt_pe = self.prompt[index]
-        return self._join(prompt_kv, kv), self._join(prompt_pe, pe)
+            self.prompt[index] = latents
+            return latents
+        return self._join(self.prompt[index], latents)
 
     def _join(self, prompt: Tensor, own: Tensor) -> Tensor:
         assert self.row_prompt is not None and self.row_lengths is not None
@@ -171,7 +171,7 @@ class _LayerView:
     store: SharedPromptLatents
     index: int
 
-    def update(self, kv: Tensor, pe: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
+    def update(self, kv: Tensor, pe: Tensor, positions: Tensor) -> Tensor:
         return self.store.update(self.index, kv, pe, positions)
 
 

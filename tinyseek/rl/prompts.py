@@ -23,13 +23,16 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from tinyseek.chat_template import r1_zero_prompt
-from tinyseek.rl.think_format import FormatStyle
+from tinyseek.rl.think_format import ANSWER_CLOSE, FormatStyle
 from tinyseek.tasks import FileTask, Problem, Split, Task, get_task
 from tinyseek.tasks.datasets import STYLES
 
 Template = Literal["r1zero", "chat"]
 TEMPLATES: tuple[Template, ...] = ("r1zero", "chat")
 TEMPLATE_STYLES: dict[str, FormatStyle] = {"r1zero": "think_answer", "chat": "think"}
+# Generation stops where the template's answer ends (R1-Zero: at `</answer>`, as evaluation does); the
+# chat template ends on EOS.
+TEMPLATE_STOPS: dict[str, tuple[str, ...]] = {"r1zero": (ANSWER_CLOSE,), "chat": ()}
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,11 @@ class PromptSource:
     def style(self) -> FormatStyle:
         """The format style the completions of this template follow (for the format reward)."""
         return TEMPLATE_STYLES[self.template]
+
+    @property
+    def stop(self) -> tuple[str, ...]:
+        """Stop strings of this template's completions."""
+        return TEMPLATE_STOPS[self.template]
 
     def _items(self) -> Iterator[tuple[Task, Problem]]:
         streams = [task.sample(self.seed, self.difficulty, self.split) for task in self.tasks]

@@ -10,15 +10,20 @@ Design choices:
   `problem` (a Problem), `task` (its Task), `task_problem` ((Task, Problem), what the built-in
   accuracy reward scores with), `answer`, `lang`, `completion_ids`, `completion_lengths`, `truncated`.
 - Rewards see the question (not the templated prompt), so language detection reads the user's text.
+- Generation stops at the template's stop strings (R1-Zero: `</answer>`, as evaluation does), put
+  back into the text for the format reward; without the stop a policy learns to append text after
+  the answer that no reward sees (measured in a 290-step prototype run).
 """
 
 from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tinyseek.inference.detokenizer import text_with_stop
 from tinyseek.inference.llm import LLM
 from tinyseek.inference.sampling import SamplingParams
 from tinyseek.rl.prompts import PromptItem
@@ -71,8 +76,11 @@ class RolloutSampler:
         temperature: float = 1.0,
         top_p: float = 1.0,
         seed: int = 0,
+        stop: Sequence[str] = (),
     ) -> None:
         self.llm = llm
+        self.stop = list(stop)
+        self.eos_ids = set(llm.engine.eos_token_ids)
         self.rewards = rewards
         self.group_size = group_size
         self.max_new_tokens = max_new_tokens
@@ -90,6 +98,7 @@ class RolloutSampler:
                 top_p=self.top_p,
                 n=self.group_size,
                 seed=request_seed(self.seed, first_index + i),
+                stop=self.stop,
             )
             for i in range(len(items))
         ]
@@ -98,7 +107,7 @@ class RolloutSampler:
             RolloutGroup(
                 item,
                 [list(c.token_ids) for c in out.outputs],
-                [c.text for c in out.outputs],
+                [text_with_stop(c, self.stop, self.eos_ids, self.llm.tokenizer) for c in out.outputs],
                 [c.finish_reason or "length" for c in out.outputs],
             )
             for item, out in zip(items, outputs, strict=True)

@@ -10,9 +10,10 @@ A task family describes its work as short, regular lines (`work`) and how to ver
   trained on the corpus is expected to give the same wrong majority answer on every problem that
   has an error-prone step, and to be right elsewhere: the kind of flaw RL has to fix step by step,
   not with a single global switch;
-- self-checking traces (probability `self_check_rate`): a verification line by the reverse operation
-  before the answer; when it fails (the trace had slipped) the trace says so and redoes the work
-  without slips. Self-checking traces therefore always end correct, so RL can raise their share.
+- self-checking traces (probability `self_check_rate`, `checked_work`): by default a verification
+  line by the reverse operation before the answer; when it fails (the trace had slipped) the trace
+  says so and redoes the work without slips. A family may check otherwise (column arithmetic checks
+  each line as it goes), but self-checking traces always end correct, so RL can raise their share.
 
 Each line is language-specific text around language-neutral arithmetic (`8+7=15`), which keeps the
 format compact enough for a 1-2M-parameter model and lets a language reward count words.
@@ -76,9 +77,23 @@ class ReasoningTask(Task):
     def work(self, problem: Problem, lang: str, slip: Slip) -> tuple[list[str], str]:
         """The reasoning lines and the answer they reach (wrong where `slip` said so)."""
 
-    @abstractmethod
     def check(self, problem: Problem, answer: str, lang: str) -> tuple[str, bool]:
         """A verification line for `answer` (reverse operation) and whether it passes."""
+        raise NotImplementedError(f"{type(self).__name__} must implement check() or override checked_work()")
+
+    def checked_work(self, problem: Problem, lang: str, slip: Slip) -> tuple[list[str], str]:
+        """A self-checking trace's lines and answer (always the right one).
+
+        Default: the work, then the `check` line; when it fails, a redo marker, the work without slips
+        and its check.
+        """
+        lines, answer = self.work(problem, lang, slip)
+        line, ok = self.check(problem, answer, lang)
+        lines.append(line)
+        if not ok:
+            redo, answer = self.work(problem, lang, lambda prone: False)
+            lines += [REDO[lang], *redo, self.check(problem, answer, lang)[0]]
+        return lines, answer
 
     def is_correct(self, problem: Problem, answer: str | None) -> bool:
         return numbers_equal(answer, problem.answer)
@@ -109,15 +124,9 @@ class ReasoningTask(Task):
             slipped = slipped or hit
             return hit
 
-        lines, answer = self.work(problem, lang, slip)
         self_checked = self_check_rate > 0 and rng.random() < self_check_rate
-        if self_checked:
-            line, ok = self.check(problem, answer, lang)
-            lines.append(line)
-            if not ok:
-                redo, answer = self.work(problem, lang, lambda prone: False)
-                lines += [REDO[lang], *redo]
-                lines.append(self.check(problem, answer, lang)[0])
+        render = self.checked_work if self_checked else self.work
+        lines, answer = render(problem, lang, slip)
         return Trace(
             reasoning="\n".join(lines),
             answer=answer,
