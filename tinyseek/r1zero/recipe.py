@@ -9,13 +9,15 @@ measures again. Why RL can move accuracy by tens of points here:
   than right in the corpus, so the base model's *most likely* trace is wrong on every problem with
   such a step: greedy accuracy ≈ the share of problems without one (≈ 40-45% for the families below).
 - Sampling still finds correct traces: a trace is right when it slips nowhere, or when it self-checks
-  (a self-checking trace catches its slip and redoes the work, so it always ends correct). Sampled
-  accuracy of the base ≈ s + (1 - s)(1 - e)^k over the problem's k prone steps: neither ~0 nor ~1,
-  so most GRPO groups of G samples hold both rewards and carry a learning signal.
-- GRPO then selects the behaviours that end correct: self-checking (one decision, at the end of the
-  work, that pays on every problem) and not slipping at prone steps (per step, per operand pattern).
-  Both raise accuracy; the first also raises the self-checking share and the mean response length,
-  the R1-Zero signatures.
+  (a self-checking trace checks each carry as it goes and corrects a dropped one, so in the corpus
+  it always ends correct). Sampled accuracy of the base ≈ s + (1 - s)(1 - e)^k over the problem's
+  k prone steps: neither ~0 nor ~1, so most GRPO groups of G samples hold both rewards and carry a
+  learning signal.
+- GRPO then selects the behaviours that end correct: self-checking (a decision taken at the first
+  carry, that pays on every problem with a prone step) and not slipping at prone steps (per step,
+  per operand pattern). Both raise accuracy; the first also raises the self-checking share and the
+  mean response length, the R1-Zero signatures. Which one wins is measured, not assumed: in the
+  runs so far GRPO fixed the slips faster than it grew checking (report.md says which).
 
 Compute figures in the docstrings are for a quiet 2-core CPU (tinyseek/DESIGN §4); `smoke` runs the
 same stages at a size that finishes in well under two minutes, for the tests.
@@ -25,7 +27,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tinyseek.rl.config import LossType
 
 
 @dataclass(frozen=True)
@@ -49,8 +54,10 @@ class FamilyRecipe:
     T = 1 in ≈ 1 completion of 5-8, i.e. in most groups of G = 8. The check runs line by line
     (`Check: 45 → write 5, carry 4 ✗`, then the line again, right): two whole-trace checks were
     tried first and were beyond the tiny model (a one-line reverse operation, and the work redone at
-    the end; checked traces ended right 0% of the time). Measured with line checks (2M tokens): the
-    base's checked completions end right 59% / 21% of the time against 41% / 10% without.
+    the end; checked traces ended right 0% of the time). Measured in the demo run (README): the
+    base's checked samples (T 0.6) end right 51% / 51% of the time against 47% / 27% unchecked, a
+    smaller edge than the corpus has (checked traces are always right there), and one that shrinks
+    as GRPO removes slips, which is why checking is not selected.
     """
 
     name: str
@@ -88,38 +95,18 @@ class CorpusRecipe:
 class PretrainRecipe:
     """The `tiny` preset (hidden 128, 4 layers, MLA, 8 routed experts top-2 + 1 shared, ≈1.7M
     parameters) without its MTP module: MTP costs a full extra block per token and RL-Zero does not
-    use it. Sequences of 256 tokens, batch 8 x 256 = 2048 tokens a step (the prototype's 16 x 128):
-    RL and eval prompts carry the ~98-token preamble and a self-checked completion runs to ~150
-    tokens, so positions up to ~250 must be trained (RoPE does not extrapolate past the rows).
-    lr 3e-3 (50 warm-up steps, cosine decay to 10%): in the prototype, continuing from the same
-    checkpoint, 3e-3 reached greedy 50% / 22% (addition / multiplication) after 0.95M more tokens
-    where 1.5e-3 reached 42% / 10% after 1.8M. Column arithmetic appears abruptly: at 1.26M tokens
-    the model still misread the second operand (accuracy < 5%), at 1.6M it followed the corpus.
-    tokens 2.2M: the lr schedule runs over exactly this many tokens, so the cosine completes on any
-    machine; `seconds` is only a cap that keeps a slow machine from overrunning the job (it then
-    stops early). The pipeline's first run pretrained for 300 s instead (1.40M tokens at 4,780
-    tokens/s, one thread, shared machine; cosine over the steps that were expected): its base wrote
-    the columns right but read the answer back from the written digits wrong (greedy 5.4% addition,
-    2.2% multiplication): the skill that appears last. The prototype's base followed the corpus at
-    1.6M (after lr restarts); 2.2M is the margin, ≈ 310 s at two quiet cores' ≈ 7,100 tokens/s,
-    ≈ 470 s at one thread's ≈ 4,700 (the 600 s cap leaves room for that).
-    NOT ENOUGH either, measured: the run /work/runs/r1zero-1 (2.2M tokens in 287 s at 7,837
-    tokens/s, two threads) ended at held-out loss 0.28 with the same flaw, greedy 4.8% addition /
-    2.2% multiplication, so GRPO saw almost no correct sample (accuracy reward ≈ 0-2% a step) and
-    changed nothing. The prototype's working base (greedy 53.6% / 15.6% at 1.59M tokens) differs
-    in three ways not yet separated: its addition family ran at difficulty 2, its corpus was a fixed
-    20k documents read about once as random windows of one token stream, and it was trained in
-    three runs with lr restarts. Continuing that 2.2M-token base for 1.02M more tokens (lr 2e-3,
-    20 warm-up steps, cosine; /work/runs/cont1) reached greedy 45.5% / 14.5%, pass@1 44.6% / 12.5%
-    on 200 held-out problems a family: addition at its ≈ 46% ceiling. Hence 3.3M tokens (≈ 420 s
-    at 7,800 tokens/s) in one run. Measured with this value (/work/runs/r1zero-2, one thread on a
-    shared box, so the 600 s cap stopped it at 2.95M tokens): base greedy 2.3% on average over both
-    families, i.e. ONE run does not reproduce the two-run lineage. What the second run adds (the lr
-    restart, or the last ≈ 0.25M tokens) is unresolved; until it is, the demo's base stays below the
-    level where GRPO has a signal.
-    fp32, not bf16 autocast: on a CPU without AVX-512 BF16 (the 2-core AVX2 EPYC this was
-    measured on) autocast runs ≈ 6x slower (≈ 830 against ≈ 5,000 tokens per CPU-second for this
-    model, batch 8 x 128, one thread).
+    use it. Sequences of 256 tokens, batch 8 x 256 = 2048 tokens a step: RL and eval prompts carry
+    the ~98-token preamble and a checked completion runs to ~150 tokens, so positions up to ~250
+    must be trained (RoPE does not extrapolate past the rows).
+    lr 3e-3 (50 warm-up steps, cosine decay to 10%), fp32 (on a CPU without AVX-512 BF16, bf16
+    autocast ran ≈ 6x slower for this model).
+    tokens 1.7M: the lr schedule runs over exactly this many tokens, so the cosine completes on any
+    machine; `seconds` only caps a slow machine (it then stops early). It is what the 10-minute
+    budget leaves after evaluation and GRPO (≈ 285 s at the ≈ 6,000 tokens/s two cores gave).
+    Measured with the traces of tinyseek.tasks.column_arithmetic (base greedy, addition /
+    multiplication): 47.6% / 29.6% in the demo run (README); 38.8% / 28.6% in an exploratory run
+    with 1.8M tokens, so the spread between schedules is several points. With the earlier trace
+    format even 2.2-2.95M tokens left the base below 5% greedy.
     """
 
     preset: str = "tiny"
@@ -137,18 +124,23 @@ class PretrainRecipe:
 
 @dataclass(frozen=True)
 class GRPORecipe:
-    """Pure GRPO from the base: G = 8 samples of 16 prompts a step at temperature 1 (the base's own
+    """Pure GRPO from the base: G = 8 samples of 8 prompts a step at temperature 1 (the base's own
     distribution, where correct traces are a sizeable minority); reward = accuracy only (the corpus
-    already fixes the format); β = 0 (no reference model), μ = 1 (on-policy, ratio 1), samples with
-    zero advantage left out of the backward pass (the GRPO trainer does so whenever β = 0: ≈ 4x less
-    training compute, same gradient);
-    lr 1.5e-4 (DESIGN §4: 5e-5-1e-4 smooth, 2e-4 oscillates; the prototype ran 1.5e-4); max_new_tokens 160 covers a self-checked
-    trace that redoes its work (≈ 2.2x a plain one). Wall-clock budgeted like pretraining.
-    format_reward: weight of a reward for ending right after `</answer>`. The prototype ran without
-    it (0.0) and, after ≈ 290 steps, the policy stopped emitting EOS after the answer and appended
-    junk (`<answer>1358</answer>188</answer>...`): accuracy kept its value (the answer tag is read
-    first-to-last-closed), but the mean length rose for the wrong reason. Give it a positive weight
-    (or stop generation at the answer) before reading length as a reasoning signal.
+    already fixes the format, and rollouts stop at `</answer>`); β = 0 (no reference model), μ = 1
+    (on-policy, ratio 1), samples with zero advantage left out of the backward pass (the GRPO trainer
+    does so whenever β = 0: same gradient, less compute); lr 1.5e-4 (DESIGN §4: 5e-5-1e-4 smooth,
+    2e-4 oscillates); max_new_tokens 160 covers a checked trace (≤ 156 tokens).
+    8 prompts a step rather than 16: a step is ~3.8 s instead of ~6 s (a rollout lasts as long as
+    its longest completion either way), so the wall-clock budget buys 45 steps instead of ~30, and
+    Adam moves the weights about as far per step. Measured (exploratory runs, 1.7-1.8M-token
+    bases): 16 prompts x 29-30 steps raised greedy by +25 / +21 points (addition / multiplication);
+    8 prompts x 45 steps by +30 / +51.
+    loss_type grpo: Dr. GRPO's aggregation (no length or std normalisation, which removes GRPO's
+    bias towards short correct answers) was tried for the self-check share; measured with the same
+    base and budget (39 steps): greedy +26.6 / +39.8 against GRPO's +34.6 / +40.4, and the
+    self-check share fell as well (5.6% -> 3.0%).
+    format_reward: weight of R1's format reward (0 here: rollouts stop at `</answer>`, and the base
+    is well formed on > 98% of completions).
     """
 
     seconds: float = 155.0
@@ -159,6 +151,7 @@ class GRPORecipe:
     top_p: float = 1.0
     max_new_tokens: int = 160
     lr: float = 1.5e-4
+    loss_type: LossType = "grpo"
     beta: float = 0.0
     mu: int = 1
     format_reward: float = 0.0
