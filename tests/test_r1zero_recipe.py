@@ -36,3 +36,5 @@ def test_bad_settings_are_rejected():
         Recipe(families=(FamilyRecipe("addition"), FamilyRecipe("addition")))
     with pytest.raises(ValueError, match="prompts_per_step = 15"):
         dataclasses.replace(Recipe(), grpo=GRPORecipe(prompts_per_step=15))
+    with pytest.raises(ValueError, match="grpo.loss_type = 'ppo'"):
+        dataclasses.replace(Recipe(), grpo=GRPORecipe(loss_type="ppo"))  # type: ignore[arg-type]

@@ -301,14 +301,13 @@ class _Run:
                 run_dir=self.out / "grpo",
                 task=",".join(self.tasks),
                 template="r1zero",
-                grpo=GRPOConfig(
+                grpo=GRPOConfig.preset(
+                    g.loss_type,
                     group_size=g.group_size,
                     prompts_per_step=g.prompts_per_step,
                     temperature=g.temperature,
                     top_p=g.top_p,
                     max_new_tokens=g.max_new_tokens,
-                    loss_type=g.loss_type,
-                    scale_rewards=g.loss_type != "dr_grpo",
                     beta=g.beta,
                     mu=g.mu,
                     lr=g.lr,

@@ -135,7 +135,8 @@ class GRPORecipe:
     Adam moves the weights about as far per step. Measured (exploratory runs, 1.7-1.8M-token
     bases): 16 prompts x 29-30 steps raised greedy by +25 / +21 points (addition / multiplication);
     8 prompts x 45 steps by +30 / +51.
-    loss_type grpo: Dr. GRPO's aggregation (no length or std normalisation, which removes GRPO's
+    loss_type: the GRPO variant, with its published defaults (`GRPOConfig.preset`). grpo: Dr.
+    GRPO's aggregation (no length or std normalisation, which removes GRPO's
     bias towards short correct answers) was tried for the self-check share; measured with the same
     base and budget (39 steps): greedy +26.6 / +39.8 against GRPO's +34.6 / +40.4, and the
     self-check share fell as well (5.6% -> 3.0%).
@@ -195,6 +196,12 @@ class Recipe:
             raise ValueError(
                 f"grpo.prompts_per_step = {self.grpo.prompts_per_step}: expected a multiple of the "
                 f"{len(names)} families, so every step samples each family equally"
+            )
+        from tinyseek.rl.config import LOSS_TYPES  # checked here, not after pretraining
+
+        if self.grpo.loss_type not in LOSS_TYPES:
+            raise ValueError(
+                f"grpo.loss_type = {self.grpo.loss_type!r}: expected one of {', '.join(LOSS_TYPES)}"
             )
 
     @classmethod

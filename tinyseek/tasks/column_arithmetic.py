@@ -44,6 +44,7 @@ from tinyseek.tasks.reasoning import (
     CHECK,
     OK_MARK,
     ReasoningTask,
+    ReverseCheckedTask,
     Slip,
     check_difficulty,
     check_language,
@@ -83,6 +84,10 @@ def _digits(n: int, width: int) -> list[int]:
 
 def _number(rng: random.Random, digits: int) -> int:
     return rng.randrange(10 ** (digits - 1), 10**digits)
+
+
+def _question(problem: Problem, op: str, lang: str) -> str:
+    return QUESTION[check_language(lang)].format(a=problem.data["a"], op=op, b=problem.data["b"])
 
 
 def _place(column: int, lang: str) -> str:
@@ -142,7 +147,7 @@ class CarryColumnTask(ReasoningTask):
         """The columns, least significant first."""
 
     def prompt(self, problem: Problem, lang: str = "en") -> str:
-        return QUESTION[check_language(lang)].format(a=problem.data["a"], op=self.op, b=problem.data["b"])
+        return _question(problem, self.op, lang)
 
     def work(self, problem: Problem, lang: str, slip: Slip) -> tuple[list[str], str]:
         return _carry_columns(self.columns(problem), lang, slip, False, self.stepwise)
@@ -186,7 +191,7 @@ class MultiplicationTask(CarryColumnTask):
         return [(f"{x}*{b}", x * b, x > b) for x in _digits(a, len(str(a)))]
 
 
-class SubtractionTask(ReasoningTask):
+class SubtractionTask(ReverseCheckedTask):
     """Column subtraction with borrows; difficulty d: two (d + 2)-digit numbers, result >= 0."""
 
     name = "subtraction"
@@ -197,7 +202,7 @@ class SubtractionTask(ReasoningTask):
         return Problem(self.name, f"{a}-{b}", str(a - b), {"a": a, "b": b})
 
     def prompt(self, problem: Problem, lang: str = "en") -> str:
-        return QUESTION[check_language(lang)].format(a=problem.data["a"], op="-", b=problem.data["b"])
+        return _question(problem, "-", lang)
 
     def work(self, problem: Problem, lang: str, slip: Slip) -> tuple[list[str], str]:
         a, b = problem.data["a"], problem.data["b"]

@@ -24,7 +24,7 @@ from fractions import Fraction
 
 from tinyseek.tasks.answer import format_number
 from tinyseek.tasks.base import Problem
-from tinyseek.tasks.reasoning import ReasoningTask, Slip, check_difficulty, check_language, check_line
+from tinyseek.tasks.reasoning import ReverseCheckedTask, Slip, check_difficulty, check_language, check_line
 
 QUESTION = {
     "en": "Using the numbers {numbers}, make {target} with + - * / (each number at most once).",
@@ -82,7 +82,7 @@ def _apply(op: str, x: int, y: int) -> int:
     return {"+": x + y, "-": x - y, "*": x * y, "/": x // y}[op]
 
 
-class CountdownTask(ReasoningTask):
+class CountdownTask(ReverseCheckedTask):
     """Reach a target from d + 2 numbers with + - * /, each number at most once."""
 
     name = "countdown"

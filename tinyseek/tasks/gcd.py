@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 
 from tinyseek.tasks.base import Problem
-from tinyseek.tasks.reasoning import ReasoningTask, Slip, check_difficulty, check_language, check_line
+from tinyseek.tasks.reasoning import ReverseCheckedTask, Slip, check_difficulty, check_language, check_line
 
 QUESTION = {
     "en": "Find the greatest common divisor of {a} and {b}.",
@@ -38,7 +38,7 @@ def euclid_lines(a: int, b: int, slip: Slip) -> tuple[list[tuple[int, int, int, 
     return rows, a
 
 
-class GcdTask(ReasoningTask):
+class GcdTask(ReverseCheckedTask):
     """Greatest common divisor of two numbers below 10^(d+1) by Euclid's algorithm."""
 
     name = "gcd"

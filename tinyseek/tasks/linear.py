@@ -15,7 +15,7 @@ from fractions import Fraction
 
 from tinyseek.tasks.answer import format_number
 from tinyseek.tasks.base import Problem
-from tinyseek.tasks.reasoning import ReasoningTask, Slip, check_difficulty, check_language, check_line
+from tinyseek.tasks.reasoning import ReverseCheckedTask, Slip, check_difficulty, check_language, check_line
 
 QUESTION = {"en": "Solve for x: {equation}", "fr": "Résolvez en x : {equation}", "zh": "解方程：{equation}"}
 
@@ -43,7 +43,7 @@ def _value(v: Fraction) -> str:
     return text if v.denominator == 1 and v >= 0 else f"({text})"
 
 
-class LinearEquationTask(ReasoningTask):
+class LinearEquationTask(ReverseCheckedTask):
     """Solve a linear equation in x; x on both sides from difficulty 2, fractions from 3."""
 
     name = "linear"

@@ -77,23 +77,9 @@ class ReasoningTask(Task):
     def work(self, problem: Problem, lang: str, slip: Slip) -> tuple[list[str], str]:
         """The reasoning lines and the answer they reach (wrong where `slip` said so)."""
 
-    def check(self, problem: Problem, answer: str, lang: str) -> tuple[str, bool]:
-        """A verification line for `answer` (reverse operation) and whether it passes."""
-        raise NotImplementedError(f"{type(self).__name__} must implement check() or override checked_work()")
-
+    @abstractmethod
     def checked_work(self, problem: Problem, lang: str, slip: Slip) -> tuple[list[str], str]:
-        """A self-checking trace's lines and answer (always the right one).
-
-        Default: the work, then the `check` line; when it fails, a redo marker, the work without slips
-        and its check.
-        """
-        lines, answer = self.work(problem, lang, slip)
-        line, ok = self.check(problem, answer, lang)
-        lines.append(line)
-        if not ok:
-            redo, answer = self.work(problem, lang, lambda prone: False)
-            lines += [REDO[lang], *redo, self.check(problem, answer, lang)[0]]
-        return lines, answer
+        """A self-checking trace's lines and the answer they end with (always the right one)."""
 
     def is_correct(self, problem: Problem, answer: str | None) -> bool:
         return numbers_equal(answer, problem.answer)
@@ -140,3 +126,24 @@ class ReasoningTask(Task):
 
     def score(self, problem: Problem, completion: str) -> float:
         return 1.0 if self.is_correct(problem, extract_answer(completion)) else 0.0
+
+
+class ReverseCheckedTask(ReasoningTask):
+    """A reasoning task that self-checks once, after the work, by the reverse operation.
+
+    The check line (`check`) verifies the answer; when it fails, a redo marker, the work without slips
+    and its check follow.
+    """
+
+    @abstractmethod
+    def check(self, problem: Problem, answer: str, lang: str) -> tuple[str, bool]:
+        """A verification line for `answer` (reverse operation) and whether it passes."""
+
+    def checked_work(self, problem: Problem, lang: str, slip: Slip) -> tuple[list[str], str]:
+        lines, answer = self.work(problem, lang, slip)
+        line, ok = self.check(problem, answer, lang)
+        lines.append(line)
+        if not ok:
+            redo, answer = self.work(problem, lang, lambda prone: False)
+            lines += [REDO[lang], *redo, self.check(problem, answer, lang)[0]]
+        return lines, answer
