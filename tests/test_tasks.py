@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import random
 
 import pytest
 
-from tinyseek.commands import tasks as tasks_command
 from tinyseek.tasks import LANGUAGES, TASKS, ReasoningTask, get_task, split_of
 from tinyseek.tasks.answer import extract_answer, parse_number
 from tinyseek.tasks.base import Problem
@@ -165,12 +162,43 @@ def test_traces_are_short_at_easy_difficulty() -> None:
         assert sum(lengths) / len(lengths) <= 120, name
 
 
+def test_direct_answers_have_no_reasoning_and_the_right_answer() -> None:
+    task = get_task("addition")
+    assert isinstance(task, ReasoningTask)
+    rng = random.Random(6)
+    problems = itertools.islice(task.sample(seed=6), 400)
+    traces = [task.trace(p, "en", 0.5, 0.5, rng, direct_rate=0.4) for p in problems]
+    direct = [t for t in traces if t.direct]
+    assert 0.3 <= len(direct) / len(traces) <= 0.5
+    assert all(t.reasoning == "" and t.correct and not t.self_checked for t in direct)
+    worked = [t for t in traces if not t.direct]
+    assert 0.35 <= sum(t.self_checked for t in worked) / len(worked) <= 0.65  # self_check_rate of the rest
+    with pytest.raises(ValueError, match="direct_rate must be in"):
+        task.trace(next(task.sample(seed=6)), direct_rate=-0.1)
+
+
 def test_sampling_is_reproducible_and_respects_the_split() -> None:
     task = get_task("addition")
     first = [p.canonical for p in itertools.islice(task.sample(seed=7, split="test"), 20)]
     assert first == [p.canonical for p in itertools.islice(task.sample(seed=7, split="test"), 20)]
     assert all(split_of(c) == "test" for c in first)
     assert first != [p.canonical for p in itertools.islice(task.sample(seed=8, split="test"), 20)]
+
+
+@pytest.mark.parametrize("name", ["addition", "multiplication"])
+def test_train_validation_and_test_problems_never_overlap(name: str) -> None:
+    """Compared by the problems' canonical text (what the model is asked), not by the split function."""
+    task = get_task(name)
+    drawn = {
+        split: {p.canonical for p in itertools.islice(task.sample(seed=11, split=split), n)}
+        for split, n in (("train", 20000), ("validation", 1500), ("test", 2000))
+    }
+    assert not drawn["train"] & drawn["validation"]
+    assert not drawn["train"] & drawn["test"]
+    assert not drawn["validation"] & drawn["test"]
+    # The same text under another seed stays on its side: a validation problem never appears as train.
+    other = {p.canonical for p in itertools.islice(task.sample(seed=12, split="train"), 20000)}
+    assert not other & (drawn["validation"] | drawn["test"])
 
 
 def test_commutative_problems_share_a_canonical_form() -> None:
@@ -235,96 +263,39 @@ def test_addition_trace_format() -> None:
     task = get_task("addition")
     assert isinstance(task, ReasoningTask)
     p = problem_of("addition", a=358, b=467)
+    read = ""
     right = (
         "ones: 8+7=15, write 5, carry 1 → 5.\ntens: 5+6+1=12, write 2, carry 1 → 25.\n"
         "hundreds: 3+4+1=8, write 8 → 825."
     )
-    assert task.trace(p).reasoning == right
+    assert task.trace(p).reasoning == read + right
     # 8 > 7 makes the first carry error-prone: dropped, the trace reaches 815.
     plain = task.trace(p, error_rate=1.0)
-    assert plain.reasoning == (
+    slipped = (
         "ones: 8+7=15, write 5 → 5.\ntens: 5+6=11, write 1, carry 1 → 15.\nhundreds: 3+4+1=8, write 8 → 815."
     )
+    assert plain.reasoning == read + slipped
     assert plain.answer == "815" and plain.slipped and not plain.correct
-    # A self-checking trace checks, as it goes, each line with a carry to decide and the last one; the
-    # work goes on from the check's carry.
-    checked = task.trace(p, error_rate=1.0, self_check_rate=1.0)
-    assert checked.reasoning == (
-        "ones: 8+7=15, write 5 → 5.\nCheck: 15 → write 5, carry 1 → 5 ✗\n"
-        "tens: 5+6+1=12, write 2, carry 1 → 25.\nCheck: 12 → write 2, carry 1 → 25 ✓\n"
-        "hundreds: 3+4+1=8, write 8 → 825.\nCheck: 8 → write 8 → 825 ✓"
+    # A self-checking trace does the work again with the operands swapped and compares; when the two
+    # differ it redoes the work, and the redo's result is the answer.
+    check = (
+        "Check: the other way round.\nones: 7+8=15, write 5, carry 1 → 5.\ntens: 6+5+1=12, write 2, carry 1 → 25.\n"
+        "hundreds: 4+3+1=8, write 8 → 825."
     )
+    checked = task.trace(p, error_rate=1.0, self_check_rate=1.0)
+    assert checked.reasoning == f"{read}{slipped}\n{check}\n815 ≠ 825 ✗\nRedo:\n{right}"
     assert checked.answer == "825" and checked.correct and checked.self_checked
-    assert task.trace(p, "zh").reasoning.startswith("个位：8+7=15，写5，进1 → 5。")
-
-
-# -- splits ---------------------------------------------------------------------------------------
-
-
-def _no_overlap(per_split: int) -> None:
-    for name in REASONING:
-        task = get_task(name)
-        train = {p.canonical for p in itertools.islice(task.sample(seed=0, split="train"), per_split)}
-        test = {p.canonical for p in itertools.islice(task.sample(seed=0, split="test"), per_split)}
-        assert train and test and not (train & test), name
-        assert all(split_of(c) == "test" for c in test)
-
-
-def test_train_and_test_never_overlap_smoke() -> None:
-    _no_overlap(10_000)
-
-
-@pytest.mark.slow
-def test_train_and_test_never_overlap_100k() -> None:
-    _no_overlap(100_000)
-
-
-# -- bad inputs and the CLI -----------------------------------------------------------------------
-
-
-def test_bad_inputs_are_named() -> None:
-    with pytest.raises(ValueError, match="unknown task 'nope'"):
-        get_task("nope")
-    task = get_task("addition")
-    assert isinstance(task, ReasoningTask)
-    with pytest.raises(ValueError, match="difficulty 0"):
-        task.make(random.Random(0), 0)
-    p = task.make(random.Random(0), 1)
-    with pytest.raises(ValueError, match="unknown language 'de'"):
-        task.prompt(p, "de")
-    with pytest.raises(ValueError, match="error_rate must be in"):
-        task.trace(p, error_rate=1.5)
-
-
-def _cli(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    tasks_command.add_parsers(parser.add_subparsers(dest="command"))
-    return parser.parse_args(["tasks", *argv])
-
-
-def test_cli_sample_json(capsys: pytest.CaptureFixture[str]) -> None:
-    args = _cli("sample", "countdown", "-n", "3", "--lang", "fr", "--split", "test", "--json")
-    assert args.func(args) == 0
-    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert len(rows) == 3
-    task = get_task("countdown")
-    for row in rows:
-        assert split_of(row["canonical"]) == "test" and row["prompt"].startswith("Avec les nombres")
-        assert row["correct"] is True
-        numbers, target = row["canonical"].split("->")
-        p = Problem(
-            "countdown",
-            row["canonical"],
-            row["answer"],
-            {"numbers": [int(n) for n in numbers.split(",")], "target": int(target)},
-        )
-        assert task.score(p, row["solution"]) == 1.0
-
-
-def test_cli_list(capsys: pytest.CaptureFixture[str]) -> None:
-    args = _cli("list", "--json")
-    assert args.func(args) == 0
-    assert [row["name"] for row in json.loads(capsys.readouterr().out)] == list(TASKS)
+    clean = task.trace(p, error_rate=0.0, self_check_rate=1.0)
+    assert clean.reasoning == f"{read}{right}\n{check}\n825 = 825 ✓" and clean.answer == "825"
+    assert task.trace(p, "zh").reasoning.startswith(read + "个位：8+7=15，写5，进1 → 5。")
+    assert task.trace(p, "zh", 0.0, 1.0).reasoning.count("验算：交换顺序。") == 1
+    hinted = get_task("addition-hints")
+    assert hinted.prompt(p) == "What is [h3 t5 o8] + [h4 t6 o7]?"
+    assert hinted.prompt(p, "fr") == "Combien font [h3 t5 o8] + [h4 t6 o7] ?"
+    assert isinstance(hinted, ReasoningTask) and hinted.trace(p).reasoning == right
+    assert get_task("multiplication-hints").prompt(problem_of("multiplication", a=176, b=6)) == (
+        "What is [h1 t7 o6] * 6?"
+    )
 
 
 def test_multiplication_adds_the_carry_as_its_own_step() -> None:
@@ -332,11 +303,16 @@ def test_multiplication_adds_the_carry_as_its_own_step() -> None:
     assert isinstance(task, ReasoningTask)
     p = problem_of("multiplication", a=176, b=6)
     assert task.trace(p).reasoning == (
-        "ones: 6*6=36, write 6, carry 3 → 6.\ntens: 7*6=42, 42+3=45, write 5, carry 4 → 56.\n"
-        "hundreds: 1*6=6, 6+4=10, write 10 → 1056."
+        "ones: 6*6=36, write 6, carry 3 → 6.\n"
+        "tens: 7*6=42, 42+3=45, write 5, carry 4 → 56.\nhundreds: 1*6=6, 6+4=10, write 10 → 1056."
     )
-    # 7 > 6 makes the tens carry error-prone; a checking trace catches the drop and goes on from its carry.
+    # 7 > 6 makes the tens carry error-prone; the check multiplies the other way round and catches it.
     checked = task.trace(p, error_rate=1.0, self_check_rate=1.0)
-    assert "tens: 7*6=42, 42+3=45, write 5 → 56.\nCheck: 45 → write 5, carry 4 → 56 ✗\n" in checked.reasoning
-    assert checked.reasoning.endswith("write 10 → 1056.\nCheck: 10 → write 10 → 1056 ✓")
+    assert "tens: 7*6=42, 42+3=45, write 5 → 56.\n" in checked.reasoning
+    assert (
+        "Check: the other way round.\nones: 6*6=36, write 6, carry 3 → 6.\ntens: 6*7=42, 42+3=45"
+        in checked.reasoning
+    )
+    assert "656 ≠ 1056 ✗\nRedo:\n" in checked.reasoning
+    assert checked.reasoning.endswith("hundreds: 1*6=6, 6+4=10, write 10 → 1056.")
     assert checked.answer == "1056"

@@ -42,7 +42,7 @@ def _common_args(p: argparse.ArgumentParser, split: str, k: int) -> None:
     )
     p.add_argument(
         "--split",
-        choices=("train", "test"),
+        choices=("train", "validation", "test"),
         default=split,
         help=f"split of procedural tasks (default {split})",
     )

@@ -21,13 +21,18 @@ def add_parsers(subparsers: Any) -> None:
     sample.add_argument("-n", type=int, default=5, help="how many problems (default 5)")
     sample.add_argument("--lang", default="en", help="language of prompt and solution: en, fr, zh")
     sample.add_argument("--difficulty", type=int, default=1, help="difficulty knob, 1 = easiest")
-    sample.add_argument("--split", choices=("train", "test"), default="train", help="which split")
+    sample.add_argument(
+        "--split", choices=("train", "validation", "test"), default="train", help="which split"
+    )
     sample.add_argument("--seed", type=int, default=0, help="seed of the problem stream")
     sample.add_argument(
         "--error-rate", type=float, default=0.0, help="chance that each error-prone step slips (0-1)"
     )
     sample.add_argument(
         "--self-check-rate", type=float, default=0.0, help="chance that a trace checks its answer (0-1)"
+    )
+    sample.add_argument(
+        "--direct-rate", type=float, default=0.0, help="chance that a trace answers without reasoning (0-1)"
     )
     sample.add_argument("--json", action="store_true", help="print one JSON object per line")
     sample.set_defaults(func=sample_tasks)
@@ -62,7 +67,9 @@ def sample_tasks(args: argparse.Namespace) -> int:
     stream = task.sample(args.seed, args.difficulty, args.split)
     for index, problem in enumerate(itertools.islice(stream, args.n)):
         if isinstance(task, ReasoningTask):
-            trace = task.trace(problem, args.lang, args.error_rate, args.self_check_rate, rng)
+            trace = task.trace(
+                problem, args.lang, args.error_rate, args.self_check_rate, rng, direct_rate=args.direct_rate
+            )
             solution, extra = trace.text(), {"correct": trace.correct, "self_checked": trace.self_checked}
         else:
             solution, extra = task.solution(problem, args.lang), {}

@@ -74,6 +74,12 @@ def _add_train_flags(p: argparse.ArgumentParser, command: str) -> None:
         "--self-check-rate", type=float, default=0.0, help="share of task traces that verify their answer"
     )
     data.add_argument(
+        "--direct-rate",
+        type=float,
+        default=0.0,
+        help="share of task documents that give the answer without reasoning (an empty think block)",
+    )
+    data.add_argument(
         "--data",
         nargs="+",
         default=[],

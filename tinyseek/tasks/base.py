@@ -15,9 +15,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Split = Literal["train", "test"]
+Split = Literal["train", "validation", "test"]
+SPLITS: tuple[Split, ...] = ("train", "validation", "test")
 LANGUAGES = ("en", "fr", "zh")
 TEST_SHARE = 0.1  # share of the canonical-problem hash space that belongs to the test split
+# The next share of the hash space: problems for tuning recipes and for curves during RL, never for
+# reporting a result and never for training.
+VALIDATION_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -32,8 +36,10 @@ class Problem:
 
 def split_of(canonical: str) -> Split:
     """Deterministic split from a hash of the canonical form (stable across runs and machines)."""
-    h = int.from_bytes(hashlib.sha256(canonical.encode()).digest()[:8], "big")
-    return "test" if h / 2**64 < TEST_SHARE else "train"
+    h = int.from_bytes(hashlib.sha256(canonical.encode()).digest()[:8], "big") / 2**64
+    if h < TEST_SHARE:
+        return "test"
+    return "validation" if h < TEST_SHARE + VALIDATION_SHARE else "train"
 
 
 class Task(ABC):

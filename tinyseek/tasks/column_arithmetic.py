@@ -10,25 +10,26 @@ named by its place and ending with the digits written so far:
 
 Multiplication adds the incoming carry as a step of its own: `tens: 7*6=42, 42+3=45, write 5, carry 4`.
 
-Both aids were measured to matter for the 1.7M-parameter demo model (tinyseek.r1zero): without the
+Each aid was measured to matter for the 1.7M-parameter demo model (tinyseek.r1zero): without the
 place word it misread the operands' digits after 2M tokens; without the running digits it read the
-answer back from the lines wrongly (greedy 5% against 42% for addition at equal tokens).
+answer back from the lines wrongly (greedy 5% against 42% for addition at equal tokens). Reading an
+operand's digit into the wrong column (`323 + 692` → `tens: 5+1`) stays its most common error, so
+`addition-hints` and `multiplication-hints` ask the same problems with every operand digit tagged by
+its place (`What is [h3 t5 o8] + [h4 t6 o7]?`): greedy 3.7% → 70.7% on 3-digit addition after 1.7M
+tokens of traces. Having the model write the tags itself as its first line (`358 = h3 t5 o8`) was
+tried and failed: after 2.4M tokens it copied the operands wrongly (addition greedy 0.5%).
 
 Systematic slips (see tinyseek.tasks.reasoning), each a rule on the column's operands:
 - addition: the carry out of a column is dropped when the top digit is larger than the bottom one;
 - subtraction: a borrow is forgotten by the next column when the bottom digit is odd;
 - multiplication: the carry is dropped when the top digit is larger than the multiplier.
 
-Self-checks. Addition and multiplication check, as they go, each line that has a carry to decide
-and the last one:
-the line's total is mapped again to what it must write and carry, with the digits so far
-(`Check: 15 → write 5, carry 1 → 58 ✗`), and the work goes on from the check's carry. Every step of
-that check is one the work already does, next to the line it checks, so a model that can do the
-work can run it (two whole-trace checks were tried first and were beyond the demo model: a reverse
-operation on 3-4 digit numbers in one line, and the whole work redone after it, whose columns were
-60+ tokens from the operands); and it keeps a checked trace within ~150 tokens (writing a failed line
-again took checked multiplications to 218, past the demo's 160-token completions). Subtraction keeps
-the reverse operation (`Check: 358+467=825 ✓`).
+Self-checks. Addition and multiplication check by doing the work again the other way round
+(`Check: the other way round.`, then `ones: 7+8=15, ...` / `ones: 6*6=36, ...`: the same facts in
+another order, so the check has to compute rather than copy the lines above, and its first line is a
+constant that copies nothing), then compare (`825 = 825 ✓`); when the results differ (`815 ≠ 825 ✗`)
+the work is redone (`Redo:`) and the redo's result is the answer. Subtraction keeps the reverse
+operation (`Check: 358+467=825 ✓`).
 
 Canonical forms sort the operands of commutative operations, so `a+b` and `b+a` share a split.
 """
@@ -43,6 +44,7 @@ from tinyseek.tasks.reasoning import (
     BAD_MARK,
     CHECK,
     OK_MARK,
+    REDO,
     ReasoningTask,
     ReverseCheckedTask,
     Slip,
@@ -72,6 +74,10 @@ PLACES = {
     "zh": ("个位", "十位", "百位", "千位", "万位", "十万位", "百万位", "千万位", "亿位", "十亿位"),
 }  # fmt: skip
 COLON = {"en": ": ", "fr": " : ", "zh": "："}
+# Place tags of the `-hints` questions, ones first: language-neutral, one short token each.
+PLACE_TAGS = ("o", "t", "h", "k", "tk", "hk", "m", "tm", "hm", "b")
+# The check's first line: a constant, so that starting a check copies nothing.
+SWAPPED = {"en": "the other way round.", "fr": "dans l'autre sens.", "zh": "交换顺序。"}
 
 # One column of a carry algorithm: (expression without the incoming carry, its value, error-prone).
 Column = tuple[str, int, bool]
@@ -99,10 +105,18 @@ def _outcome(lang: str, digit: int, carry: int) -> str:
     return WRITE[lang].format(digit=digit) + (CARRY[lang].format(carry=carry) if carry else "")
 
 
-def _carry_columns(
-    columns: list[Column], lang: str, slip: Slip, checked: bool, stepwise: bool
-) -> tuple[list[str], str]:
-    """Right-to-left columns; the carry joins the next column (module docstring for `checked`).
+def _tagged(n: int) -> str:
+    """`358` → `h3 t5 o8`: each digit with its place tag."""
+    digits = str(n)
+    return " ".join(f"{PLACE_TAGS[len(digits) - 1 - i]}{d}" for i, d in enumerate(digits))
+
+
+def _no_slip(prone: bool) -> bool:
+    return False
+
+
+def _carry_columns(columns: list[Column], lang: str, slip: Slip, stepwise: bool) -> tuple[list[str], str]:
+    """Right-to-left columns; the carry joins the next column.
 
     The incoming carry is added in the expression (`5+6+1=12`) or, `stepwise`, after the column's
     own value (`7*6=42, 42+3=45`). The last column writes its whole value (`3+6+1=10, write 10.`); a
@@ -120,40 +134,43 @@ def _carry_columns(
         else:
             head = f"{_place(i, lang)}{expr}+{carry}={total}"
         last = i == len(columns) - 1
-        right_digit, right_carry = (total, 0) if last else (total % 10, total // 10)
-        dropped = total >= 10 and slip(prone)
-        digit, carry = (total % 10, 0) if dropped else (right_digit, right_carry)
-
-        so_far = SO_FAR.format(written=f"{digit}{written}")
-        lines.append(f"{head}{_outcome(lang, digit, carry)}{so_far}{END[lang]}")
-        # Checked: a line with a carry to decide (the only kind that can slip), and the last line.
-        if checked and (total >= 10 or last):
-            right = _outcome(lang, right_digit, right_carry)[len(SEP[lang]) :]
-            right += SO_FAR.format(written=f"{right_digit}{written}")
-            lines.append(f"{CHECK[lang]}{total} → {right} {BAD_MARK if dropped else OK_MARK}")
-            digit, carry = right_digit, right_carry
+        digit, carry = (total, 0) if last else (total % 10, total // 10)
+        if carry and slip(prone):
+            carry = 0
         written = f"{digit}{written}"
+        lines.append(f"{head}{_outcome(lang, digit, carry)}{SO_FAR.format(written=written)}{END[lang]}")
     return lines, str(int(written))
 
 
 class CarryColumnTask(ReasoningTask):
-    """`a op b` by a right-to-left column algorithm with carries, checked line by line."""
+    """`a op b` by a right-to-left column algorithm with carries, checked by doing it again swapped."""
 
     op: str
     stepwise: bool = False  # add the incoming carry as its own step (see `_carry_columns`)
 
     @abstractmethod
-    def columns(self, problem: Problem) -> list[Column]:
-        """The columns, least significant first."""
+    def columns(self, problem: Problem, swapped: bool = False) -> list[Column]:
+        """The columns, least significant first; `swapped` writes each column's operands the other
+        way round (the check)."""
+
+    @abstractmethod
+    def operands(self, problem: Problem) -> list[int]:
+        """The numbers whose digits carry place tags in the `-hints` variant's question."""
 
     def prompt(self, problem: Problem, lang: str = "en") -> str:
         return _question(problem, self.op, lang)
 
     def work(self, problem: Problem, lang: str, slip: Slip) -> tuple[list[str], str]:
-        return _carry_columns(self.columns(problem), lang, slip, False, self.stepwise)
+        return _carry_columns(self.columns(problem), lang, slip, self.stepwise)
 
     def checked_work(self, problem: Problem, lang: str, slip: Slip) -> tuple[list[str], str]:
-        return _carry_columns(self.columns(problem), lang, slip, True, self.stepwise)
+        lines, answer = self.work(problem, lang, slip)
+        check, expected = _carry_columns(self.columns(problem, swapped=True), lang, _no_slip, self.stepwise)
+        lines += [f"{CHECK[lang]}{SWAPPED[lang]}", *check]
+        if answer == expected:
+            return [*lines, f"{answer} = {expected} {OK_MARK}"], answer
+        redo, redone = _carry_columns(self.columns(problem), lang, _no_slip, self.stepwise)
+        return [*lines, f"{answer} ≠ {expected} {BAD_MARK}", REDO[lang], *redo], redone
 
 
 class AdditionTask(CarryColumnTask):
@@ -167,10 +184,14 @@ class AdditionTask(CarryColumnTask):
         a, b = _number(rng, width), _number(rng, width)
         return Problem(self.name, f"{min(a, b)}+{max(a, b)}", str(a + b), {"a": a, "b": b})
 
-    def columns(self, problem: Problem) -> list[Column]:
+    def operands(self, problem: Problem) -> list[int]:
+        return [problem.data["a"], problem.data["b"]]
+
+    def columns(self, problem: Problem, swapped: bool = False) -> list[Column]:
         a, b = problem.data["a"], problem.data["b"]
         width = max(len(str(a)), len(str(b)))
-        return [(f"{x}+{y}", x + y, x > y) for x, y in zip(_digits(a, width), _digits(b, width), strict=True)]
+        pairs = zip(_digits(a, width), _digits(b, width), strict=True)
+        return [(f"{y}+{x}" if swapped else f"{x}+{y}", x + y, x > y) for x, y in pairs]
 
 
 class MultiplicationTask(CarryColumnTask):
@@ -186,9 +207,12 @@ class MultiplicationTask(CarryColumnTask):
         a, b = _number(rng, check_difficulty(difficulty) + 2), rng.randrange(2, 10)
         return Problem(self.name, f"{a}*{b}", str(a * b), {"a": a, "b": b})
 
-    def columns(self, problem: Problem) -> list[Column]:
+    def operands(self, problem: Problem) -> list[int]:
+        return [problem.data["a"]]
+
+    def columns(self, problem: Problem, swapped: bool = False) -> list[Column]:
         a, b = problem.data["a"], problem.data["b"]
-        return [(f"{x}*{b}", x * b, x > b) for x in _digits(a, len(str(a)))]
+        return [(f"{b}*{x}" if swapped else f"{x}*{b}", x * b, x > b) for x in _digits(a, len(str(a)))]
 
 
 class SubtractionTask(ReverseCheckedTask):
@@ -226,3 +250,29 @@ class SubtractionTask(ReverseCheckedTask):
         a, b = problem.data["a"], problem.data["b"]
         back = int(answer) + b
         return check_line(lang, [f"{answer}+{b}={back}"], back == a), back == a
+
+
+class _PlaceHints:
+    """Mixin of the `-hints` variants: the question tags each operand digit with its place
+    (`What is [h3 t5 o8] + [h4 t6 o7]?`); the work and the answer are the plain family's."""
+
+    def prompt(self, problem: Problem, lang: str = "en") -> str:
+        tagged = {n: f"[{_tagged(n)}]" for n in self.operands(problem)}  # type: ignore[attr-defined]
+        a, b = problem.data["a"], problem.data["b"]
+        return QUESTION[check_language(lang)].format(
+            a=tagged.get(a, a),
+            op=self.op,
+            b=tagged.get(b, b),  # type: ignore[attr-defined]
+        )
+
+
+class AdditionHintsTask(_PlaceHints, AdditionTask):
+    """Addition asked with place-tagged digits (module docstring: the tiny model's reading bottleneck)."""
+
+    name = "addition-hints"
+
+
+class MultiplicationHintsTask(_PlaceHints, MultiplicationTask):
+    """Multiplication by one digit, the multiplicand asked with place-tagged digits."""
+
+    name = "multiplication-hints"

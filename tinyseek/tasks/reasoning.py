@@ -12,8 +12,12 @@ A task family describes its work as short, regular lines (`work`) and how to ver
   not with a single global switch;
 - self-checking traces (probability `self_check_rate`, `checked_work`): by default a verification
   line by the reverse operation before the answer; when it fails (the trace had slipped) the trace
-  says so and redoes the work without slips. A family may check otherwise (column arithmetic checks
-  each line as it goes), but self-checking traces always end correct, so RL can raise their share.
+  says so and redoes the work without slips. A family may check otherwise (column arithmetic does
+  the work again with the operands swapped and compares), but self-checking traces always end
+  correct, so RL can raise their share;
+- direct answers (probability `direct_rate`): an empty reasoning and the right answer. A small model
+  cannot compute most answers in one step, so these are a short behaviour that is usually wrong in
+  its hands: the reason for RL to make the model think longer.
 
 Each line is language-specific text around language-neutral arithmetic (`8+7=15`), which keeps the
 format compact enough for a 1-2M-parameter model and lets a language reward count words.
@@ -47,6 +51,7 @@ class Trace:
     correct: bool
     self_checked: bool
     slipped: bool
+    direct: bool = False
 
     def text(self) -> str:
         """The reasoning, then the final answer in an answer tag (the `Task.solution` format)."""
@@ -91,17 +96,27 @@ class ReasoningTask(Task):
         error_rate: float = 0.0,
         self_check_rate: float = 0.0,
         rng: random.Random | None = None,
+        direct_rate: float = 0.0,
     ) -> Trace:
-        """Render a worked solution with systematic slips and optional self-check (module docstring).
+        """Render a direct answer or a worked solution with systematic slips and optional self-check
+        (module docstring): a direct answer with probability `direct_rate`, else a self-checking
+        trace with probability `self_check_rate`, else the plain work.
 
         `rng` drives the random choices; by default it is seeded by the problem, so the same call
         gives the same trace.
         """
         check_language(lang)
-        for name, rate in (("error_rate", error_rate), ("self_check_rate", self_check_rate)):
+        rates = (
+            ("error_rate", error_rate),
+            ("self_check_rate", self_check_rate),
+            ("direct_rate", direct_rate),
+        )
+        for name, rate in rates:
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {rate}")
         rng = rng or random.Random(f"{self.name}:{problem.canonical}:{lang}")
+        if direct_rate > 0 and rng.random() < direct_rate:
+            return Trace("", problem.answer, True, self_checked=False, slipped=False, direct=True)
         slipped = False
 
         def slip(prone: bool) -> bool:

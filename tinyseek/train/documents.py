@@ -38,6 +38,7 @@ from tinyseek.chat_template import (
     r1_zero_prompt,
     render_chat,
 )
+from tinyseek.tasks.base import Split
 
 DocFormat = Literal["r1zero", "chat", "plain"]
 DOC_FORMATS: tuple[DocFormat, ...] = ("r1zero", "chat", "plain")
@@ -63,6 +64,7 @@ class TaskSpec:
     difficulty: int = 1
     error_rate: float = 0.0
     self_check_rate: float = 0.0
+    direct_rate: float = 0.0  # share of documents that answer without reasoning (ReasoningTask.trace)
     preamble_share: float = 1.0  # r1zero only: share of documents that carry the template's preamble
 
     def __post_init__(self) -> None:
@@ -91,9 +93,7 @@ def render_task_document(
     raise ValueError(f"unknown document format {doc_format!r}; expected one of {', '.join(DOC_FORMATS)}")
 
 
-def task_documents(
-    spec: TaskSpec, seed: int, split: Literal["train", "test"] = "train"
-) -> Iterator[Document]:
+def task_documents(spec: TaskSpec, seed: int, split: Split = "train") -> Iterator[Document]:
     """An endless, reproducible stream of worked solutions, round-robin over tasks and languages."""
     from tinyseek.tasks import ReasoningTask, get_task
 
@@ -114,7 +114,9 @@ def task_documents(
         preamble = spec.preamble_share >= 1.0 or preambles.random() < spec.preamble_share
         problem = next(problems)
         if isinstance(task, ReasoningTask):
-            trace = task.trace(problem, lang, spec.error_rate, spec.self_check_rate, rng=rng)
+            trace = task.trace(
+                problem, lang, spec.error_rate, spec.self_check_rate, rng=rng, direct_rate=spec.direct_rate
+            )
             reasoning, answer = trace.reasoning, trace.answer
         else:
             reasoning, answer = _split_solution(task.solution(problem, lang))
