@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import statistics
 
 import pytest
 import torch
 
 from tinyseek.chat_template import r1_zero_prompt
 from tinyseek.cost.measured import read_throughput
+from tinyseek.r1zero.measurements import problem_scores
 from tinyseek.r1zero.metric_names import SELF_CHECK
 from tinyseek.r1zero.pipeline import STAGES, StageInterrupted, run_r1zero, self_check_reward
 from tinyseek.r1zero.recipe import FamilyRecipe, Recipe
-from tinyseek.r1zero.report import CURVE_FILE, EVAL_FILE
+from tinyseek.r1zero.report import CURVE_FILE, EVAL_FILE, VALIDATION_FILE
+from tinyseek.r1zero.seeds import run_r1zero_seeds
 from tinyseek.train.metrics import read_metrics
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+FAMILIES = tuple(f.name for f in Recipe.preset("smoke").families)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -29,13 +33,25 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("r1zero") / "run"
+def seeds_run(tmp_path_factory):
+    """`tinyseek r1zero --preset smoke --seeds 0,1`: two whole pipelines and their aggregate."""
+    out = tmp_path_factory.mktemp("r1zero") / "seeds"
     events: list[tuple[str, str]] = []
-    result = run_r1zero(
-        Recipe.preset("smoke"), out, on_stage=lambda stage, event, info: events.append((stage, event))
+    summary = run_r1zero_seeds(
+        Recipe.preset("smoke"), out, [0, 1], on_stage=lambda stage, event, info: events.append((stage, event))
     )
-    return result, events
+    return out, summary, events
+
+
+@pytest.fixture(scope="module")
+def run(seeds_run):
+    """Seed 0's run directory, as `tinyseek r1zero --preset smoke` alone would write it."""
+    out, _, events = seeds_run
+    prefix = "seed 0: "
+    result = run_r1zero(Recipe.preset("smoke"), out / "seed-0", 0, resume=True)  # every stage is done
+    return result, [
+        (stage.removeprefix(prefix), event) for stage, event in events if stage.startswith(prefix)
+    ]
 
 
 def test_every_stage_runs_and_writes_its_artefacts(run):
@@ -44,11 +60,11 @@ def test_every_stage_runs_and_writes_its_artefacts(run):
     assert events == [(stage, event) for stage in STAGES for event in ("start", "done")]
     for name in ("recipe.json", "model_config.json", "stages.json", "summary.json", "report.md"):
         assert (out / name).is_file(), name
-    for png in (CURVE_FILE, EVAL_FILE):
+    for png in (CURVE_FILE, EVAL_FILE, VALIDATION_FILE):
         assert (out / png).read_bytes()[:8] == PNG_MAGIC
     report = (out / "report.md").read_text()
     assert "| family | problems | base pass@1 | RL pass@1 |" in report
-    for family in ("addition", "multiplication"):
+    for family in FAMILIES:
         assert f"| {family} | 4 |" in report
     assert f"![GRPO curves]({CURVE_FILE})" in report and "### After GRPO" in report
 
@@ -57,13 +73,23 @@ def test_summary_holds_the_figures_and_prices_the_run(run):
     result, _ = run
     summary = json.loads((result.out_dir / "summary.json").read_text())
     assert summary == result.summary
-    for family in ("addition", "multiplication"):
+    reports = {
+        side: problem_scores(result.out_dir / "eval" / f"{side}_report.json") for side in ("base", "rl")
+    }
+    for family in FAMILIES:
         figures = summary["families"][family]
         assert figures["problems"] == 4
         for side in ("base", "rl"):
             assert set(figures[side]) == {"pass@1", "greedy"}
-            assert all(0.0 <= v <= 1.0 for v in figures[side].values())
-    assert summary["families"]["addition"]["base"]["greedy"] == result.base.families["addition"].greedy
+            # The summary's figures are the means of the per-problem scores the evaluation recorded.
+            for metric in ("pass@1", "greedy"):
+                assert figures[side][metric] == pytest.approx(statistics.fmean(reports[side][family][metric]))
+        lo, hi = figures["gain_ci95"]["pass@1"]
+        gain = figures["rl"]["pass@1"] - figures["base"]["pass@1"]
+        assert lo - 1e-9 <= gain <= hi + 1e-9
+    assert summary["families"][FAMILIES[0]]["base"]["greedy"] == result.base.families[FAMILIES[0]].greedy
+    assert [point["step"] for point in summary["validation_curve"]] == [0, 1, 2]
+    assert {c["name"] for c in summary["criteria"]} >= {"self-checking share", "mean length (tokens)"}
     for key in ("self_check_share", "length_mean"):
         assert set(summary[key]) == {"base", "rl", "grpo"}
     assert summary["length_mean"]["base"] > 0
@@ -138,7 +164,7 @@ def test_refuses_a_used_directory_and_mixed_family_rates(run, tmp_path):
         run_r1zero(Recipe.preset("smoke"), result.out_dir)
     mixed = dataclasses.replace(
         Recipe.preset("smoke"),
-        families=(FamilyRecipe("addition"), FamilyRecipe("multiplication", error_rate=0.5)),
+        families=(FamilyRecipe("addition"), FamilyRecipe("multiplication", error_rate=0.9)),
     )
     with pytest.raises(ValueError, match="one value for all tasks"):
         run_r1zero(mixed, tmp_path / "mixed")
@@ -170,3 +196,66 @@ def test_a_signal_stops_the_pipeline_and_resume_finishes_it(tmp_path):
     steps = [r["step"] for r in read_metrics(out / "pretrain") if "loss" in r]
     assert steps == list(range(1, result.summary["pretrain"]["steps"] + 1))  # one run, no step twice
     assert (result.model_dir / "config.json").is_file()
+
+
+def test_validation_curve_problems_are_not_test_problems(run):
+    """The curves tune the recipe on validation problems: none of them is a test problem (compared by
+    the question text the model saw), and every seed draws its own test problems."""
+    result, _ = run
+    out = result.out_dir
+    tested = {r["prompt"] for r in json.loads((out / "eval" / "rl_report.json").read_text())["records"]}
+    validated = set()
+    for path in (out / "grpo" / "samples").glob("eval-step-*.jsonl"):
+        validated |= {json.loads(line)["question"] for line in path.read_text().splitlines()}
+    assert len(validated) == 4 and len(tested) == 8
+    questions = {q.split("User: ")[-1] for q in tested}
+    assert not {q.split("User: ")[-1] for q in validated} & questions
+
+
+def test_seeds_are_aggregated_with_intervals(seeds_run):
+    out, summary, events = seeds_run
+    assert summary == json.loads((out / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1] and len(events) == 2 * 2 * len(STAGES)
+    per_seed = [json.loads((out / f"seed-{s}" / "summary.json").read_text()) for s in (0, 1)]
+    # Each seed evaluates its own test problems.
+    problems = [
+        {
+            r["canonical"]
+            for r in json.loads((out / f"seed-{s}" / "eval" / "base_report.json").read_text())["records"]
+        }
+        for s in (0, 1)
+    ]
+    assert problems[0] != problems[1]
+    for family in FAMILIES:
+        entry = summary["families"][family]
+        for side in ("base", "rl"):
+            for metric in ("pass@1", "greedy"):
+                values = [s["families"][family][side][metric] for s in per_seed]
+                assert entry[side][metric] == pytest.approx(statistics.fmean(values))
+                lo, hi = entry[side]["ci95"][metric]
+                assert lo <= entry[side][metric] <= hi
+        assert set(entry["gain"]["bootstrap_ci95"]) == {"pass@1", "greedy"}
+    for key in ("self_check_share", "length_mean"):
+        assert summary[key]["rl"] == pytest.approx(statistics.fmean(s[key]["rl"] for s in per_seed))
+        assert set(summary[key]["ci95"]) == {"base", "rl"}
+    # Every seed's criteria are checked, not only the mean's.
+    assert [c["name"] for c in summary["criteria"] if c["name"].startswith("seed ")] == [
+        "seed 0: every criterion",
+        "seed 1: every criterion",
+    ]
+    assert summary["criteria_met"] is all(c["passed"] for c in summary["criteria"])
+    report = (out / "report.md").read_text()
+    assert "| 0 |" in report and "| 1 |" in report and "seed-1/report.md" in report
+    assert (out / VALIDATION_FILE).read_bytes()[:8] == PNG_MAGIC
+    with pytest.raises(ValueError, match="is not empty"):
+        run_r1zero_seeds(Recipe.preset("smoke"), out, [0])
+
+
+def test_cli_parses_seeds():
+    from tinyseek.r1zero.seeds import parse_seeds
+
+    assert parse_seeds("0,1,2") == [0, 1, 2]
+    with pytest.raises(ValueError, match="'0,x'"):
+        parse_seeds("0,x")
+    with pytest.raises(ValueError, match="no repeats"):
+        parse_seeds("1,1")

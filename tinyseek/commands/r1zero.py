@@ -33,6 +33,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/r1zero", help="run directory (default runs/r1zero)")
     p.add_argument("--seed", type=int, default=0, help="offset added to every seed of the recipe")
     p.add_argument(
+        "--seeds",
+        default=None,
+        metavar="S,S,...",
+        help="run the whole pipeline once per seed (OUT/seed-N/) and aggregate them with 95%% intervals "
+        "in OUT/report.md and OUT/summary.json, e.g. --seeds 0,1,2 (~30 minutes on 2 CPU cores)",
+    )
+    p.add_argument(
         "--resume",
         action="store_true",
         help="skip the stages OUT already holds and continue interrupted ones from their checkpoints",
@@ -90,6 +97,27 @@ def _print_summary(summary: dict[str, Any]) -> None:
     print(f"price the run:        tinyseek cost --measured {summary['out_dir']}")
 
 
+def _print_aggregate(summary: dict[str, Any], out: str) -> None:
+    def ci(values: list[float] | None) -> str:
+        return f" [{100 * values[0]:+.1f}, {100 * values[1]:+.1f}]" if values else ""
+
+    print(f"\n{len(summary['seeds'])} seeds; gains in points, mean and 95% CI (bootstrap over problems)")
+    for name, f in summary["families"].items():
+        gain = f["gain"]
+        print(
+            f"{name:<15} pass@1 {100 * f['base']['pass@1']:.1f}% -> {100 * f['rl']['pass@1']:.1f}% "
+            f"({100 * gain['pass@1']:+.1f}{ci(gain['bootstrap_ci95']['pass@1'])}), greedy "
+            f"{100 * f['base']['greedy']:.1f}% -> {100 * f['rl']['greedy']:.1f}% "
+            f"({100 * gain['greedy']:+.1f}{ci(gain['bootstrap_ci95']['greedy'])})"
+        )
+    share, length = summary["self_check_share"], summary["length_mean"]
+    print(f"self-checking share: {_pct(share['base'])} -> {_pct(share['rl'])}")
+    print(f"mean response length: {length['base']:.1f} -> {length['rl']:.1f} tokens")
+    met = sum(c["passed"] for c in summary["criteria"])
+    print(f"criteria met: {met}/{len(summary['criteria'])}; seconds {summary['seconds']['total']:.0f}")
+    print(f"\nreport: {out}/report.md")
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
@@ -115,10 +143,34 @@ def run(args: argparse.Namespace) -> int:
         bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record.get('tokens_per_s', 0):.0f}")
 
     def on_stage(stage: str, event: str, info: dict[str, Any]) -> None:
-        if stage == "pretrain" and event == "done" and bar is not None:
+        nonlocal bar
+        if stage.endswith("pretrain") and event == "done" and bar is not None:
             bar.close()
+            bar = None  # the next seed's pretraining gets its own bar
         _print_stage(stage, event, info)
 
+    if args.seeds is not None:
+        from tinyseek.r1zero.seeds import parse_seeds, run_r1zero_seeds
+
+        try:
+            summary = run_r1zero_seeds(
+                recipe,
+                args.out,
+                parse_seeds(args.seeds),
+                resume=args.resume,
+                on_stage=on_stage,
+                pretrain_progress=pretrain_progress,
+                show_progress=True,
+                pretrain_threads=args.pretrain_threads,
+            )
+        except StageInterrupted as err:
+            print(f"[r1zero] {err}; rerun with --resume to continue", file=sys.stderr)
+            return 130
+        if args.json:
+            print(json.dumps(summary, indent=2))
+        else:
+            _print_aggregate(summary, args.out)
+        return 0
     try:
         result = run_r1zero(
             recipe,

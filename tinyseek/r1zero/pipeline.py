@@ -40,6 +40,7 @@ Design choices:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -53,11 +54,21 @@ from typing import Any
 from tinyseek.chat_template import R1_ZERO_CHAT_TEMPLATE
 from tinyseek.eval.problems import ProblemSet, problem_sets
 from tinyseek.eval.runner import EvalReport, evaluate
+from tinyseek.r1zero.measurements import gain_intervals, problem_scores, validation_curves
 from tinyseek.r1zero.metric_names import LENGTH, SELF_CHECK, SELF_CHECK_REWARD
 from tinyseek.r1zero.recipe import Recipe
-from tinyseek.r1zero.report import EvalResult, FamilyEval, Sample, acceptance, render_report
+from tinyseek.r1zero.report import (
+    Criterion,
+    Curve,
+    EvalResult,
+    FamilyEval,
+    Sample,
+    acceptance,
+    render_report,
+)
 from tinyseek.r1zero.self_check import is_self_checking
 from tinyseek.train.atomic import atomic_directory, write_text_atomically
+from tinyseek.train.run_checkpoint import CHECKPOINTS
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +94,13 @@ class R1ZeroResult:
     rl: EvalResult
 
 
-def _same_rates(recipe: Recipe) -> tuple[int, float, float]:
-    """(difficulty, error_rate, self_check_rate), shared by every family (see the module docstring)."""
-    settings = {(f.difficulty, f.error_rate, f.self_check_rate) for f in recipe.families}
+def _same_rates(recipe: Recipe) -> tuple[int, float, float, float]:
+    """(difficulty, error_rate, self_check_rate, direct_rate), shared by every family (module docstring)."""
+    settings = {(f.difficulty, f.error_rate, f.self_check_rate, f.direct_rate) for f in recipe.families}
     if len(settings) != 1:
         raise ValueError(
             f"families {[f.name for f in recipe.families]} differ in difficulty / error_rate / "
-            f"self_check_rate {sorted(settings)}: the trainer and the GRPO loop take one value for all tasks"
+            f"self_check_rate / direct_rate {sorted(settings)}: the trainer and the GRPO loop take one value for all tasks"
         )
     return settings.pop()
 
@@ -113,6 +124,8 @@ def to_eval_result(report: EvalReport, sets: Sequence[ProblemSet], samples_per_f
         for name, metrics in report.families.items()
     }
     sampled = [s for record in report.records for s in record.samples]
+    checked = [s.correct for s in sampled if is_self_checking(s.text)]
+    unchecked = [s.correct for s in sampled if not is_self_checking(s.text)]
     questions = {
         (problem_set.name, problem.canonical): problem_set.task.prompt(problem, problem_set.lang)
         for problem_set in sets
@@ -132,6 +145,8 @@ def to_eval_result(report: EvalReport, sets: Sequence[ProblemSet], samples_per_f
         self_check_share=statistics.fmean(is_self_checking(s.text) for s in sampled),
         length_mean=statistics.fmean(s.completion_tokens for s in sampled),
         samples=shown,
+        checked_right=statistics.fmean(checked) if checked else None,
+        unchecked_right=statistics.fmean(unchecked) if unchecked else None,
     )
 
 
@@ -141,7 +156,7 @@ class _Run:
     def __init__(self, recipe: Recipe, out: Path, seed: int, resume: bool, on_stage: StageHook | None):
         self.recipe, self.out, self.seed, self.resume = recipe, out, seed, resume
         self.on_stage = on_stage or (lambda stage, event, info: None)
-        self.difficulty, self.error_rate, self.self_check_rate = _same_rates(recipe)
+        self.difficulty, self.error_rate, self.self_check_rate, self.direct_rate = _same_rates(recipe)
         self.tasks = [f.name for f in recipe.families]
         self.seconds: dict[str, float] = {}
 
@@ -196,11 +211,15 @@ class _Run:
         ModelConfig.preset(p.preset, **p.model_overrides).save_pretrained(self.out / ".model_config")
         shutil.move(self.out / ".model_config" / "config.json", config_file)
         shutil.rmtree(self.out / ".model_config")
+        run_dir = self.out / "pretrain"
+        resume = self.resume and any((run_dir / CHECKPOINTS).glob("*"))
+        if run_dir.exists() and not resume:  # stopped before its first checkpoint: start it afresh
+            shutil.rmtree(run_dir)
         tokens_per_step = p.batch_size * p.seq_len
         steps = max(p.warmup_steps + 1, round(p.tokens / tokens_per_step))
         result = train(
             TrainConfig(
-                out=str(self.out / "pretrain"),
+                out=str(run_dir),
                 preset=None,
                 model_config=str(config_file),
                 vocab_size=corpus.vocab_size,
@@ -210,6 +229,7 @@ class _Run:
                 difficulty=self.difficulty,
                 error_rate=self.error_rate,
                 self_check_rate=self.self_check_rate,
+                direct_rate=self.direct_rate,
                 r1zero_preamble_share=corpus.template_share,
                 seed=corpus.seed + self.seed,
                 seq_len=p.seq_len,
@@ -223,8 +243,9 @@ class _Run:
                 mtp_weight=0.0,
                 precision="bf16" if p.autocast_bf16 else "fp32",
                 eval_every=max(1, steps // 10),
-                checkpoint_every=max(1, steps // 4),
-                resume=self.resume,
+                checkpoint_every=max(1, steps // p.checkpoints),
+                keep_checkpoints=p.checkpoints,
+                resume=resume,
             ),
             progress=progress,
         )
@@ -319,7 +340,11 @@ class _Run:
                 seed=g.seed + self.seed,
                 difficulty=self.difficulty,
                 lang=self.recipe.corpus.language,
-                eval_every=0,  # the pipeline evaluates before and after, on its own held-out set
+                # The curves: validation problems (never the test ones), drawn per seed like them.
+                eval_every=g.eval_every,
+                eval_problems=g.eval_problems,
+                eval_split="validation",
+                eval_seed=self.recipe.eval.seed + self.seed,
                 save_every=25,
                 resume=self.resume,
                 progress=show_progress,
@@ -352,12 +377,32 @@ def _grpo_series(run_dir: Path) -> dict[str, list[float]]:
     return series
 
 
-def _summary(run: _Run, base: EvalResult, rl: EvalResult) -> dict[str, Any]:
+def _criteria_rows(criteria: Sequence[Criterion]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": c.name,
+            "base": c.base,
+            "rl": c.rl,
+            "gain": c.gain,
+            "required": c.required,
+            "passed": c.passed,
+        }
+        for c in criteria
+    ]
+
+
+def _summary(
+    run: _Run,
+    base: EvalResult,
+    rl: EvalResult,
+    validation: Sequence[Curve],
+    gain_ci: dict[str, dict[str, tuple[float, float]]],
+) -> dict[str, Any]:
     out = run.out
     pretrain = json.loads((out / "pretrain" / "summary.json").read_text())
     grpo = json.loads((out / "grpo" / "result.json").read_text())
     series = _grpo_series(out / "grpo")
-    criteria = acceptance(base, rl)
+    criteria = acceptance(base, rl, validation, gain_ci)
 
     def ends(key: str) -> dict[str, float | None]:
         values = series.get(key, [])
@@ -373,27 +418,21 @@ def _summary(run: _Run, base: EvalResult, rl: EvalResult) -> dict[str, Any]:
                 "problems": rl.families[name].problems,
                 "base": {"pass@1": base.families[name].pass_at_1, "greedy": base.families[name].greedy},
                 "rl": {"pass@1": rl.families[name].pass_at_1, "greedy": rl.families[name].greedy},
+                "gain_ci95": {metric: list(ci) for metric, ci in gain_ci.get(name, {}).items()},
             }
             for name in base.families
         },
-        "eval": {"k": rl.k, "temperature": rl.temperature, "top_p": rl.top_p},
+        "eval": {"k": rl.k, "temperature": rl.temperature, "top_p": rl.top_p, "split": "test"},
         "self_check_share": {
             "base": base.self_check_share,
             "rl": rl.self_check_share,
             "grpo": ends(SELF_CHECK),
         },
         "length_mean": {"base": base.length_mean, "rl": rl.length_mean, "grpo": ends(LENGTH)},
-        "criteria": [
-            {
-                "name": c.name,
-                "base": c.base,
-                "rl": c.rl,
-                "gain": c.gain,
-                "required_gain": c.required_gain,
-                "passed": c.passed,
-            }
-            for c in criteria
-        ],  # fmt: skip
+        "checked_right": {"base": base.checked_right, "rl": rl.checked_right},
+        "unchecked_right": {"base": base.unchecked_right, "rl": rl.unchecked_right},
+        "validation_curve": [dataclasses.asdict(point) for point in validation],
+        "criteria": _criteria_rows(criteria),
         "criteria_met": all(c.passed for c in criteria),
         "seconds": {**run.seconds, "total": sum(run.seconds.values())},
         "pretrain": {
@@ -448,11 +487,19 @@ def run_r1zero(
             shutil.copytree(out / "grpo" / "final", tmp, dirs_exist_ok=True)
             use_r1_zero_chat_template(tmp)
         timings = {k: v for k, v in run.seconds.items() if k != "report"}
-        path = render_report(out, out / "grpo", base, rl, timings, {"seed": seed, **recipe.to_dict()})
+        path = render_report(
+            out, out / "grpo", base, rl, timings, {"seed": seed, **recipe.to_dict()}, validation, gain_ci
+        )
         return {"report": str(path)}
 
+    validation = validation_curves(out / "grpo")
+    gain_ci = gain_intervals(
+        problem_scores(out / "eval" / "base_report.json"),
+        problem_scores(out / "eval" / "rl_report.json"),
+        seed=seed,
+    )
     run.stage("report", out / "summary.json", report)
-    summary = _summary(run, base, rl)
+    summary = _summary(run, base, rl, validation, gain_ci)
     write_text_atomically(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     log.info(
         "r1zero: %s; report %s",

@@ -62,11 +62,12 @@ class FamilyRecipe:
 
     name: str
     difficulty: int = 1
-    error_rate: float = 0.85
-    self_check_rate: float = 0.2
+    error_rate: float = 0.5
+    self_check_rate: float = 0.55
+    direct_rate: float = 0.55
 
     def __post_init__(self) -> None:
-        for attr in ("error_rate", "self_check_rate"):
+        for attr in ("error_rate", "self_check_rate", "direct_rate"):
             value = getattr(self, attr)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"FamilyRecipe({self.name!r}).{attr} = {value}: expected a rate in [0, 1]")
@@ -85,7 +86,7 @@ class CorpusRecipe:
     pre-token stops at ≈ 230 tokens (numbers are read digit by digit, words are single tokens).
     """
 
-    template_share: float = 0.2
+    template_share: float = 0.1
     vocab_size: int = 512
     language: str = "en"
     seed: int = 0
@@ -111,8 +112,8 @@ class PretrainRecipe:
 
     preset: str = "tiny"
     model_overrides: dict[str, Any] = field(default_factory=lambda: {"num_nextn_predict_layers": 0})
-    tokens: int = 1_700_000
-    seconds: float = 600.0
+    tokens: int = 2_400_000
+    seconds: float = 900.0
     seq_len: int = 256
     batch_size: int = 8
     lr: float = 3e-3
@@ -120,6 +121,7 @@ class PretrainRecipe:
     warmup_steps: int = 50
     weight_decay: float = 0.1
     autocast_bf16: bool = False
+    checkpoints: int = 6  # kept, evenly spaced: the emergence curve is measured on them
 
 
 @dataclass(frozen=True)
@@ -144,19 +146,21 @@ class GRPORecipe:
     is well formed on > 98% of completions).
     """
 
-    seconds: float = 155.0
-    max_steps: int = 200
+    seconds: float = 900.0
+    max_steps: int = 40
     group_size: int = 8
     prompts_per_step: int = 8
     temperature: float = 1.0
     top_p: float = 1.0
-    max_new_tokens: int = 160
+    max_new_tokens: int = 288
     lr: float = 1.5e-4
     loss_type: LossType = "grpo"
     beta: float = 0.0
     mu: int = 1
     format_reward: float = 0.0
     seed: int = 100
+    eval_every: int = 10  # steps between held-out validation evaluations (the curves)
+    eval_problems: int = 96  # validation problems per evaluation, round-robin over the families
 
 
 @dataclass(frozen=True)
@@ -165,17 +169,17 @@ class EvalRecipe:
     greedy completion, on 500 held-out (test-split) problems per family, the same problems for the
     base and the RL model. Two examples a family are kept for the report."""
 
-    problems_per_family: int = 500
+    problems_per_family: int = 200
     k: int = 4
     temperature: float = 0.6
     top_p: float = 0.95
-    max_new_tokens: int = 160
+    max_new_tokens: int = 288
     samples_per_family: int = 2
     seed: int = 1
 
 
 def _default_families() -> tuple[FamilyRecipe, ...]:
-    return (FamilyRecipe("addition"), FamilyRecipe("multiplication"))
+    return (FamilyRecipe("addition-hints"), FamilyRecipe("multiplication-hints"))
 
 
 @dataclass(frozen=True)
@@ -232,7 +236,15 @@ SMOKE = Recipe(
             "n_routed_experts": 4,
         },
     ),
-    grpo=GRPORecipe(seconds=15.0, max_steps=2, group_size=4, prompts_per_step=4, max_new_tokens=48),
+    grpo=GRPORecipe(
+        seconds=15.0,
+        max_steps=2,
+        group_size=4,
+        prompts_per_step=4,
+        max_new_tokens=48,
+        eval_every=1,
+        eval_problems=4,
+    ),
     eval=EvalRecipe(problems_per_family=4, k=2, max_new_tokens=48, samples_per_family=1),
 )
 

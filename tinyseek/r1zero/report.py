@@ -29,8 +29,12 @@ from tinyseek.train.metrics import read_metrics
 
 REPORT_FILE = "report.md"
 MIN_GAIN = 0.30  # absolute rise of pass@1 and greedy accuracy, per family, that the run must show
+MIN_GAIN_CI = 0.20  # the low end of the gain's 95% interval must be above this
+MIN_LENGTH_RATIO = 1.25  # mean response length at evaluation, RL over base
+MIN_SELF_CHECK_GAIN = 0.10  # absolute rise of the self-checking share (besides doubling)
 CURVE_FILE = "grpo_curves.png"
 EVAL_FILE = "eval_base_vs_rl.png"
+VALIDATION_FILE = "plots/validation_curves.png"
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,10 @@ class EvalResult:
     self_check_share: float
     length_mean: float
     samples: list[Sample] = field(default_factory=list)
+    # Share of the sampled completions that end right, among those that self-check and those that do
+    # not (None when there are none of that kind): is checking *used*?
+    checked_right: float | None = None
+    unchecked_right: float | None = None
 
     def __post_init__(self) -> None:
         if not self.families:
@@ -94,6 +102,8 @@ class EvalResult:
                 self_check_share=data["self_check_share"],
                 length_mean=data["length_mean"],
                 samples=[Sample(**s) for s in data.get("samples", [])],
+                checked_right=data.get("checked_right"),
+                unchecked_right=data.get("unchecked_right"),
             )
         except (KeyError, TypeError) as err:
             raise ValueError(f"not an EvalResult record ({err!r}); expected the fields of to_dict()") from err
@@ -119,25 +129,52 @@ class EvalResult:
 
 @dataclass(frozen=True)
 class Criterion:
-    """One acceptance check: what was measured against what was required."""
+    """One acceptance check: what was measured (base and RL values), what was required, and the verdict."""
 
     name: str
     base: float
     rl: float
-    required_gain: float
+    required: str
+    passed: bool
+    unit: str = "share"  # "share" (shown in %) or "tokens"
 
     @property
     def gain(self) -> float:
         return self.rl - self.base
 
-    @property
-    def passed(self) -> bool:
-        # A rise of exactly the required gain passes; ">" with no tolerance would fail it on rounding.
-        return self.gain >= self.required_gain - 1e-9 if self.required_gain > 0 else self.gain > 0
+
+@dataclass(frozen=True)
+class Curve:
+    """Held-out validation figures at one GRPO step (T 0.6 samples), for the R1-paper curves."""
+
+    step: int
+    accuracy: float
+    length: float
+    self_check: float
 
 
-def acceptance(base: EvalResult, rl: EvalResult, min_gain: float = MIN_GAIN) -> list[Criterion]:
-    """The run's criteria: per-family pass@1 and greedy up by `min_gain`; self-check share and length up."""
+def _at_least(value: float, bound: float) -> bool:
+    # A value of exactly the bound passes; ">=" with no tolerance would fail it on rounding.
+    return value >= bound - 1e-9
+
+
+def acceptance(
+    base: EvalResult,
+    rl: EvalResult,
+    curves: Sequence[Curve] = (),
+    gain_ci: Mapping[str, Mapping[str, tuple[float, float]]] | None = None,
+    min_gain: float = MIN_GAIN,
+) -> list[Criterion]:
+    """The R1-Zero signatures, each a criterion (the README and issue #14 give the targets):
+
+    - per family, pass@1 and greedy up by `min_gain` (and, given the per-problem bootstrap `gain_ci`
+      as `{family: {"pass@1": (lo, hi), "greedy": (lo, hi)}}`, the interval's low end above
+      `MIN_GAIN_CI`);
+    - mean response length at evaluation up by `MIN_LENGTH_RATIO`, and still rising in the second half
+      of RL: the last validation curve point above the mid-run one (when `curves` are given);
+    - the self-checking share at least doubled and up by `MIN_SELF_CHECK_GAIN` absolute;
+    - checked completions of the RL model right more often than its unchecked ones.
+    """
     missing = sorted(set(base.families) ^ set(rl.families))
     if missing:
         raise ValueError(
@@ -146,10 +183,48 @@ def acceptance(base: EvalResult, rl: EvalResult, min_gain: float = MIN_GAIN) -> 
     criteria = []
     for name in base.families:
         b, r = base.families[name], rl.families[name]
-        criteria.append(Criterion(f"{name} pass@1 (k={rl.k})", b.pass_at_1, r.pass_at_1, min_gain))
-        criteria.append(Criterion(f"{name} greedy", b.greedy, r.greedy, min_gain))
-    criteria.append(Criterion("self-checking share", base.self_check_share, rl.self_check_share, 0.0))
-    criteria.append(Criterion("mean length (tokens)", base.length_mean, rl.length_mean, 0.0))
+        for metric, label, low, high in (
+            ("pass@1", f"{name} pass@1 (k={rl.k})", b.pass_at_1, r.pass_at_1),
+            ("greedy", f"{name} greedy", b.greedy, r.greedy),
+        ):
+            required = f"≥ +{100 * min_gain:.0f} pts"
+            passed = _at_least(high - low, min_gain)
+            if gain_ci is not None:
+                ci = gain_ci[name][metric]
+                required += f", CI low > +{100 * MIN_GAIN_CI:.0f} ({100 * ci[0]:+.1f})"
+                passed = passed and ci[0] > MIN_GAIN_CI
+            criteria.append(Criterion(label, low, high, required, passed))
+    criteria.append(
+        Criterion(
+            "mean length (tokens)", base.length_mean, rl.length_mean,
+            f"≥ ×{MIN_LENGTH_RATIO:.2f}", _at_least(rl.length_mean, MIN_LENGTH_RATIO * base.length_mean),
+            "tokens",
+        )
+    )  # fmt: skip
+    if len(curves) >= 3:
+        mid, last = curves[(len(curves) - 1) // 2], curves[-1]
+        criteria.append(
+            Criterion(
+                f"length still rising (step {mid.step} → {last.step})", mid.length, last.length,
+                "last > mid-run", last.length > mid.length, "tokens",
+            )
+        )  # fmt: skip
+    share_ok = _at_least(rl.self_check_share, 2 * base.self_check_share) and _at_least(
+        rl.self_check_share - base.self_check_share, MIN_SELF_CHECK_GAIN
+    )
+    criteria.append(
+        Criterion(
+            "self-checking share", base.self_check_share, rl.self_check_share,
+            f"×2 and ≥ +{100 * MIN_SELF_CHECK_GAIN:.0f} pts", share_ok,
+        )
+    )  # fmt: skip
+    if rl.checked_right is not None and rl.unchecked_right is not None:
+        criteria.append(
+            Criterion(
+                "RL: right when checked vs unchecked", rl.unchecked_right, rl.checked_right,
+                "checked > unchecked", rl.checked_right > rl.unchecked_right,
+            )
+        )  # fmt: skip
     return criteria
 
 
@@ -212,6 +287,36 @@ def plot_eval(base: EvalResult, rl: EvalResult, path: Path) -> Path:
     return path
 
 
+def plot_validation(curves: Mapping[str, Sequence[Curve]], path: Path) -> Path:
+    """The R1 paper's three curves in miniature: held-out accuracy, response length and self-checking
+    share (T 0.6 samples) against the GRPO step, one line per run (seed)."""
+    figure = _figure(12.0, 3.4)
+    panels = (
+        ("accuracy", "validation accuracy (T 0.6)"),
+        ("length", "mean response length (tokens)"),
+        ("self_check", "self-checking share"),
+    )
+    for i, (attr, title) in enumerate(panels):
+        axes = figure.add_subplot(1, 3, i + 1)
+        for label, points in curves.items():
+            axes.plot([p.step for p in points], [getattr(p, attr) for p in points], marker=".", label=label)
+        axes.set_xlabel("GRPO step")
+        axes.set_title(title)
+        axes.grid(alpha=0.3)
+        if len(curves) > 1:
+            axes.legend(fontsize=7)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    return path
+
+
+def _curve_table(curves: Sequence[Curve]) -> list[str]:
+    rows = ["| step | accuracy | length (tokens) | self-checking |", "|---:|---:|---:|---:|"]
+    rows += [f"| {c.step} | {_pct(c.accuracy)} | {c.length:.1f} | {_pct(c.self_check)} |" for c in curves]
+    return rows
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
@@ -237,14 +342,13 @@ def _eval_table(base: EvalResult, rl: EvalResult) -> list[str]:
 
 
 def _criteria_table(criteria: Sequence[Criterion]) -> list[str]:
-    rows = ["| criterion | base | RL | gain | required | met |", "|---|---:|---:|---:|---:|:---:|"]
+    rows = ["| criterion | base | RL | gain | required | met |", "|---|---:|---:|---:|---|:---:|"]
     for c in criteria:
-        share = "length" not in c.name
+        share = c.unit == "share"
         fmt = _pct if share else (lambda x: f"{x:.1f}")
         gain = f"{100 * c.gain:+.1f} pts" if share else f"{c.gain:+.1f}"
-        required = f"≥ {100 * c.required_gain:.0f} pts" if c.required_gain > 0 else "> 0"
         rows.append(
-            f"| {c.name} | {fmt(c.base)} | {fmt(c.rl)} | {gain} | {required} | {'yes' if c.passed else 'NO'} |"
+            f"| {c.name} | {fmt(c.base)} | {fmt(c.rl)} | {gain} | {c.required} | {'yes' if c.passed else 'NO'} |"
         )
     return rows
 
@@ -266,12 +370,15 @@ def render_report(
     rl: EvalResult,
     timings: Mapping[str, float],
     recipe: Mapping[str, Any] | None = None,
-    min_gain: float = MIN_GAIN,
+    validation: Sequence[Curve] = (),
+    gain_ci: Mapping[str, Mapping[str, tuple[float, float]]] | None = None,
 ) -> Path:
     """Write report.md and its PNGs into `out_dir`; returns the report's path.
 
     `timings` maps a stage name to seconds (e.g. pretrain, grpo, eval); `recipe` is shown as JSON
-    (e.g. `dataclasses.asdict(Recipe)`), so the report says how its figures were obtained.
+    (e.g. `dataclasses.asdict(Recipe)`), so the report says how its figures were obtained;
+    `validation` is the held-out curve during GRPO and `gain_ci` the per-problem bootstrap intervals
+    of the gains (see `acceptance`).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -279,7 +386,9 @@ def render_report(
     curves = grpo_curves(records)
     plot_curves(curves, out / CURVE_FILE)
     plot_eval(base, rl, out / EVAL_FILE)
-    criteria = acceptance(base, rl, min_gain)
+    if validation:
+        plot_validation({"run": validation}, out / VALIDATION_FILE)
+    criteria = acceptance(base, rl, validation, gain_ci)
     met = all(c.passed for c in criteria)
     lines = [
         "# R1-Zero on a tiny model: pure GRPO from a base trained on flawed traces",
@@ -302,6 +411,20 @@ def render_report(
         "",
         "## During GRPO",
         "",
+        *(
+            [
+                "Held-out validation problems (not the test problems above), T 0.6:",
+                "",
+                f"![validation curves]({VALIDATION_FILE})",
+                "",
+                *_curve_table(validation),
+                "",
+                "The training samples (T 1):",
+                "",
+            ]
+            if validation
+            else []
+        ),
         f"![GRPO curves]({CURVE_FILE})",
         "",
         "| curve | first step | last step |",
@@ -333,6 +456,7 @@ __all__ = [
     "MIN_GAIN",
     "SELF_CHECK",
     "Criterion",
+    "Curve",
     "EvalResult",
     "FamilyEval",
     "Sample",

@@ -75,6 +75,8 @@ class GRPORunConfig:
     warmup_steps: int = 0
     eval_every: int = 25
     eval_problems: int = 64
+    eval_split: Split = "test"  # "validation" for curves that tune a recipe without touching the test set
+    eval_seed: int | None = None  # seed of the periodic eval's problems and samples (default: seed)
     save_every: int = 50
     keep_checkpoints: int = 2
     resume: bool = False
@@ -214,9 +216,10 @@ def run_grpo(config: GRPORunConfig) -> GRPOResult:
 
     eval_items = []
     if config.eval_every > 0 and config.eval_problems > 0:
-        eval_tasks = parse_tasks(config.eval_task, "test") if config.eval_task else prompts.tasks
+        eval_tasks = parse_tasks(config.eval_task, config.eval_split) if config.eval_task else prompts.tasks
+        eval_seed = config.seed if config.eval_seed is None else config.eval_seed
         eval_source = PromptSource(
-            eval_tasks, tokenizer, config.template, "test", config.seed, config.difficulty, config.lang,
+            eval_tasks, tokenizer, config.template, config.eval_split, eval_seed, config.difficulty, config.lang,
             max_prompt_tokens=context - grpo.max_new_tokens,
         )  # fmt: skip
         eval_items = eval_source.take(config.eval_problems)
@@ -233,7 +236,10 @@ def run_grpo(config: GRPORunConfig) -> GRPOResult:
 
     def run_eval() -> None:
         nonlocal eval_metrics
-        result = evaluate(trainer.llm, eval_items, prompts.style, grpo.max_new_tokens, config.seed)
+        result = evaluate(
+            trainer.llm, eval_items, prompts.style, grpo.max_new_tokens,
+            config.seed if config.eval_seed is None else config.eval_seed,
+        )  # fmt: skip
         eval_metrics = result.metrics
         write_samples(run_dir / "samples" / f"eval-step-{trainer.step:06d}.jsonl", trainer.step, result.rows)
         logger.log(trainer.step, eval_metrics)
