@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.endpoint_proxy import FlakyProxy
+from tests.eval_models import markov_model_dir
 from tests.serve_harness import RunningServer, build_model_dir
 from tinyseek.cli import main
 from tinyseek.eval.endpoint import evaluate_endpoint
@@ -86,6 +87,25 @@ def test_endpoint_eval_equals_in_process_eval(
     expected_cost = (usage["prompt_tokens"] * 0.55 + usage["completion_tokens"] * 2.19) / 1e6
     assert usage["cost"] == pytest.approx(expected_cost)
     assert "usage:" in report.markdown() and "cost $" in report.markdown()
+
+
+def test_r1zero_template_through_completions_equals_in_process(tmp_path: Path) -> None:
+    """The base-model path: /v1/completions with the R1-Zero prompt, `</answer>` stop put back."""
+    model_dir = markov_model_dir(tmp_path / "markov")
+    gcd = problem_sets(["gcd"], n=12)
+    sampling = {"k": 4, "temperature": 0.6, "top_p": 0.95, "max_tokens": 40, "seed": 1}
+    reference = evaluate(LLM(model_dir), gcd, template="r1zero", **sampling)
+    running = RunningServer(ServerSettings(model_dir=model_dir, served_model_name=MODEL))
+    try:
+        with _client(f"{running.base_url}/v1") as client:
+            report = evaluate_endpoint(
+                client, gcd, tmp_path / "r1zero.jsonl", template="r1zero",
+                tokenizer=Tokenizer.from_pretrained(model_dir), **sampling,
+            )  # fmt: skip
+    finally:
+        running.stop()
+    _assert_same(report, reference)
+    assert 0 < report.overall["pass@1"] < 1 and report.overall["format_rate"] > 0.5
 
 
 def test_injected_429_500_and_timeouts_still_give_the_complete_report(

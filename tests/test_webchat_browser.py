@@ -3,7 +3,8 @@
 The server requires a key; the tiny model never ends on its own (EOS suppressed, context 4096), so
 a reasoning budget shapes a short turn (reasoning closed by the server, then an answer) and a turn
 without one runs long enough to be stopped. Skipped, saying why, when Selenium, Chromium or its
-driver is missing (`make test` installs them as root). TINYSEEK_SCREENSHOTS=DIR also copies the
+driver is missing (`make test` installs them as root); TINYSEEK_CHROMIUM=PATH picks another Chromium
+or Chrome binary. TINYSEEK_SCREENSHOTS=DIR also copies the
 screenshot there (the README's comes from that).
 """
 
@@ -28,7 +29,9 @@ from tinyseek.serve.state import ServerSettings
 
 MODEL = "tiny-r1"
 KEY = "s3cret-key"
-CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if os.path.exists(p)), None)
+CHROMIUM = os.environ.get("TINYSEEK_CHROMIUM") or next(
+    (p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if os.path.exists(p)), None
+)
 DRIVER = shutil.which("chromedriver") or next(
     (p for p in ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver") if os.path.exists(p)), None
 )
@@ -71,7 +74,7 @@ def browser() -> Iterator[Any]:
         from selenium.webdriver.chrome.service import Service
     except ImportError:
         pytest.skip("selenium is not installed (pip install selenium, or make install)")
-    if CHROMIUM is None or DRIVER is None:
+    if CHROMIUM is None or DRIVER is None or not os.path.exists(CHROMIUM):
         pytest.skip(
             "no Chromium/chromedriver: run 'make browser' as root or 'apt-get install chromium chromium-driver'"
         )
