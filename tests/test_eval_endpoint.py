@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ import pytest
 from tests.endpoint_proxy import FlakyProxy
 from tests.eval_models import markov_model_dir
 from tests.serve_harness import RunningServer, build_model_dir
+from tinyseek.chat_template import THINK_CLOSE
 from tinyseek.cli import main
 from tinyseek.eval.endpoint import evaluate_endpoint
 from tinyseek.eval.endpoint_client import EndpointClient, parse_chat_choice, parse_text_choice
@@ -25,6 +27,7 @@ from tinyseek.eval.problems import problem_sets
 from tinyseek.eval.result_log import ResultLog
 from tinyseek.eval.runner import EvalReport, evaluate
 from tinyseek.inference.llm import LLM
+from tinyseek.inference.sampling import SamplingParams
 from tinyseek.serve.state import ServerSettings
 from tinyseek.tokenizer import Tokenizer
 
@@ -87,6 +90,34 @@ def test_endpoint_eval_equals_in_process_eval(
     expected_cost = (usage["prompt_tokens"] * 0.55 + usage["completion_tokens"] * 2.19) / 1e6
     assert usage["cost"] == pytest.approx(expected_cost)
     assert "usage:" in report.markdown() and "cost $" in report.markdown()
+
+
+def test_an_empty_answer_after_think_is_told_from_an_unclosed_reasoning(
+    server: RunningServer, model_dir: Path
+) -> None:
+    """`reasoning</think>` + EOS and a reasoning cut by EOS both come back as answer "": the usage
+    counts tell them apart, so the rebuilt text equals the in-process one on every seed."""
+    llm = LLM(model_dir)
+    prompt = llm.chat_prompt([{"role": "user", "content": "What is 12 + 30?"}])
+    params = [SamplingParams(max_tokens=40, temperature=1.0, seed=s) for s in range(600)]
+    texts = [out.outputs[0].text for out in llm.generate([prompt] * len(params), params)]
+    closed_empty = [s for s, t in enumerate(texts) if t.endswith(THINK_CLOSE) and t.count(THINK_CLOSE) == 1]
+    unclosed_eos = [s for s, t in enumerate(texts) if THINK_CLOSE not in t and len(t) < 40]
+    assert closed_empty and unclosed_eos
+    seeds = closed_empty[:8] + unclosed_eos[:8] + list(range(8))  # the ambiguous kinds, and a few others
+    with _client(f"{server.base_url}/v1") as client, ThreadPoolExecutor(4) as pool:
+        got = list(
+            pool.map(
+                lambda s: (
+                    client.chat(
+                        [{"role": "user", "content": "What is 12 + 30?"}],
+                        {"max_tokens": 40, "temperature": 1.0, "seed": s},
+                    ).text
+                ),
+                seeds,
+            )
+        )
+    assert got == [texts[s] for s in seeds]
 
 
 def test_r1zero_template_through_completions_equals_in_process(tmp_path: Path) -> None:
