@@ -37,6 +37,8 @@ class FlakyProxy:
         self.posts = 0
         self.forwarded = 0
         self.actions: list[str] = []
+        self.forwarded_during_stalls: list[int] = []  # requests forwarded while each stall waited
+        self._client: httpx.AsyncClient | None = None  # one pool: a client per request costs ~0.1 s of CPU
         app = FastAPI()
         app.post("/v1/{path:path}")(self._forward)
         self.port = free_port()
@@ -62,13 +64,16 @@ class FlakyProxy:
         if action == "401":
             return _error(401, "injected: wrong API key")
         if action == "stall":
+            before = self.forwarded
             await asyncio.sleep(self.stall_seconds)
+            self.forwarded_during_stalls.append(self.forwarded - before)
         body = await request.body()
         headers: dict[str, Any] = {"content-type": "application/json"}
         if "authorization" in request.headers:
             headers["authorization"] = request.headers["authorization"]
-        async with httpx.AsyncClient(timeout=120) as client:
-            reply = await client.post(f"{self.upstream}/v1/{path}", content=body, headers=headers)
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=120)
+        reply = await self._client.post(f"{self.upstream}/v1/{path}", content=body, headers=headers)
         self.forwarded += 1
         if action == "late500":
             return _error(500, "injected error after the work was done")

@@ -162,6 +162,21 @@ def test_injected_429_500_and_timeouts_still_give_the_complete_report(
     _assert_same(report, reference)
 
 
+def test_a_slow_request_does_not_hold_up_the_others(
+    server: RunningServer, sets: list, tmp_path: Path
+) -> None:
+    """The pool refills as each request finishes, not once a whole window has."""
+    proxy = FlakyProxy(server.base_url, lambda n: "stall" if n == 0 else "pass", stall_seconds=2.0)
+    try:
+        with _client(proxy.base_url, timeout=30.0) as client:
+            evaluate_endpoint(
+                client, sets, tmp_path / "slow.jsonl", template="chat", concurrency=2, **SAMPLING
+            )
+    finally:
+        proxy.stop()
+    assert proxy.forwarded_during_stalls[0] == 8 * K - 1  # everything else went by meanwhile
+
+
 def test_an_interrupted_run_resumes_without_asking_again(
     server: RunningServer,
     model_dir: Path,

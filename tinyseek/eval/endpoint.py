@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,7 +151,7 @@ def _run_jobs(
         for _ in range(2 * concurrency):  # a bounded window, so a failure stops the run early
             submit_next()
         while futures:
-            finished, futures = wait(futures, return_when=FIRST_EXCEPTION)
+            finished, futures = wait(futures, return_when=FIRST_COMPLETED)
             for future in finished:
                 failure = future.exception()
                 if failure is not None:
