@@ -63,11 +63,11 @@ class FlakyProxy:
             return _error(500, "injected server error")
         if action == "401":
             return _error(401, "injected: wrong API key")
+        body = await request.body()  # before a stall: the client may be gone after it
         if action == "stall":
             before = self.forwarded
             await asyncio.sleep(self.stall_seconds)
             self.forwarded_during_stalls.append(self.forwarded - before)
-        body = await request.body()
         headers: dict[str, Any] = {"content-type": "application/json"}
         if "authorization" in request.headers:
             headers["authorization"] = request.headers["authorization"]
