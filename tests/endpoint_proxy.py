@@ -81,4 +81,5 @@ class FlakyProxy:
 
     def stop(self) -> None:
         self.server.should_exit = True
+        self.server.force_exit = True  # stalled handlers are not worth waiting for
         self.thread.join(timeout=10)

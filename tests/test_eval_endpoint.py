@@ -10,7 +10,12 @@ from its results file without asking again for what it has.
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -213,6 +218,34 @@ def test_an_interrupted_run_resumes_without_asking_again(
     assert "401" in capsys.readouterr().err
     report = json.loads(out.read_text())
     assert report["overall"] == reference.overall and report["usage"]["resumed"] == saved
+
+
+def test_ctrl_c_stops_at_once_and_keeps_the_finished_samples(server: RunningServer, tmp_path: Path) -> None:
+    """SIGINT while requests hang: the CLI exits 130 without waiting for them, the file stays valid."""
+    proxy = FlakyProxy(server.base_url, lambda n: "pass" if n < 6 else "stall", stall_seconds=20.0)
+    results = tmp_path / "ctrl-c.jsonl"
+    command = [
+        sys.executable, "-m", "tinyseek", "eval", "--base-url", proxy.base_url, "--served-model", MODEL,
+        "--task", "gcd", "--n", "4", "-k", str(K), "--max-tokens", "40", "--concurrency", "2",
+        "--results", str(results), "--no-progress", "--timeout", "120",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not (results.exists() and len(results.read_text().splitlines()) == 7):
+            assert time.monotonic() < deadline and process.poll() is None, "six samples never arrived"
+            time.sleep(0.05)
+        time.sleep(0.3)  # both workers now wait on stalled requests
+        interrupted = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=10)
+        assert time.monotonic() - interrupted < 5
+    finally:
+        process.kill()
+        proxy.stop()
+    assert process.returncode == 130 and "rerun to resume" in err
+    assert len(ResultLog(results, json.loads(results.read_text().splitlines()[0])["settings"]).records) == 6
 
 
 def test_cli_endpoint_report_matches_library(

@@ -158,6 +158,9 @@ def run_eval(args: argparse.Namespace) -> int:
         except EndpointError as err:  # the endpoint gave up on us: say so, and how to go on
             print(f"tinyseek eval: error: {err}\nfinished samples are kept; rerun to resume", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            print("tinyseek eval: interrupted; finished samples are kept, rerun to resume", file=sys.stderr)
+            return 130
     else:
         report = _report(args, greedy=args.greedy)
     if args.out:

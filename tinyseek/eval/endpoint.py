@@ -9,8 +9,8 @@ Design choices:
   gives its completion i, so against tinyseek's own server both runs see the same samples.
 - The `chat` template sends the question as one user message (the server applies its own chat
   template); `r1zero` sends the R1-Zero prompt text to `/completions` with `</answer>` as the stop.
-- Requests run on a bounded thread pool (`concurrency`); each finished sample is appended to the
-  results file at once (`ResultLog`), so an interrupted run resumes without asking again what it
+- Requests run on `concurrency` worker threads; each finished sample is appended to the results
+  file at once (`ResultLog`), so an interrupted run resumes without asking again what it
   already has, and the report is always computed from that file.
 - Reasoning length: with the model's tokenizer (`tokenizer=`) counted exactly as in process; without
   it, the server's `usage.completion_tokens_details.reasoning_tokens` (one request per sample, so the
@@ -23,9 +23,10 @@ Design choices:
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,38 +135,59 @@ def _run_jobs(
     concurrency: int,
     progress: bool,
 ) -> None:
-    """Ask every job not already in `results`, at most `concurrency` at a time."""
-    todo = [job for job in jobs if job.key not in results]
-    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), disable=not progress, unit="sample")
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tinyseek-eval")
+    """Ask every job not already in `results`, at most `concurrency` at a time.
+
+    Daemon worker threads take jobs one by one (a slow request holds up no other) and hand back
+    records or errors; the main thread writes the records. After the first error no new job is
+    taken and the requests in flight are saved before the error is raised, so a rerun resumes
+    after them. Ctrl-C returns at once: the daemon workers die with the process, mid-request.
+    """
+    todo: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+    for job in jobs:
+        if job.key not in results:
+            todo.put(job)
+    done: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+    stopping = threading.Event()
+
+    def work() -> None:
+        while not stopping.is_set():
+            try:
+                job = todo.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                done.put(("record", _ask(client, job, template, sampling, stops)))
+            except Exception as err:
+                done.put(("error", err))
+        done.put(("exit", None))
+
+    bar = tqdm(total=len(jobs), initial=len(jobs) - todo.qsize(), disable=not progress, unit="sample")
+    workers = [
+        threading.Thread(target=work, name=f"tinyseek-eval-{i}", daemon=True) for i in range(concurrency)
+    ]
+    error: BaseException | None = None
     try:
-        futures: set[Future[dict[str, Any]]] = set()
-        queue = iter(todo)
-        error: BaseException | None = None
-
-        def submit_next() -> None:
-            job = next(queue, None)
-            if job is not None:
-                futures.add(pool.submit(_ask, client, job, template, sampling, stops))
-
-        for _ in range(2 * concurrency):  # a bounded window, so a failure stops the run early
-            submit_next()
-        while futures:
-            finished, futures = wait(futures, return_when=FIRST_COMPLETED)
-            for future in finished:
-                failure = future.exception()
-                if failure is not None:
-                    error = error or failure
-                    continue
-                results.append(future.result())
+        for worker in workers:
+            worker.start()
+        running = len(workers)
+        while running:
+            kind, item = done.get()
+            if kind == "exit":
+                running -= 1
+            elif kind == "error":
+                error = error or item
+                stopping.set()
+            else:
+                results.append(item)
                 bar.update(1)
-                if error is None:
-                    submit_next()
-        if error is not None:  # the requests in flight were saved first, so a rerun resumes after them
-            raise error
+    except KeyboardInterrupt:  # what is saved is saved; the requests in flight are dropped
+        stopping.set()
+        client.abort()
+        raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
+    if error is not None:
+        raise error
 
 
 def _reasoning_counter(

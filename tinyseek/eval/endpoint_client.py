@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import random
-import time
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,8 +187,14 @@ class EndpointClient:
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         self._http = httpx.Client(headers=headers, timeout=timeout, limits=limits)
         self._jitter = random.Random()
+        self._aborted = threading.Event()
 
     def close(self) -> None:
+        self._http.close()
+
+    def abort(self) -> None:
+        """Fail every request in flight or waiting to retry, at once (Ctrl-C must not wait for them)."""
+        self._aborted.set()
         self._http.close()
 
     def __enter__(self) -> EndpointClient:
@@ -218,8 +224,12 @@ class EndpointClient:
         url = self.base_url + path
         for attempt in range(self.max_retries + 1):
             retry_after = None
+            if self._aborted.is_set():
+                raise EndpointError(f"POST {url}: aborted")
             try:
                 response = self._http.post(url, json=body)
+            except RuntimeError as err:  # httpx refuses a closed client: abort() came first
+                raise EndpointError(f"POST {url}: aborted") from err
             except (httpx.TimeoutException, httpx.TransportError) as err:
                 problem = f"{type(err).__name__}: {err}"
             else:
@@ -238,7 +248,8 @@ class EndpointClient:
             delay = self._delay(attempt, retry_after)
             self.retries += 1
             log.info("POST %s: %s; retry %d in %.1fs", url, problem, attempt + 1, delay)
-            time.sleep(delay)
+            if self._aborted.wait(delay):
+                raise EndpointError(f"POST {url}: aborted")
         raise AssertionError("unreachable")
 
 
