@@ -187,15 +187,20 @@ def test_chat_in_a_real_browser(server: RunningServer, browser: Any, tmp_path: P
     assert second["messages"][1] == {"role": "assistant", "content": answer}  # no reasoning sent back
     assert second["max_tokens"] == 3000 and second["stream"] is True
 
-    # New chat: the history is gone, the next request starts from one message.
+    # New chat in the middle of a generation: it is cancelled, and the history starts again.
+    _send(driver, "Count to a thousand.")
+    _until(lambda: loop.in_flight == 1, 30, "the third generation")
     driver.find_element("id", "new-chat").click()
+    _until(lambda: loop.in_flight == 0 and _idle(driver), 10, "New chat to cancel the generation")
     assert driver.find_elements("css selector", "#messages .msg") == []
     _set(driver, "max-tokens", "5")
     _send(driver, "Hi")
     _until(
-        lambda: _idle(driver) and len(driver.execute_script("return window.__bodies")) == 3, 30, "a new chat"
+        lambda: _idle(driver) and len(driver.execute_script("return window.__bodies")) == 4, 30, "a new chat"
     )
-    assert len(driver.execute_script("return window.__bodies")[2]["messages"]) == 1
+    assert driver.execute_script("return window.__bodies")[3]["messages"] == [
+        {"role": "user", "content": "Hi"}
+    ]
 
     # A wrong key: the API's 401 is shown as a message, and the key form comes back.
     driver.find_element("id", "change-key").click()

@@ -9,7 +9,7 @@
 
 const KEY_STORE = "tinyseek.apiKey";
 const $ = (id) => document.getElementById(id);
-const state = { model: null, history: [], controller: null };
+const state = { model: null, history: [], controller: null, chat: 0 };  // chat: bumped by New chat
 
 function apiKey() { return localStorage.getItem(KEY_STORE) || ""; }
 
@@ -203,6 +203,7 @@ async function send(text) {
     return;
   }
   addMessage("user", text);
+  const chat = state.chat;
   const turn = new Turn();
   const controller = new AbortController();
   state.controller = controller;
@@ -232,7 +233,9 @@ async function send(text) {
     turn.finish(usage, finish === "length" ? "(stopped at the max tokens limit)" : "");
     state.history.push({ role: "assistant", content: turn.answer });
   } catch (err) {
-    if (err.name === "AbortError") {
+    if (chat !== state.chat) {
+      // New chat aborted this turn: its history is gone, nothing to record.
+    } else if (err.name === "AbortError") {
       turn.finish(null, "(stopped)");
       state.history.push({ role: "assistant", content: turn.answer });
     } else {
@@ -263,6 +266,7 @@ $("prompt").addEventListener("keydown", (event) => {
 });
 $("stop").addEventListener("click", () => { if (state.controller) state.controller.abort(); });
 $("new-chat").addEventListener("click", () => {
+  state.chat += 1;
   if (state.controller) state.controller.abort();
   state.history = [];
   $("messages").replaceChildren();
