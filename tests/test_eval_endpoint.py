@@ -278,6 +278,14 @@ def test_cli_endpoint_report_matches_library(
         (["--base-url", "http://x/v1", "--served-model", "m", "--concurrency", "0"], "--concurrency 0"),
         (["--base-url", "http://x/v1", "--served-model", "m", "--price-in", "-1"], "--price-in -1"),
         ([], "give either --model DIR"),
+        (
+            ["--model", "m", "--price-in", "1", "--results", "r.jsonl"],
+            "--results, --price-in only applies with --base-url",
+        ),
+        (
+            ["--base-url", "http://x/v1", "--served-model", "m", "--dtype", "bfloat16"],
+            "--dtype only applies with --model",
+        ),
     ],
 )
 def test_bad_arguments_name_the_value(

@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any
 
-from tinyseek.commands.eval_endpoint import add_endpoint_args, endpoint_report
+from tinyseek.commands.eval_endpoint import add_endpoint_args, check_mode_flags, endpoint_report
 
 
 def _common_args(p: argparse.ArgumentParser, split: str, k: int) -> None:
@@ -79,7 +79,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="pass@1 over k samples, pass@k, cons@k, format rate, reasoning length of a model",
         description="Evaluate a model the way DeepSeek-R1 reports it: k samples per problem at temperature "
         "0.6 / top-p 0.95, pass@1 averaged over them, unbiased pass@k, cons@k (majority vote), format "
-        "compliance and reasoning length, per task family. All requests go to the engine in one batch.",
+        "compliance and reasoning length, per task family. With --model all requests go to the engine in "
+        "one batch; with --base-url they go to any OpenAI-compatible endpoint (tinyseek serve, vLLM, "
+        "SGLang, Ollama, a hosted API), with retries, resumable results and the token usage and cost.",
     )
     _common_args(e, split="test", k=8)
     e.add_argument("--greedy", action="store_true", help="also one temperature-0 sample per problem")
@@ -111,6 +113,8 @@ def _check(args: argparse.Namespace) -> None:
             "give either --model DIR (evaluate in process) or --base-url URL (an OpenAI-compatible "
             f"endpoint){', not both' if args.model else ''}"
         )
+    if hasattr(args, "base_url"):
+        check_mode_flags(args)
     if args.k < 1:
         raise ValueError(f"-k {args.k}: expected at least 1 sample per problem")
     if args.n is not None and args.n < 1:

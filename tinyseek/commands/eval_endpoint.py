@@ -17,6 +17,32 @@ from pathlib import Path
 from typing import Any
 
 KEY_ENVS = ("OPENAI_API_KEY", "TINYSEEK_API_KEY")
+# flag -> (argparse dest, default): what only an endpoint run uses, and what only a local model uses
+ENDPOINT_ONLY = {
+    "--served-model": ("served_model", None),
+    "--api-key": ("api_key", None),
+    "--concurrency": ("concurrency", 8),
+    "--timeout": ("timeout", 600.0),
+    "--max-retries": ("max_retries", 8),
+    "--results": ("results", None),
+    "--tokenizer": ("tokenizer", None),
+    "--price-in": ("price_in", None),
+    "--price-out": ("price_out", None),
+    "--no-progress": ("no_progress", False),
+}
+MODEL_ONLY = {
+    "--dtype": ("dtype", "float32"),
+    "--device": ("device", "cpu"),
+    "--max-num-seqs": ("max_num_seqs", 256),
+}
+
+
+def check_mode_flags(args: argparse.Namespace) -> None:
+    """A flag of the other mode would silently do nothing: refuse it, naming it."""
+    wrong, mode = (MODEL_ONLY, "--model") if args.base_url else (ENDPOINT_ONLY, "--base-url")
+    given = [flag for flag, (dest, default) in wrong.items() if getattr(args, dest) != default]
+    if given:
+        raise ValueError(f"{', '.join(given)} only applies with {mode}")
 
 
 def add_endpoint_args(p: argparse.ArgumentParser) -> None:
@@ -30,7 +56,12 @@ def add_endpoint_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--api-key", default=None, help="bearer key (default: $OPENAI_API_KEY, else $TINYSEEK_API_KEY)"
     )
-    g.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
+    g.add_argument(
+        "--concurrency",
+        type=int,
+        default=ENDPOINT_ONLY["--concurrency"][1],
+        help="requests in flight (default 8)",
+    )
     g.add_argument("--timeout", type=float, default=600.0, help="seconds per request (default 600)")
     g.add_argument(
         "--max-retries", type=int, default=8, help="retries of a request on 429/5xx/timeouts (default 8)"
@@ -81,8 +112,6 @@ def _check_endpoint(args: argparse.Namespace) -> None:
     for flag, value in (("--price-in", args.price_in), ("--price-out", args.price_out)):
         if value is not None and value < 0:
             raise ValueError(f"{flag} {value}: expected dollars per 1M tokens, >= 0")
-    if args.dtype != "float32" or args.device != "cpu":
-        raise ValueError("--dtype/--device choose how a local model runs; they do nothing with --base-url")
 
 
 def endpoint_report(args: argparse.Namespace, sets: list[Any]) -> Any:
