@@ -49,8 +49,12 @@ def _never_ending_model(directory: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    model_dir = _never_ending_model(tmp_path_factory.mktemp("endless"))
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _never_ending_model(tmp_path_factory.mktemp("endless"))
+
+
+@pytest.fixture(scope="module")
+def server(model_dir: Path) -> Iterator[RunningServer]:
     running = RunningServer(ServerSettings(model_dir=model_dir, served_model_name=MODEL, api_key=KEY))
     yield running
     running.stop()
@@ -212,3 +216,23 @@ def test_chat_in_a_real_browser(server: RunningServer, browser: Any, tmp_path: P
         json.loads(driver.execute_script("return JSON.stringify(localStorage)"))["tinyseek.apiKey"]
         == "wrong-key"
     )
+
+
+def test_without_a_key_the_page_asks_for_none(model_dir: Path, browser: Any) -> None:
+    running = RunningServer(ServerSettings(model_dir=model_dir, served_model_name=MODEL))
+    try:
+        browser.get(f"{running.base_url}/")
+        _until(lambda: browser.find_element("id", "model-name").text == MODEL, 20, "the model name")
+        assert not browser.find_element("id", "key-form").is_displayed()
+        assert not browser.find_element("id", "change-key").is_displayed()
+        _set(browser, "max-tokens", "4")
+        _send(browser, "Hi")
+        _until(
+            lambda: _idle(browser) and browser.find_elements("css selector", ".assistant .note"),
+            30,
+            "a reply",
+        )
+        assert "(stopped at the max tokens limit)" in browser.find_element("css selector", ".assistant").text
+        assert browser.find_elements("css selector", ".msg.error") == []
+    finally:
+        running.stop()

@@ -16,6 +16,8 @@ Design choices:
   it, the server's `usage.completion_tokens_details.reasoning_tokens` (one request per sample, so the
   usage is the sample's); a server that reports none gets the reasoning's share of its completion
   tokens, by characters. `settings["reasoning_tokens_from"]` says which.
+- A record's `prompt` is what was sent (the question, or the R1-Zero prompt text): the server renders
+  its own chat template, which the client never sees.
 - Usage is totalled over every sample in the file (a resumed run's cost includes the earlier part);
   `price_in` / `price_out` are dollars per 1M prompt / completion tokens.
 """
