@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tinyseek-installed
 
-.PHONY: install bwrap test test-slow lint demo bench clean
+.PHONY: install bwrap browser test test-slow lint demo bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,13 @@ bwrap:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq bubblewrap; \
 	  else echo "bubblewrap missing: run 'sudo apt-get install bubblewrap' (sandbox tests will be skipped)" >&2; fi; }
 
-test: $(STAMP) bwrap
+# Chromium + chromedriver drive the web chat's browser test (tests/test_webchat_browser.py, skipped without them).
+browser:
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	  else echo "chromium/chromedriver missing: run 'sudo apt-get install chromium chromium-driver' (browser tests will be skipped)" >&2; fi; }
+
+test: $(STAMP) bwrap browser
 	$(PY) -m pytest -q -m "not slow"
 
 test-slow: $(STAMP)

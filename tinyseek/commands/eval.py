@@ -13,10 +13,14 @@ import json
 import sys
 from typing import Any
 
+from tinyseek.commands.eval_endpoint import add_endpoint_args, check_mode_flags, endpoint_report
+
 
 def _common_args(p: argparse.ArgumentParser, split: str, k: int) -> None:
     p.add_argument(
-        "--model", required=True, help="model directory (config.json, *.safetensors, tokenizer.json)"
+        "--model",
+        default=None,
+        help="model directory (config.json, *.safetensors, tokenizer.json); eval takes --base-url instead",
     )
     p.add_argument(
         "--task",
@@ -75,11 +79,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="pass@1 over k samples, pass@k, cons@k, format rate, reasoning length of a model",
         description="Evaluate a model the way DeepSeek-R1 reports it: k samples per problem at temperature "
         "0.6 / top-p 0.95, pass@1 averaged over them, unbiased pass@k, cons@k (majority vote), format "
-        "compliance and reasoning length, per task family. All requests go to the engine in one batch.",
+        "compliance and reasoning length, per task family. With --model all requests go to the engine in "
+        "one batch; with --base-url they go to any OpenAI-compatible endpoint (tinyseek serve, vLLM, "
+        "SGLang, Ollama, a hosted API), with retries, resumable results and the token usage and cost.",
     )
     _common_args(e, split="test", k=8)
     e.add_argument("--greedy", action="store_true", help="also one temperature-0 sample per problem")
     e.add_argument("--out", default=None, help="write the JSON report with every problem's samples here")
+    add_endpoint_args(e)
     e.set_defaults(func=run_eval)
 
     r = sub.add_parser(
@@ -99,6 +106,15 @@ def _check(args: argparse.Namespace) -> None:
     """Cheap checks of the numbers, so a bad flag fails before the model loads."""
     from tinyseek import SamplingParams
 
+    if not hasattr(args, "base_url") and args.model is None:
+        raise ValueError("give --model DIR")
+    if hasattr(args, "base_url") and (args.model is None) == (args.base_url is None):
+        raise ValueError(
+            "give either --model DIR (evaluate in process) or --base-url URL (an OpenAI-compatible "
+            f"endpoint){', not both' if args.model else ''}"
+        )
+    if hasattr(args, "base_url"):
+        check_mode_flags(args)
     if args.k < 1:
         raise ValueError(f"-k {args.k}: expected at least 1 sample per problem")
     if args.n is not None and args.n < 1:
@@ -137,7 +153,20 @@ def _report(args: argparse.Namespace, greedy: bool) -> Any:
 def run_eval(args: argparse.Namespace) -> int:
     from tinyseek.train.atomic import write_text_atomically
 
-    report = _report(args, greedy=args.greedy)
+    _check(args)
+    if args.base_url:
+        from tinyseek.eval.endpoint_client import EndpointError
+
+        try:
+            report = endpoint_report(args, _sets(args))
+        except EndpointError as err:  # the endpoint gave up on us: say so, and how to go on
+            print(f"tinyseek eval: error: {err}\nfinished samples are kept; rerun to resume", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("tinyseek eval: interrupted; finished samples are kept, rerun to resume", file=sys.stderr)
+            return 130
+    else:
+        report = _report(args, greedy=args.greedy)
     if args.out:
         write_text_atomically(
             args.out, json.dumps(report.to_json(include_records=True), ensure_ascii=False) + "\n"
@@ -148,6 +177,8 @@ def run_eval(args: argparse.Namespace) -> int:
         print(report.markdown())
         if args.out:
             print(f"report with per-problem samples written to {args.out}", file=sys.stderr)
+        if args.base_url:
+            print(f"samples in {report.settings['results']} (rerun to resume)", file=sys.stderr)
     return 0
 
 

@@ -17,7 +17,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "serve",
         help="serve a model over an OpenAI/DeepSeek-compatible HTTP API",
         description="Serves POST /v1/chat/completions (reasoning_content beside content, streaming, "
-        "usage with prefix-cache counts), POST /v1/completions, GET /v1/models, GET /health and "
+        "usage with prefix-cache counts), a browser chat at /, POST /v1/completions, GET /v1/models, GET /health and "
         "GET /metrics (Prometheus), over the engine's continuous batching. SIGTERM drains in-flight "
         "requests, then exits.",
     )
@@ -100,5 +100,6 @@ def run(args: argparse.Namespace) -> int:
         engine_options=engine_options,
     )
     print(f"tinyseek serve: {model_dir} as '{settings.model_name}' on http://{args.host}:{args.port}/v1")
+    print(f"chat in a browser: http://{args.host}:{args.port}/")
     serve(settings, args.host, args.port, args.drain_timeout)
     return 0

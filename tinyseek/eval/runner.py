@@ -101,6 +101,7 @@ class EvalReport:
     records: list[ProblemRecord] = field(default_factory=list)
     seconds: float = 0.0
     generated_tokens: int = 0
+    usage: dict[str, float] | None = None  # an endpoint's token counts (and cost), when evaluated over HTTP
 
     def to_json(self, include_records: bool = False) -> dict[str, Any]:
         """A JSON-ready dict; per-problem records only when asked (they are large)."""
@@ -112,6 +113,8 @@ class EvalReport:
             "generated_tokens": self.generated_tokens,
             "tokens_per_second": self.generated_tokens / self.seconds if self.seconds > 0 else None,
         }
+        if self.usage is not None:
+            out["usage"] = self.usage
         if include_records:
             out["records"] = [r.to_json() for r in self.records]
         return out
@@ -148,6 +151,14 @@ class EvalReport:
             f"template {s['template']}, seed {s['seed']}; {self.generated_tokens} tokens in "
             f"{self.seconds:.1f}s"
         )
+        if self.usage is not None:
+            u = self.usage
+            cost = f", cost ${u['cost']:.4f}" if "cost" in u else ""
+            lines.append(
+                f"usage: {u['prompt_tokens']:.0f} prompt tokens ({u['cached_tokens']:.0f} cached), "
+                f"{u['completion_tokens']:.0f} completion tokens ({u['reasoning_tokens']:.0f} reasoning) "
+                f"over {u['requests']:.0f} requests{cost}"
+            )
         return "\n".join(lines)
 
 
@@ -185,7 +196,7 @@ def vote_key(answer: str) -> str:
     return format_number(value) if value is not None else answer.strip()
 
 
-def _token_counter(tokenizer: Any) -> Callable[[str], int]:
+def token_counter(tokenizer: Any) -> Callable[[str], int]:
     def count(text: str) -> int:
         return len(tokenizer.encode(text, add_special_tokens=False)) if text else 0
 
@@ -199,16 +210,22 @@ def _score(task: Task, problems: Sequence[Problem], sections: Sequence[str]) -> 
     return [float(task.score(p, s)) for p, s in zip(problems, sections, strict=True)]
 
 
-def _judge(
+def judge(
     task: Task,
     problems: Sequence[Problem],
     texts: Sequence[str],
-    outputs: Sequence[CompletionOutput],
     style: FormatStyle,
-    count: Callable[[str], int],
     lang: str,
+    completion_tokens: Sequence[int],
+    finish_reasons: Sequence[str | None],
+    reasoning_tokens: Callable[[int, str], int],
 ) -> list[Sample]:
-    """Verify, parse and measure completions of one family (problems[i] is the problem of texts[i])."""
+    """Verify, parse and measure completions of one family (problems[i] is the problem of texts[i]).
+
+    Shared by the in-process and the endpoint evaluations so both score a text the same way; only
+    where the token counts come from differs (`reasoning_tokens(i, reasoning_text)`: a tokenizer, or
+    a server's `usage`).
+    """
     parsed = [parse_completion(t, style) for t in texts]
     sections = [t if p.answer is None else p.answer for t, p in zip(texts, parsed, strict=True)]
     scores = _score(task, problems, sections)
@@ -218,12 +235,14 @@ def _judge(
             answer=extract_answer(section),
             correct=score >= 1.0,
             well_formed=p.well_formed,
-            reasoning_tokens=count(p.reasoning),
-            completion_tokens=len(out.token_ids),
-            finish_reason=out.finish_reason,
+            reasoning_tokens=reasoning_tokens(i, p.reasoning),
+            completion_tokens=length,
+            finish_reason=finish,
             language=language_share(p.reasoning, lang),
         )
-        for text, section, score, p, out in zip(texts, sections, scores, parsed, outputs, strict=True)
+        for i, (text, section, score, p, length, finish) in enumerate(
+            zip(texts, sections, scores, parsed, completion_tokens, finish_reasons, strict=True)
+        )
     ]
 
 
@@ -304,7 +323,7 @@ def evaluate(
     outputs = iter(llm.generate(prompts, params))
     seconds = time.perf_counter() - start
 
-    count = _token_counter(llm.tokenizer)
+    count = token_counter(llm.tokenizer)
     eos_ids = set(llm.engine.eos_token_ids)
     records: list[ProblemRecord] = []
     families: dict[str, dict[str, float]] = {}
@@ -320,8 +339,12 @@ def evaluate(
         generated += sum(len(o.token_ids) for o in flat_outputs)
         texts = [text_with_stop(o, stops, eos_ids, llm.tokenizer) for o in flat_outputs]
         judged = iter(
-            _judge(problem_set.task, flat_problems, texts, flat_outputs, style, count, problem_set.lang)
-        )
+            judge(
+                problem_set.task, flat_problems, texts, style, problem_set.lang,
+                [len(o.token_ids) for o in flat_outputs], [o.finish_reason for o in flat_outputs],
+                lambda _, reasoning: count(reasoning),
+            )
+        )  # fmt: skip
         family_records = []
         for problem, (sampled, _) in zip(problem_set.problems, requests, strict=True):
             samples = [next(judged) for _ in range(k)]

@@ -30,7 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import tinyseek
 from tinyseek.chat_template import THINK_CLOSE
-from tinyseek.serve import chat, completions
+from tinyseek.serve import chat, completions, webchat
 from tinyseek.serve.engine_loop import EngineLoop
 from tinyseek.serve.errors import install_error_handlers
 from tinyseek.serve.guard import RequestGuard
@@ -97,6 +97,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(chat.router)
     app.include_router(completions.router)
+    app.include_router(webchat.router)  # the browser chat at /
 
     @app.get(
         "/health",
