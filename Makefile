@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tinyseek-installed
 
-.PHONY: install bwrap browser test test-slow lint demo bench clean
+.PHONY: install bwrap browser test test-slow lint demo demo-seeds bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ lint: $(STAMP)
 # The R1-Zero pipeline end to end (~10 minutes on 2 CPU cores): runs/r1zero/report.md, summary.json, model/.
 demo: $(STAMP)
 	$(VENV)/bin/tinyseek r1zero --out runs/r1zero
+
+# The same pipeline for seeds 0, 1, 2 (two at a time), aggregated with 95% intervals: runs/r1zero-seeds/report.md.
+demo-seeds: $(STAMP)
+	$(VENV)/bin/tinyseek r1zero --seeds 0,1,2 --jobs 2 --out runs/r1zero-seeds
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

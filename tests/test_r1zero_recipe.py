@@ -1,6 +1,7 @@
 """The r1zero recipe presets build a real model config and task families, and reject bad settings."""
 
 import dataclasses
+import itertools
 
 import pytest
 
@@ -21,10 +22,22 @@ def test_presets_name_real_families_and_model_configs(name):
 
 def test_demo_recipe_is_the_r1zero_setting():
     recipe = Recipe.preset("r1zero")
-    # Errors are the majority at prone steps (greedy follows them), self-checks a sampled minority.
-    assert all(f.error_rate > 0.5 and 0 < f.self_check_rate < 0.5 for f in recipe.families)
+    # Direct answers are the base's majority (greedy takes them), worked traces the rest, checked ones
+    # a good share of those; 2-digit operands (difficulty 0), which the tiny model learns to read in budget.
+    assert all(f.direct_rate > 0.5 and 0 < f.self_check_rate < 1 for f in recipe.families)
+    assert all(f.difficulty == 0 for f in recipe.families)
     assert (recipe.eval.k, recipe.eval.temperature, recipe.eval.top_p) == (4, 0.6, 0.95)
-    assert recipe.eval.problems_per_family >= 500
+    # Every stage is bounded by tokens or steps; the wall-clock caps are a safety net above them.
+    assert recipe.pretrain.seconds >= 600 and recipe.grpo.seconds >= 600
+    # The completion limit leaves room beyond the longest trace of the corpus (a checked one with a redo).
+    longest = 0
+    for family in recipe.families:
+        task = get_task(family.name)
+        assert isinstance(task, ReasoningTask)
+        for problem in itertools.islice(task.sample(0), 300):
+            longest = max(longest, len(task.trace(problem, "en", 1.0, 1.0).text()))
+    assert recipe.grpo.max_new_tokens == recipe.eval.max_new_tokens
+    assert longest < recipe.grpo.max_new_tokens * 2.2  # ≈ 2.2+ characters per token for these traces
 
 
 def test_bad_settings_are_rejected():

@@ -289,13 +289,6 @@ def test_addition_trace_format() -> None:
     assert clean.reasoning == f"{read}{right}\n{check}\n825 = 825 ✓" and clean.answer == "825"
     assert task.trace(p, "zh").reasoning.startswith(read + "个位：8+7=15，写5，进1 → 5。")
     assert task.trace(p, "zh", 0.0, 1.0).reasoning.count("验算：交换顺序。") == 1
-    hinted = get_task("addition-hints")
-    assert hinted.prompt(p) == "What is [h3 t5 o8] + [h4 t6 o7]?"
-    assert hinted.prompt(p, "fr") == "Combien font [h3 t5 o8] + [h4 t6 o7] ?"
-    assert isinstance(hinted, ReasoningTask) and hinted.trace(p).reasoning == right
-    assert get_task("multiplication-hints").prompt(problem_of("multiplication", a=176, b=6)) == (
-        "What is [h1 t7 o6] * 6?"
-    )
 
 
 def test_multiplication_adds_the_carry_as_its_own_step() -> None:

@@ -80,6 +80,13 @@ def _add_train_flags(p: argparse.ArgumentParser, command: str) -> None:
         help="share of task documents that give the answer without reasoning (an empty think block)",
     )
     data.add_argument(
+        "--direct-from",
+        type=int,
+        default=0,
+        metavar="DOC",
+        help="direct answers only from this document on (worked solutions alone before it; default 0)",
+    )
+    data.add_argument(
         "--data",
         nargs="+",
         default=[],

@@ -230,6 +230,7 @@ class _Run:
                 error_rate=self.error_rate,
                 self_check_rate=self.self_check_rate,
                 direct_rate=self.direct_rate,
+                direct_from=corpus.direct_from,
                 r1zero_preamble_share=corpus.template_share,
                 seed=corpus.seed + self.seed,
                 seq_len=p.seq_len,

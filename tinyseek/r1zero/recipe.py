@@ -1,26 +1,32 @@
 """The r1zero recipe: every number of the `tinyseek r1zero` pipeline, with the reason for each.
 
-The pipeline trains a tokenizer and a tiny MLA + MoE base model on worked solutions with systematic,
-operand-dependent slips (tinyseek.tasks.reasoning), in which only a minority of traces check their own
-answer; measures held-out pass@1 and greedy accuracy; runs pure GRPO from that base (no SFT); and
-measures again. Why RL can move accuracy by tens of points here:
+The pipeline trains a tokenizer and a tiny MLA + MoE base model from scratch, measures held-out pass@1
+and greedy accuracy, runs pure GRPO from that base (no SFT, accuracy reward only) and measures again.
+R1-Zero's three signatures are what the recipe is built to show: accuracy, the length of the thinking
+and self-verification rising together under RL. The base's corpus holds three behaviours, per problem:
 
-- With `error_rate` > 0.5, every error-prone step (a rule on the step's operands) is more often wrong
-  than right in the corpus, so the base model's *most likely* trace is wrong on every problem with
-  such a step: greedy accuracy ≈ the share of problems without one (≈ 40-45% for the families below).
-- Sampling still finds correct traces: a trace is right when it slips nowhere, or when it self-checks
-  (a self-checking trace checks each carry as it goes and corrects a dropped one, so in the corpus
-  it always ends correct). Sampled accuracy of the base ≈ s + (1 - s)(1 - e)^k over the problem's
-  k prone steps: neither ~0 nor ~1, so most GRPO groups of G samples hold both rewards and carry a
-  learning signal.
-- GRPO then selects the behaviours that end correct: self-checking (a decision taken at the first
-  carry, that pays on every problem with a prone step) and not slipping at prone steps (per step,
-  per operand pattern). Both raise accuracy; the first also raises the self-checking share and the
-  mean response length, the R1-Zero signatures. Which one wins is measured, not assumed: in the
-  runs so far GRPO fixed the slips faster than it grew checking (report.md says which).
+- a direct answer (`<think>\n\n</think>` then the answer; `FamilyRecipe.direct_rate` of the
+  documents): short, and nearly always wrong in a 1.7M-parameter model's hands, since it must add
+  3-digit numbers in one step. It is the majority, so greedy decoding takes it: a base that does not
+  think by default;
+- a worked column trace (tinyseek.tasks.column_arithmetic), with operand-dependent slips at
+  `error_rate` of its error-prone steps: longer, usually right;
+- the same work checked (`self_check_rate` of the traces): done again the other way round, compared,
+  and redone when the two differ. In the corpus a checked trace always ends right, and in the model's
+  hands it catches slips and the model's own misreadings: the longest behaviour, and the most accurate.
 
-Compute figures in the docstrings are for a quiet 2-core CPU (tinyseek/DESIGN §4); `smoke` runs the
-same stages at a size that finishes in well under two minutes, for the tests.
+Nothing in the reward names length or checking; GRPO can only select what ends right more often.
+Thinking rises because direct answers fail; checking rises if it pays over the plain trace (the
+report shows checked vs unchecked accuracy, so whether it paid is measured, not assumed).
+
+The wave-1 recipe (every trace worked, slips at 85% of prone steps, line-by-line checks in 20% of
+traces) raised accuracy but not length or checking: GRPO unlearned the slips step by step, which was
+cheaper than checking, and a direct answer was not a behaviour the base had.
+
+Every stage is bounded by tokens or steps (`seconds` caps are a safety net the default run does not
+reach on a 2-core CPU), so a faster or slower machine runs the same computation; floating-point
+differences between CPUs still move a trajectory as a seed does, hence `--seeds`. `smoke` runs the
+same stages at a size that finishes in seconds, for the tests.
 """
 
 from __future__ import annotations
@@ -61,7 +67,7 @@ class FamilyRecipe:
     """
 
     name: str
-    difficulty: int = 1
+    difficulty: int = 0
     error_rate: float = 0.5
     self_check_rate: float = 0.55
     direct_rate: float = 0.55
@@ -87,6 +93,7 @@ class CorpusRecipe:
     """
 
     template_share: float = 0.1
+    direct_from: int = 12_600
     vocab_size: int = 512
     language: str = "en"
     seed: int = 0
@@ -112,7 +119,7 @@ class PretrainRecipe:
 
     preset: str = "tiny"
     model_overrides: dict[str, Any] = field(default_factory=lambda: {"num_nextn_predict_layers": 0})
-    tokens: int = 2_400_000
+    tokens: int = 2_100_000
     seconds: float = 900.0
     seq_len: int = 256
     batch_size: int = 8
@@ -152,7 +159,7 @@ class GRPORecipe:
     prompts_per_step: int = 8
     temperature: float = 1.0
     top_p: float = 1.0
-    max_new_tokens: int = 288
+    max_new_tokens: int = 192
     lr: float = 1.5e-4
     loss_type: LossType = "grpo"
     beta: float = 0.0
@@ -173,13 +180,13 @@ class EvalRecipe:
     k: int = 4
     temperature: float = 0.6
     top_p: float = 0.95
-    max_new_tokens: int = 288
+    max_new_tokens: int = 192
     samples_per_family: int = 2
     seed: int = 1
 
 
 def _default_families() -> tuple[FamilyRecipe, ...]:
-    return (FamilyRecipe("addition-hints"), FamilyRecipe("multiplication-hints"))
+    return (FamilyRecipe("addition"), FamilyRecipe("multiplication"))
 
 
 @dataclass(frozen=True)

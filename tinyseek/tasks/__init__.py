@@ -8,13 +8,7 @@ from __future__ import annotations
 
 from tinyseek.tasks.base import LANGUAGES, Problem, Split, Task, split_of
 from tinyseek.tasks.coding import CodingTask
-from tinyseek.tasks.column_arithmetic import (
-    AdditionHintsTask,
-    AdditionTask,
-    MultiplicationHintsTask,
-    MultiplicationTask,
-    SubtractionTask,
-)
+from tinyseek.tasks.column_arithmetic import AdditionTask, MultiplicationTask, SubtractionTask
 from tinyseek.tasks.countdown import CountdownTask
 from tinyseek.tasks.datasets import STYLES, FileTask
 from tinyseek.tasks.gcd import GcdTask
@@ -25,8 +19,6 @@ TASKS: dict[str, type[Task]] = {
     "addition": AdditionTask,
     "subtraction": SubtractionTask,
     "multiplication": MultiplicationTask,
-    "addition-hints": AdditionHintsTask,
-    "multiplication-hints": MultiplicationHintsTask,
     "countdown": CountdownTask,
     "linear": LinearEquationTask,
     "gcd": GcdTask,

@@ -1,7 +1,7 @@
 """Column arithmetic: addition, subtraction and multiplication by one digit, digit by digit.
 
-Difficulty d gives (d + 2)-digit operands for addition and subtraction (d=1: 3 digits) and a
-(d + 2)-digit number times a digit 2-9 for multiplication. Each line is one column, right to left,
+Difficulty d gives (d + 2)-digit operands for addition and subtraction (d=1: 3 digits; d=0, the
+tiny demo model's size: 2 digits) and a (d + 2)-digit number times a digit 2-9 for multiplication. Each line is one column, right to left,
 named by its place and ending with the digits written so far:
 
     ones: 8+7=15, write 5, carry 1 → 5.
@@ -13,11 +13,13 @@ Multiplication adds the incoming carry as a step of its own: `tens: 7*6=42, 42+3
 Each aid was measured to matter for the 1.7M-parameter demo model (tinyseek.r1zero): without the
 place word it misread the operands' digits after 2M tokens; without the running digits it read the
 answer back from the lines wrongly (greedy 5% against 42% for addition at equal tokens). Reading an
-operand's digit into the wrong column (`323 + 692` → `tens: 5+1`) stays its most common error, so
-`addition-hints` and `multiplication-hints` ask the same problems with every operand digit tagged by
-its place (`What is [h3 t5 o8] + [h4 t6 o7]?`): greedy 3.7% → 70.7% on 3-digit addition after 1.7M
-tokens of traces. Having the model write the tags itself as its first line (`358 = h3 t5 o8`) was
-tried and failed: after 2.4M tokens it copied the operands wrongly (addition greedy 0.5%).
+operand's digit into its column is the skill that comes last, farthest digit last: after 2.2M tokens
+of 3-digit traces it read the ones and tens but wrote the hundreds digit of the first operand as a
+constant; the demo therefore works on 2-digit operands (difficulty 0). Three reading aids were tried
+on 3-digit addition at 1.2M tokens and none read the operands (0/100 greedy each): place tags in the
+question (`[h3 t5 o8] + [h4 t6 o7]`), the same with the second operand's tags in capitals, and each
+column's digits listed under its place word (`ones: 8, 7; tens: 5, 6; ...`); the model writing the
+tags itself as its first line (`358 = h3 t5 o8`) copied the operands wrongly at 2.4M tokens.
 
 Systematic slips (see tinyseek.tasks.reasoning), each a rule on the column's operands:
 - addition: the carry out of a column is dropped when the top digit is larger than the bottom one;
@@ -74,8 +76,6 @@ PLACES = {
     "zh": ("个位", "十位", "百位", "千位", "万位", "十万位", "百万位", "千万位", "亿位", "十亿位"),
 }  # fmt: skip
 COLON = {"en": ": ", "fr": " : ", "zh": "："}
-# Place tags of the `-hints` questions, ones first: language-neutral, one short token each.
-PLACE_TAGS = ("o", "t", "h", "k", "tk", "hk", "m", "tm", "hm", "b")
 # The check's first line: a constant, so that starting a check copies nothing.
 SWAPPED = {"en": "the other way round.", "fr": "dans l'autre sens.", "zh": "交换顺序。"}
 
@@ -103,12 +103,6 @@ def _place(column: int, lang: str) -> str:
 def _outcome(lang: str, digit: int, carry: int) -> str:
     """`, write 5, carry 1` (no carry part when there is none)."""
     return WRITE[lang].format(digit=digit) + (CARRY[lang].format(carry=carry) if carry else "")
-
-
-def _tagged(n: int) -> str:
-    """`358` → `h3 t5 o8`: each digit with its place tag."""
-    digits = str(n)
-    return " ".join(f"{PLACE_TAGS[len(digits) - 1 - i]}{d}" for i, d in enumerate(digits))
 
 
 def _no_slip(prone: bool) -> bool:
@@ -153,10 +147,6 @@ class CarryColumnTask(ReasoningTask):
         """The columns, least significant first; `swapped` writes each column's operands the other
         way round (the check)."""
 
-    @abstractmethod
-    def operands(self, problem: Problem) -> list[int]:
-        """The numbers whose digits carry place tags in the `-hints` variant's question."""
-
     def prompt(self, problem: Problem, lang: str = "en") -> str:
         return _question(problem, self.op, lang)
 
@@ -180,12 +170,9 @@ class AdditionTask(CarryColumnTask):
     op = "+"
 
     def make(self, rng: random.Random, difficulty: int) -> Problem:
-        width = check_difficulty(difficulty) + 2
+        width = check_difficulty(difficulty, lowest=0) + 2
         a, b = _number(rng, width), _number(rng, width)
         return Problem(self.name, f"{min(a, b)}+{max(a, b)}", str(a + b), {"a": a, "b": b})
-
-    def operands(self, problem: Problem) -> list[int]:
-        return [problem.data["a"], problem.data["b"]]
 
     def columns(self, problem: Problem, swapped: bool = False) -> list[Column]:
         a, b = problem.data["a"], problem.data["b"]
@@ -204,11 +191,8 @@ class MultiplicationTask(CarryColumnTask):
     stepwise = True
 
     def make(self, rng: random.Random, difficulty: int) -> Problem:
-        a, b = _number(rng, check_difficulty(difficulty) + 2), rng.randrange(2, 10)
+        a, b = _number(rng, check_difficulty(difficulty, lowest=0) + 2), rng.randrange(2, 10)
         return Problem(self.name, f"{a}*{b}", str(a * b), {"a": a, "b": b})
-
-    def operands(self, problem: Problem) -> list[int]:
-        return [problem.data["a"]]
 
     def columns(self, problem: Problem, swapped: bool = False) -> list[Column]:
         a, b = problem.data["a"], problem.data["b"]
@@ -221,7 +205,7 @@ class SubtractionTask(ReverseCheckedTask):
     name = "subtraction"
 
     def make(self, rng: random.Random, difficulty: int) -> Problem:
-        width = check_difficulty(difficulty) + 2
+        width = check_difficulty(difficulty, lowest=0) + 2
         a, b = sorted((_number(rng, width), _number(rng, width)), reverse=True)
         return Problem(self.name, f"{a}-{b}", str(a - b), {"a": a, "b": b})
 
@@ -250,29 +234,3 @@ class SubtractionTask(ReverseCheckedTask):
         a, b = problem.data["a"], problem.data["b"]
         back = int(answer) + b
         return check_line(lang, [f"{answer}+{b}={back}"], back == a), back == a
-
-
-class _PlaceHints:
-    """Mixin of the `-hints` variants: the question tags each operand digit with its place
-    (`What is [h3 t5 o8] + [h4 t6 o7]?`); the work and the answer are the plain family's."""
-
-    def prompt(self, problem: Problem, lang: str = "en") -> str:
-        tagged = {n: f"[{_tagged(n)}]" for n in self.operands(problem)}  # type: ignore[attr-defined]
-        a, b = problem.data["a"], problem.data["b"]
-        return QUESTION[check_language(lang)].format(
-            a=tagged.get(a, a),
-            op=self.op,
-            b=tagged.get(b, b),  # type: ignore[attr-defined]
-        )
-
-
-class AdditionHintsTask(_PlaceHints, AdditionTask):
-    """Addition asked with place-tagged digits (module docstring: the tiny model's reading bottleneck)."""
-
-    name = "addition-hints"
-
-
-class MultiplicationHintsTask(_PlaceHints, MultiplicationTask):
-    """Multiplication by one digit, the multiplicand asked with place-tagged digits."""
-
-    name = "multiplication-hints"

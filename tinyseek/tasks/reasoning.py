@@ -64,9 +64,9 @@ def check_language(lang: str) -> str:
     return lang
 
 
-def check_difficulty(difficulty: int) -> int:
-    if not 1 <= difficulty <= MAX_DIFFICULTY:
-        raise ValueError(f"difficulty {difficulty} out of range; expected 1..{MAX_DIFFICULTY}")
+def check_difficulty(difficulty: int, lowest: int = 1) -> int:
+    if not lowest <= difficulty <= MAX_DIFFICULTY:
+        raise ValueError(f"difficulty {difficulty} out of range; expected {lowest}..{MAX_DIFFICULTY}")
     return difficulty
 
 

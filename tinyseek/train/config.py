@@ -63,6 +63,7 @@ class TrainConfig:
     error_rate: float = 0.0
     self_check_rate: float = 0.0
     direct_rate: float = 0.0  # share of task documents that answer without reasoning
+    direct_from: int = 0  # ...from this document on (the worked solutions alone before it)
     r1zero_preamble_share: float = 1.0  # share of r1zero documents with the template's preamble
     data: list[str] = field(default_factory=list)
     seed: int = 0

@@ -85,6 +85,7 @@ def build_corpus(config: TrainConfig, data_ranks: int = 1) -> Corpus:
             error_rate=config.error_rate,
             self_check_rate=config.self_check_rate,
             direct_rate=config.direct_rate,
+            direct_from=config.direct_from,
             preamble_share=config.r1zero_preamble_share,
         )
     train_files: list[Document] = []

@@ -65,6 +65,9 @@ class TaskSpec:
     error_rate: float = 0.0
     self_check_rate: float = 0.0
     direct_rate: float = 0.0  # share of documents that answer without reasoning (ReasoningTask.trace)
+    # Direct answers start at this document (counted over all streams): a corpus that teaches the
+    # worked solutions first, so that the skill emerges within a small budget, then mixes them in.
+    direct_from: int = 0
     preamble_share: float = 1.0  # r1zero only: share of documents that carry the template's preamble
 
     def __post_init__(self) -> None:
@@ -114,8 +117,9 @@ def task_documents(spec: TaskSpec, seed: int, split: Split = "train") -> Iterato
         preamble = spec.preamble_share >= 1.0 or preambles.random() < spec.preamble_share
         problem = next(problems)
         if isinstance(task, ReasoningTask):
+            direct_rate = spec.direct_rate if n >= spec.direct_from else 0.0
             trace = task.trace(
-                problem, lang, spec.error_rate, spec.self_check_rate, rng=rng, direct_rate=spec.direct_rate
+                problem, lang, spec.error_rate, spec.self_check_rate, rng=rng, direct_rate=direct_rate
             )
             reasoning, answer = trace.reasoning, trace.answer
         else:
