@@ -52,6 +52,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--max-body-bytes", type=_positive, default=4 * 2**20, help="request body size limit (default 4 MiB)"
     )
     p.add_argument(
+        "--max-prompt-chars",
+        type=_positive,
+        default=2**20,
+        help="characters of prompt text per request (all prompts or messages together), checked before "
+        "tokenizing (default 1048576)",
+    )
+    p.add_argument(
         "--drain-timeout",
         type=float,
         default=30.0,
@@ -97,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         max_queue=args.max_queue,
         max_reasoning_tokens=args.max_reasoning_tokens,
         max_body_bytes=args.max_body_bytes,
+        max_prompt_chars=args.max_prompt_chars,
         engine_options=engine_options,
     )
     print(f"tinyseek serve: {model_dir} as '{settings.model_name}' on http://{args.host}:{args.port}/v1")

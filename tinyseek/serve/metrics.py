@@ -50,6 +50,12 @@ class ServerMetrics:
         self.cancelled = Counter(
             "tinyseek_requests_cancelled", "Generations cancelled (client gone or shutdown)", registry=r
         )
+        self.stream_errors = Counter(
+            "tinyseek_stream_errors",
+            "Streams ended by an error event after their 200 was sent",
+            ["route"],
+            registry=r,
+        )
         self.ttft = Histogram(
             "tinyseek_time_to_first_token_seconds",
             "Time from admission to the first generated token",
