@@ -6,7 +6,8 @@ profile, Firejail, gVisor) and none is needed to run Python code that reads stdi
 
 Design choices:
 - Pure Python (`struct`), no libseccomp: its Python bindings are a Debian package
-  (`python3-seccomp`) that a virtual environment cannot import, and the program is ~60 instructions.
+  (`python3-seccomp`) that a virtual environment cannot import, and the program is only
+  45 instructions (44 on aarch64).
 - Denied calls return EPERM, so a program sees an ordinary error and the run reports it rather
   than dying by a signal. A call made with another architecture's convention (32-bit `int 0x80` on
   x86-64) kills the process: the syscall numbers below would not mean the same calls there. The x32
