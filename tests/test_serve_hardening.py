@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.serve_harness import RunningServer, build_model_dir
+from tests.serve_process import HealthWatch, ServerProcess
 from tinyseek.serve.state import ServerSettings
 
 MODEL = "tiny-r1"
@@ -206,3 +207,56 @@ def test_any_exception_in_a_stream_ends_it_with_an_error_event(
     while engine.has_unfinished() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not engine.has_unfinished()
+
+
+# -- the largest bodies the server accepts ---------------------------------------------------
+
+WORST_BODIES = {
+    "340k-short-prompts": {"model": MODEL, "prompt": ["ab"] * 340_000, "max_tokens": 1},
+    "64-prompt-lists-of-ids": {"model": MODEL, "prompt": [[1] * 10_000] * 64, "max_tokens": 1},
+    "60k-empty-messages": {"model": MODEL, "messages": [{"role": "user", "content": ""}] * 60_000},
+    "65k-content-parts": {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": ""}] * 65_000}],
+    },
+}
+
+
+@pytest.mark.parametrize("name", WORST_BODIES)
+def test_a_2_mib_body_does_not_stall_health(tmp_path_factory: pytest.TempPathFactory, name: str) -> None:
+    """The server (a subprocess, default 2 MiB limit) parses a near-limit body while /health is polled
+    every 20 ms from another process: the parse must not hold the event loop for 100 ms."""
+    global _LIMIT_SERVER
+    if _LIMIT_SERVER is None:
+        directory = tmp_path_factory.mktemp("limits")
+        _LIMIT_SERVER = ServerProcess(build_model_dir(directory / "model"), directory / "server.log", KEY)
+    body = json.dumps(WORST_BODIES[name]).encode()
+    assert 1.5 * 2**20 < len(body) <= 2 * 2**20, len(body)
+    watch = HealthWatch(_LIMIT_SERVER.base_url)
+    try:
+        time.sleep(0.3)
+        mark = watch.mark()
+        path = COMPLETIONS if "prompt" in WORST_BODIES[name] else CHAT
+        response = httpx.post(
+            f"{_LIMIT_SERVER.base_url}{path}",
+            content=body,
+            headers={**AUTH, "content-type": "application/json"},
+            timeout=60,
+        )
+        assert response.status_code == 400, response.text[:300]
+        worst = watch.worst_since(mark)
+    finally:
+        watch.stop()
+    assert not watch.failures and worst < 0.1, (
+        f"/health took {worst * 1000:.0f} ms during a {len(body)}-byte body"
+    )
+
+
+_LIMIT_SERVER: ServerProcess | None = None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_limit_server() -> Iterator[None]:
+    yield
+    if _LIMIT_SERVER is not None:
+        _LIMIT_SERVER.stop()

@@ -42,13 +42,13 @@ from tinyseek.serve.planning import (
     completion_room,
     engine_params,
 )
-from tinyseek.serve.protocol import Completion, CompletionChoice, CompletionRequest
+from tinyseek.serve.protocol import MAX_PROMPTS, Completion, CompletionChoice, CompletionRequest
 from tinyseek.serve.state import Ready, ServerState
 
 router = APIRouter()
 
 ROUTE = "/v1/completions"
-MAX_CHOICES = 64
+MAX_CHOICES = MAX_PROMPTS
 
 
 def _prompt_batch(body: CompletionRequest) -> list[str] | list[list[int]]:

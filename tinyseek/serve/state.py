@@ -51,7 +51,7 @@ class ServerSettings:
     api_key: str | None = None
     max_queue: int = 256
     max_reasoning_tokens: int | None = None
-    max_body_bytes: int = 4 * 2**20
+    max_body_bytes: int = 2 * 2**20
     max_prompt_chars: int = 2**20
     engine_options: dict[str, Any] = field(default_factory=dict)
 
