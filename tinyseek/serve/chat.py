@@ -98,12 +98,13 @@ def _check_combinations(body: ChatCompletionRequest) -> None:
 
 
 def _render_prompt(ready: Ready, messages: list[dict[str, str]]) -> tuple[str, list[int]]:
-    """The templated prompt and its token ids; runs in a worker thread, off the event loop."""
+    """The templated prompt and its token ids; runs in a worker thread, off the event loop, and
+    tokenizes with `encode_batch`, which releases the GIL (`encode` would hold it, and so the loop)."""
     try:
         text = ready.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     except ChatTemplateError as err:
         raise APIError(400, f"The messages cannot be rendered: {err}", "messages", "invalid_value") from err
-    return text, ready.tokenizer.encode(text, add_special_tokens=False)
+    return text, ready.tokenizer.encode_batch([text], add_special_tokens=False)[0]
 
 
 @dataclass
