@@ -26,7 +26,7 @@ bwrap:
 test: $(STAMP) bwrap
 	$(PY) -m pytest -q -m "not slow"
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) bwrap
 	$(PY) -m pytest -q -m slow
 
 lint: $(STAMP)

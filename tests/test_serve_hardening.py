@@ -226,28 +226,29 @@ WORST_BODIES = {
 }
 
 
+@pytest.fixture(scope="module")
+def default_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """`tinyseek serve` with its default limits, in its own process (so /health latency is its own)."""
+    directory = tmp_path_factory.mktemp("limits")
+    server = ServerProcess(build_model_dir(directory / "model"), directory / "server.log", KEY)
+    yield server
+    server.stop()
+
+
 @pytest.mark.parametrize("name", WORST_BODIES)
-def test_a_2_mib_body_does_not_stall_health(tmp_path_factory: pytest.TempPathFactory, name: str) -> None:
-    """The server (a subprocess, default limits) parses a near-limit body, or tokenizes a 1M-character
-    prompt, while /health is polled every 20 ms from another process: neither may hold the event loop
-    (or the GIL, which a thread doing the work may keep) for 100 ms."""
-    global _LIMIT_SERVER
-    if _LIMIT_SERVER is None:
-        directory = tmp_path_factory.mktemp("limits")
-        _LIMIT_SERVER = ServerProcess(build_model_dir(directory / "model"), directory / "server.log", KEY)
+def test_a_2_mib_body_does_not_stall_health(default_server: ServerProcess, name: str) -> None:
+    """The server parses a near-limit body, or tokenizes a 1M-character prompt, while /health is polled
+    every 20 ms from another process: neither may hold the event loop (or the GIL, which a thread
+    doing the work may keep) for 100 ms."""
     body = json.dumps(WORST_BODIES[name]).encode()
     assert 0.9 * 2**20 < len(body) <= 2 * 2**20, len(body)
-    watch = HealthWatch(_LIMIT_SERVER.base_url)
+    watch = HealthWatch(default_server.base_url)
     try:
         time.sleep(0.3)
         mark = watch.mark()
         path = COMPLETIONS if "prompt" in WORST_BODIES[name] else CHAT
-        response = httpx.post(
-            f"{_LIMIT_SERVER.base_url}{path}",
-            content=body,
-            headers={**AUTH, "content-type": "application/json"},
-            timeout=60,
-        )
+        headers = {**AUTH, "content-type": "application/json"}
+        response = httpx.post(f"{default_server.base_url}{path}", content=body, headers=headers, timeout=60)
         assert response.status_code == 400, response.text[:300]
         worst = watch.worst_since(mark)
     finally:
@@ -255,13 +256,3 @@ def test_a_2_mib_body_does_not_stall_health(tmp_path_factory: pytest.TempPathFac
     assert not watch.failures and worst < 0.1, (
         f"/health took {worst * 1000:.0f} ms during a {len(body)}-byte body"
     )
-
-
-_LIMIT_SERVER: ServerProcess | None = None
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _stop_limit_server() -> Iterator[None]:
-    yield
-    if _LIMIT_SERVER is not None:
-        _LIMIT_SERVER.stop()
