@@ -193,3 +193,16 @@ def test_x86_64_numbers_match_the_kernel_headers() -> None:
         if len(parts) == 3 and parts[0] == "#define" and parts[1].startswith("__NR_"):
             defined[parts[1][5:]] = int(parts[2])
     assert {name: defined[name] for name in X86_64.numbers} == dict(X86_64.numbers)
+
+
+def test_unknown_machine_means_no_sandbox_rather_than_no_filter(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tinyseek.sandbox import runner
+
+    monkeypatch.setattr("platform.machine", lambda: "sparc64")
+    runner._syscall_filter.cache_clear()
+    runner._probe.cache_clear()
+    try:
+        assert "sparc64" in (runner._probe("/usr/bin/bwrap", interpreter()) or "")
+    finally:
+        runner._syscall_filter.cache_clear()
+        runner._probe.cache_clear()

@@ -70,6 +70,10 @@ def _probe(bwrap: str | None, python: str) -> str | None:
     """None when a trivial program runs in the sandbox, else why it cannot."""
     if bwrap is None:
         return "bwrap was not found on PATH"
+    try:
+        _syscall_filter()
+    except RuntimeError as err:  # no syscall table for this machine: no sandbox rather than a weaker one
+        return str(err)
     result = _run_sandboxed(bwrap, python, Program("print('ok')"), Limits(wall_seconds=30.0))
     if result.status is Status.PASSED and result.stdout.strip() == "ok":
         return None
