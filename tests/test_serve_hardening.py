@@ -256,3 +256,33 @@ def test_a_2_mib_body_does_not_stall_health(default_server: ServerProcess, name:
     assert not watch.failures and worst < 0.1, (
         f"/health took {worst * 1000:.0f} ms during a {len(body)}-byte body"
     )
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_engine_stopping_mid_request_is_503_not_500(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    """The engine stopping under a request (shutdown) is the server being unavailable, not a bug."""
+    from tinyseek.serve.engine_loop import EngineStopped
+    from tinyseek.serve.generation import ChoiceRun
+
+    async def stopped(self: ChoiceRun) -> Any:
+        raise EngineStopped("the server is shutting down")
+        yield  # an async generator, as events() is
+
+    monkeypatch.setattr(ChoiceRun, "events", stopped)
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 4,
+        "stream": stream,
+    }
+    response = httpx.post(f"{server.base_url}{CHAT}", json=body, headers=AUTH, timeout=30)
+    if stream:
+        error = _events(response)[-2]["error"]
+    else:
+        assert response.status_code == 503, response.text
+        error = response.json()["error"]
+    assert (error["type"], error["code"]) == ("overloaded_error", "shutting_down")
+    monkeypatch.undo()
+    health_ok(server)

@@ -126,7 +126,10 @@ async def run_to_end(
             work.cancel()
     if work not in done:
         raise ClientGone()
-    work.result()
+    try:
+        work.result()
+    except EngineStopped as err:  # shutdown under the request: the server is unavailable, not broken
+        raise APIError(503, f"The request was ended: {err}.", code="shutting_down") from err
 
 
 def record_metrics(
