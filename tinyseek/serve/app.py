@@ -77,6 +77,7 @@ async def _load_in_background(state: ServerState) -> None:
         state.load_error = f"{type(err).__name__}: {err}"
         return
     ready.loop.start()
+    gc.collect()  # garbage of the load is freed, not frozen with the rest
     gc.freeze()  # see the module docstring: no full-GC pause scanning the model and libraries
     state.set_ready(ready)
     log.info("serving %s as '%s'", state.settings.model_dir, state.settings.model_name)
