@@ -18,7 +18,7 @@ Design choices:
   all on the event loop: a 107-171 ms stall of /health in a 400-client disconnect storm, gone with it.
 - uvicorn picks httptools and uvloop when installed (they are dependencies): with its pure-Python
   h11 parser, a burst of 400 requests sent at once still delayed /health by up to 171 ms; with them,
-  by 15 ms at most (tests/test_serve_fuzz.py measures it).
+  by about 20 ms at most (tests/test_serve_fuzz.py measures it).
 """
 
 from __future__ import annotations
