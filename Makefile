@@ -32,7 +32,7 @@ browser:
 test: $(STAMP) bwrap browser
 	$(PY) -m pytest -q -m "not slow"
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) bwrap
 	$(PY) -m pytest -q -m slow
 
 lint: $(STAMP)

@@ -181,6 +181,19 @@ def bench_trl(model_dir: Path, args: argparse.Namespace, out_dir: Path) -> dict[
     }
 
 
+def reference_versions() -> dict[str, str]:
+    """The versions a ratio depends on (pinned in pyproject's dev and bench extras)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("torch", "transformers", "trl"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -208,6 +221,7 @@ def main() -> None:
             "group_size": args.group_size,
             "prompts_per_step": args.prompts,
             "max_new_tokens": args.new_tokens,
+            "versions": reference_versions(),
         }
         ours = TinyseekSide(model_dir, args)
         # Half of tinyseek's steps before TRL's and half after, so a load that drifts (shared CPU)
@@ -222,6 +236,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(report, indent=2))
         return
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()))
     print(f"device: {report['device']}; preset {args.preset}, G={args.group_size}, {args.prompts} prompts/step, "
           f"{args.new_tokens} new tokens, beta=0, {'bf16 autocast' if args.bf16 else 'fp32'}")  # fmt: skip
     for side in ("tinyseek", "trl"):

@@ -2,7 +2,9 @@
 
 For scale it also times a bare `python -I -S -c` start of the same program (no launcher, no
 bubblewrap, no limits), the floor any process-per-program design pays.
-Usage: python bench/sandbox.py [--programs 100] [--workers 1 2]
+`--seccomp-cost` instead alternates runs with and without the seccomp filter (one worker, best of
+three rounds each), to show what the filter costs.
+Usage: python bench/sandbox.py [--programs 100] [--workers 1 2] [--seccomp-cost]
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from tinyseek.sandbox import Limits, Program, SandboxPool
-from tinyseek.sandbox.bubblewrap import interpreter
+from tinyseek.sandbox.bubblewrap import find_bwrap, interpreter
+from tinyseek.sandbox.runner import _run_sandboxed
 
 SOURCE = "print(sum(range(10)))"
 
@@ -40,11 +43,33 @@ def bare_rate(workers: int, count: int) -> float:
     return count / elapsed
 
 
+def seccomp_cost(count: int, rounds: int = 3) -> None:
+    bwrap = find_bwrap()
+    if bwrap is None:
+        raise RuntimeError("bwrap not found")
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(rounds):
+        for syscall_filter in (True, False):
+            start = time.perf_counter()
+            for _ in range(count):
+                result = _run_sandboxed(bwrap, interpreter(), Program(SOURCE), Limits(), syscall_filter)
+                if result.stdout != "45\n":
+                    raise RuntimeError(f"a trivial program failed: {result}")
+            rates[syscall_filter].append(count / (time.perf_counter() - start))
+    for syscall_filter, values in rates.items():
+        label = "with seccomp filter" if syscall_filter else "without filter"
+        print(f"{label:>20}: best {max(values):6.1f} programs/s of {', '.join(f'{v:.1f}' for v in values)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Sandbox throughput for a trivial program.")
     parser.add_argument("--programs", type=int, default=100, help="programs per measurement")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="pool sizes to measure")
+    parser.add_argument("--seccomp-cost", action="store_true", help="compare runs with and without seccomp")
     args = parser.parse_args()
+    if args.seccomp_cost:
+        seccomp_cost(args.programs)
+        return
     for workers in args.workers:
         boxed = sandboxed_rate(workers, args.programs)
         bare = bare_rate(workers, args.programs)

@@ -141,9 +141,9 @@ def test_problem_sets_are_distinct_and_files_are_whole(tmp_path: Path) -> None:
     rows = [{"problem": f"What is {i}+1?", "solution": f"\\boxed{{{i + 1}}}"} for i in range(5)]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert detect_style(data) == "math"
-    whole = task_problems(data_source(data))
+    whole = task_problems(data_source(data), split="all")
     assert [p.answer for p in whole.problems] == ["1", "2", "3", "4", "5"]  # every record, in file order
-    assert len(task_problems(f"math:{data}", n=2).problems) == 2
+    assert len(task_problems(f"math:{data}", n=2, split="all").problems) == 2
 
 
 def test_bad_inputs_name_the_value(tmp_path: Path, markov: LLM) -> None:

@@ -63,7 +63,7 @@ def test_select_keeps_correct_well_formed_distinct_up_to_the_cap() -> None:
 def test_kept_traces_verify_and_their_prompt_reencodes_exactly(markov_dir: Path, tmp_path: Path) -> None:
     llm = LLM(markov_dir)
     task = data_source(sums_file(tmp_path / "sums.jsonl", "math"))
-    problems = task_problems(task)
+    problems = task_problems(task, split="all")
     report = evaluate(llm, problems, k=6, max_tokens=40, template="r1zero", seed=2)
     traces, summary = select_traces(report)
     assert summary.samples == 48 and summary.well_formed == 48

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import itertools
+import json
 import random
+import re
 
 import pytest
 
+from tinyseek.commands import tasks as tasks_command
 from tinyseek.tasks import LANGUAGES, TASKS, ReasoningTask, get_task, split_of
 from tinyseek.tasks.answer import extract_answer, parse_number
-from tinyseek.tasks.base import Problem
+from tinyseek.tasks.base import Problem, Task
+from tinyseek.tasks.column_arithmetic import AdditionTask
 from tinyseek.tasks.countdown import CountdownTask, evaluate_expression
 
 # The coding family runs programs in the sandbox; tests/test_coding_task.py covers it.
@@ -289,6 +295,124 @@ def test_addition_trace_format() -> None:
     assert clean.reasoning == f"{read}{right}\n{check}\n825 = 825 ✓" and clean.answer == "825"
     assert task.trace(p, "zh").reasoning.startswith(read + "个位：8+7=15，写5，进1 → 5。")
     assert task.trace(p, "zh", 0.0, 1.0).reasoning.count("验算：交换顺序。") == 1
+
+
+# -- splits ---------------------------------------------------------------------------------------
+
+
+COMMUTATIVE = {"addition", "multiplication", "gcd"}
+
+
+def question_keys(task: Task, problem: Problem) -> set[tuple[object, ...]]:
+    """What identifies a problem to a reader, computed from the prompt TEXT, not from `canonical`:
+    the whitespace-normalized question in every language, and the English question's numbers with
+    the operands of a commutative operation (and countdown's number set) in sorted order, so that
+    "7 * 427" and "427 * 7" are one problem. A split built on a wrong `canonical` cannot hide from it."""
+    keys: set[tuple[object, ...]] = {
+        (lang, " ".join(task.prompt(problem, lang).split())) for lang in LANGUAGES
+    }
+    numbers = [int(x) for x in re.findall(r"\d+", task.prompt(problem, "en"))]
+    if task.name in COMMUTATIVE:
+        keys.add(("numbers", tuple(sorted(numbers))))
+    elif task.name == "countdown":
+        keys.add(("numbers", tuple(sorted(numbers[:-1])), numbers[-1]))
+    return keys
+
+
+def overlapping_questions(task: Task, per_split: int, difficulty: int = 1) -> set[tuple[object, ...]]:
+    splits = ("train", "validation", "test")
+    streams = {split: task.sample(seed=0, difficulty=difficulty, split=split) for split in splits}
+    keys = {
+        split: set().union(*(question_keys(task, p) for p in itertools.islice(stream, per_split)))
+        for split, stream in streams.items()
+    }
+    assert all(keys.values())
+    return (
+        (keys["train"] & keys["test"])
+        | (keys["train"] & keys["validation"])
+        | (keys["validation"] & keys["test"])
+    )
+
+
+def _no_overlap(per_split: int) -> None:
+    for name in REASONING:
+        for difficulty in (1, 2):
+            assert not overlapping_questions(get_task(name), per_split, difficulty), (name, difficulty)
+
+
+class LeakyAddition(AdditionTask):
+    """A broken task: its canonical form carries noise, so one question hashes into both splits."""
+
+    def make(self, rng: random.Random, difficulty: int) -> Problem:
+        problem = super().make(rng, difficulty)
+        return dataclasses.replace(problem, canonical=f"{problem.canonical}#{rng.randrange(8)}")
+
+
+def test_the_overlap_check_catches_a_split_on_a_wrong_canonical_form() -> None:
+    leaky = LeakyAddition()
+    train = {p.canonical for p in itertools.islice(leaky.sample(seed=0, split="train"), 3000)}
+    test = {p.canonical for p in itertools.islice(leaky.sample(seed=0, split="test"), 3000)}
+    assert not train & test  # comparing canonical forms (the old check) sees nothing wrong
+    assert overlapping_questions(leaky, 3000), "the same question in both splits went unnoticed"
+
+
+def test_train_and_test_never_overlap_smoke() -> None:
+    _no_overlap(5_000)
+
+
+@pytest.mark.slow
+def test_train_and_test_never_overlap_100k() -> None:
+    _no_overlap(100_000)
+
+
+# -- bad inputs and the CLI -----------------------------------------------------------------------
+
+
+def test_bad_inputs_are_named() -> None:
+    with pytest.raises(ValueError, match="unknown task 'nope'"):
+        get_task("nope")
+    task = get_task("addition")
+    assert isinstance(task, ReasoningTask)
+    with pytest.raises(ValueError, match="difficulty -1"):
+        task.make(random.Random(0), -1)
+    with pytest.raises(ValueError, match="difficulty 0 out of range; expected 1..8"):
+        get_task("gcd").make(random.Random(0), 0)
+    p = task.make(random.Random(0), 1)
+    with pytest.raises(ValueError, match="unknown language 'de'"):
+        task.prompt(p, "de")
+    with pytest.raises(ValueError, match="error_rate must be in"):
+        task.trace(p, error_rate=1.5)
+
+
+def _cli(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    tasks_command.add_parsers(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["tasks", *argv])
+
+
+def test_cli_sample_json(capsys: pytest.CaptureFixture[str]) -> None:
+    args = _cli("sample", "countdown", "-n", "3", "--lang", "fr", "--split", "test", "--json")
+    assert args.func(args) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 3
+    task = get_task("countdown")
+    for row in rows:
+        assert split_of(row["canonical"]) == "test" and row["prompt"].startswith("Avec les nombres")
+        assert row["correct"] is True
+        numbers, target = row["canonical"].split("->")
+        p = Problem(
+            "countdown",
+            row["canonical"],
+            row["answer"],
+            {"numbers": [int(n) for n in numbers.split(",")], "target": int(target)},
+        )
+        assert task.score(p, row["solution"]) == 1.0
+
+
+def test_cli_list(capsys: pytest.CaptureFixture[str]) -> None:
+    args = _cli("list", "--json")
+    assert args.func(args) == 0
+    assert [row["name"] for row in json.loads(capsys.readouterr().out)] == list(TASKS)
 
 
 def test_multiplication_adds_the_carry_as_its_own_step() -> None:

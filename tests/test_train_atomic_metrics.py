@@ -1,6 +1,8 @@
 """Atomic directories and the metrics log: what a killed or resumed run relies on."""
 
 import json
+import logging
+import sys
 
 import pytest
 
@@ -45,3 +47,15 @@ def test_metrics_fresh_run_starts_over_and_bad_line_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"metrics.jsonl:2"):
         read_metrics(tmp_path)
     assert json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])["step"] == 1
+
+
+def test_missing_tensorboard_is_said_once_and_jsonl_still_written(tmp_path, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
+    with caplog.at_level(logging.WARNING, logger="tinyseek.train.metrics"):
+        for run in ("a", "b"):
+            with MetricsLogger(tmp_path / run) as logger:
+                logger.log(1, {"loss": 1.0})
+    warnings = [r for r in caplog.records if "TensorBoard" in r.getMessage()]
+    assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
+    assert "pip install tensorboard" in warnings[0].getMessage()
+    assert [r["loss"] for r in read_metrics(tmp_path / "b")] == [1.0]

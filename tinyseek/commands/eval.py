@@ -46,9 +46,10 @@ def _common_args(p: argparse.ArgumentParser, split: str, k: int) -> None:
     )
     p.add_argument(
         "--split",
-        choices=("train", "validation", "test"),
+        choices=("train", "validation", "test", "all"),
         default=split,
-        help=f"split of procedural tasks (default {split})",
+        help=f"split of the problems (default {split}); a benchmark file is split by the same hash as "
+        "training uses, 'all' scores a file whole (its train part included)",
     )
     p.add_argument("--difficulty", type=int, default=1, help="difficulty of procedural tasks (default 1)")
     p.add_argument(

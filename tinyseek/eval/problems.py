@@ -7,8 +7,11 @@ Design choices:
   yielding new ones within a draw budget the set is smaller than asked and a warning says so, rather
   than failing a long pipeline.
 - A benchmark file (`gsm8k:PATH`, `math:PATH`, or `data_source(PATH)` with the style detected from the
-  first record's fields) is evaluated whole, in file order (its first `n` records when `n` is given):
-  the file is the benchmark, so it is not re-split by hash the way a training stream is.
+  first record's fields) obeys the split the way training does: `tinyseek grpo --task gsm8k:F` trains
+  on the hash-train part of F, so `split="test"` gives only its hash-test part (a file loaded as one
+  split, e.g. a separate test.jsonl, is all of that split). `split="all"` scores the whole file and
+  says so in the log, since it includes any problem a model was trained on. Records keep file order
+  (the first `n` when `n` is given).
 - Problems of several families stay apart (one `ProblemSet` each) so reports can break metrics down
   per family.
 """
@@ -20,6 +23,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from tinyseek.tasks import LANGUAGES, FileTask, Problem, Split, Task, get_task
 from tinyseek.tasks.datasets import STYLES, Style
@@ -28,6 +32,7 @@ log = logging.getLogger(__name__)
 
 DRAWS_PER_PROBLEM = 50  # draw budget of a procedural stream, per problem asked for
 DEFAULT_PROBLEMS = 500  # per procedural family when n is not given (R1-Zero evaluates >= 500)
+EvalSplit = Split | Literal["all"]  # "all": a benchmark file whole, train part included
 
 
 @dataclass(frozen=True)
@@ -48,12 +53,13 @@ def task_problems(
     n: int | None = None,
     seed: int = 0,
     difficulty: int = 1,
-    split: Split = "test",
+    split: EvalSplit = "test",
     lang: str = "en",
 ) -> ProblemSet:
-    """`n` distinct problems of a task (a Task or a `get_task` name); a file task gives its records.
+    """`n` distinct problems of a task (a Task or a `get_task` name); a file task gives its records of
+    the split (`"all"`: every record).
 
-    `n=None` means a whole file, or `DEFAULT_PROBLEMS` of a procedural family.
+    `n=None` means all of a file's split, or `DEFAULT_PROBLEMS` of a procedural family.
     """
     if n is not None and n < 1:
         raise ValueError(f"n = {n}: expected at least 1 problem per task (or None for a whole file)")
@@ -61,10 +67,12 @@ def task_problems(
         raise ValueError(f"unknown language {lang!r}; expected one of {', '.join(LANGUAGES)}")
     task = get_task(task) if isinstance(task, str) else task
     if isinstance(task, FileTask):
-        records = task.problems if task.file_split is None else task.problems_in(split)
-        if not records:
-            raise ValueError(f"{task.path} has no {split!r} records (file split: {task.file_split})")
-        return ProblemSet(task, tuple(records[:n] if n is not None else records), lang)
+        return _file_problems(task, n, split, lang)
+    if split == "all":
+        raise ValueError(
+            f"split 'all' applies to benchmark files only; task {task.name!r} is procedural: "
+            "expected 'train' or 'test'"
+        )
     n = DEFAULT_PROBLEMS if n is None else n
     seen: dict[str, Problem] = {}
     budget = DRAWS_PER_PROBLEM * n
@@ -78,6 +86,30 @@ def task_problems(
             task.name, len(seen), split, difficulty, budget, n,
         )  # fmt: skip
     return ProblemSet(task, tuple(seen.values()), lang)
+
+
+def _file_problems(task: FileTask, n: int | None, split: EvalSplit, lang: str) -> ProblemSet:
+    """A file's records of one split (the hash split training uses), or all of them, said aloud."""
+    if split == "all":
+        records = task.problems
+        log.info(
+            "%s: scoring the whole file (%d records), its train split included: scores may count "
+            "problems a model was trained on (--split test scores only the held-out part)",
+            task.path, len(records),
+        )  # fmt: skip
+    else:
+        records = task.problems_in(split)
+        if not records:
+            raise ValueError(
+                f"{task.path} has no {split!r} records (file split: {task.file_split or 'by hash'}); "
+                "use split 'all' to score the whole file"
+            )
+        how = f"the file is the {task.file_split} split" if task.file_split else "hash of the question"
+        log.info(
+            "%s: scoring the %s split, %d of %d records (%s, as training splits it)",
+            task.path, split, len(records), len(task.problems), how,
+        )  # fmt: skip
+    return ProblemSet(task, tuple(records[:n] if n is not None else records), lang)
 
 
 def detect_style(path: str | Path) -> Style:
@@ -117,7 +149,7 @@ def problem_sets(
     n: int | None = None,
     seed: int = 0,
     difficulty: int = 1,
-    split: Split = "test",
+    split: EvalSplit = "test",
     lang: str = "en",
 ) -> list[ProblemSet]:
     """One `ProblemSet` per task, all drawn with the same arguments."""

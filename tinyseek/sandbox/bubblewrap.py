@@ -9,7 +9,10 @@ Isolation, all from bubblewrap (no daemon, no cgroup setup, works in a plain con
 - environment: cleared, then only PATH, HOME and LANG;
 - privileges: as root, bubblewrap keeps only CAP_SETUID/CAP_SETGID so the launcher can switch to a
   throwaway uid (root is exempt from RLIMIT_NPROC); as a normal user, a user namespace is used and
-  further user namespaces are disabled.
+  further user namespaces are disabled;
+- system calls: a seccomp filter (tinyseek.sandbox.seccomp, passed as `--seccomp FD`) denies ptrace,
+  mounts, new namespaces, keyrings, bpf, perf events, kexec/reboot/modules, io_uring and every
+  socket family but AF_UNIX. bubblewrap installs it just before running the launcher.
 """
 
 from __future__ import annotations
@@ -92,9 +95,11 @@ def bwrap_command(
     file_fds: dict[str, int],
     limits: Limits,
     info_fd: int,
+    seccomp_fd: int | None = None,
 ) -> list[str]:
     """Command line running `<SANDBOX_DIR>/main.py` under the launcher; `file_fds` maps each file
-    name in SANDBOX_DIR to a readable fd with its contents (bwrap copies them in)."""
+    name in SANDBOX_DIR to a readable fd with its contents (bwrap copies them in); `seccomp_fd`
+    holds the compiled seccomp filter (None runs without one, for tests that show its effect)."""
     privileged = os.geteuid() == 0
     args = [bwrap, "--die-with-parent", "--new-session"]
     args += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
@@ -110,6 +115,8 @@ def bwrap_command(
         args += ["--perms", "0444", "--ro-bind-data", str(fd), f"{SANDBOX_DIR}/{name}"]
     args += ["--clearenv", "--setenv", "PATH", SANDBOX_PATH, "--setenv", "HOME", WORK_DIR]
     args += ["--setenv", "LANG", "C.UTF-8", "--chdir", WORK_DIR, "--info-fd", str(info_fd)]
+    if seccomp_fd is not None:
+        args += ["--seccomp", str(seccomp_fd)]
     uid = new_sandbox_uid() if privileged else None
     launcher = launcher_arguments(limits, uid, f"{SANDBOX_DIR}/main.py")
     return [*args, "--", python, "-I", "-S", "-c", LAUNCHER_SOURCE, *launcher]

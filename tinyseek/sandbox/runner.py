@@ -39,6 +39,7 @@ from tinyseek.sandbox.bubblewrap import (
     launcher_arguments,
 )
 from tinyseek.sandbox.limits import Limits, RunResult, Status
+from tinyseek.sandbox.seccomp import build_filter
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,10 @@ def _probe(bwrap: str | None, python: str) -> str | None:
     """None when a trivial program runs in the sandbox, else why it cannot."""
     if bwrap is None:
         return "bwrap was not found on PATH"
+    try:
+        _syscall_filter()
+    except RuntimeError as err:  # no syscall table for this machine: no sandbox rather than a weaker one
+        return str(err)
     result = _run_sandboxed(bwrap, python, Program("print('ok')"), Limits(wall_seconds=30.0))
     if result.status is Status.PASSED and result.stdout.strip() == "ok":
         return None
@@ -117,9 +122,14 @@ def run_program(program: Program, limits: Limits | None = None, allow_unsandboxe
     return _run_unsandboxed(interpreter(), program, limits)
 
 
-def _memfd(name: str, text: str) -> int:
+@functools.cache
+def _syscall_filter() -> bytes:
+    return build_filter()
+
+
+def _memfd(name: str, text: str | bytes) -> int:
     fd = os.memfd_create(name, 0)
-    data = text.encode()
+    data = text.encode() if isinstance(text, str) else text
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
@@ -127,24 +137,29 @@ def _memfd(name: str, text: str) -> int:
     return fd
 
 
-def _run_sandboxed(bwrap: str, python: str, program: Program, limits: Limits) -> RunResult:
+def _run_sandboxed(
+    bwrap: str, python: str, program: Program, limits: Limits, syscall_filter: bool = True
+) -> RunResult:
+    """`syscall_filter=False` leaves the seccomp filter out: only for tests that show what it denies."""
     contents = {"main.py": program.source, **program.files}
     file_fds = {name: _memfd(name, text) for name, text in contents.items()}
     stdin_fd = _memfd("stdin", program.stdin)
+    extra_fds = [_memfd("seccomp", _syscall_filter())] if syscall_filter else []
     info_read, info_write = os.pipe()
     try:
-        cmd = bwrap_command(bwrap, python, file_fds, limits, info_write)
+        seccomp_fd = extra_fds[0] if extra_fds else None
+        cmd = bwrap_command(bwrap, python, file_fds, limits, info_write, seccomp_fd)
         proc = subprocess.Popen(
             cmd,
             stdin=stdin_fd,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            pass_fds=[*file_fds.values(), info_write],
+            pass_fds=[*file_fds.values(), *extra_fds, info_write],
             env={"PATH": SANDBOX_PATH},
             start_new_session=True,
         )
     finally:
-        for fd in [*file_fds.values(), stdin_fd, info_write]:
+        for fd in [*file_fds.values(), *extra_fds, stdin_fd, info_write]:
             os.close(fd)
     with os.fdopen(info_read, "rb") as info:
         return _supervise(proc, limits, info, sandboxed=True)

@@ -13,11 +13,15 @@ Design choices:
   with `finish_reason`, an optional usage chunk (`stream_options.include_usage`), then `[DONE]`.
   Logprobs ride on the next chunk of their choice, so none are lost while text is held back
   (an incomplete UTF-8 character, a possible stop string or a possible `</think>`).
-- An error after the stream has started is sent as a `data: {"error": ...}` event before `[DONE]`.
+- An error after the stream has started is sent as a `data: {"error": ...}` event before `[DONE]`,
+  whatever the exception (see `choices.stream_error_event`).
+- The messages' total length is checked before rendering; rendering and tokenizing run in a worker
+  thread, so a long prompt never blocks the event loop (and /health) for other clients.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -36,11 +40,18 @@ from tinyseek.serve.choices import (
     record_metrics,
     run_to_end,
     start_runs,
+    stream_error_event,
 )
-from tinyseek.serve.errors import APIError, error_body
+from tinyseek.serve.errors import APIError
 from tinyseek.serve.generation import ChoiceEvent, ChoiceRun
 from tinyseek.serve.openapi_docs import generation_responses
-from tinyseek.serve.planning import build_usage, choice_plans, completion_room, engine_params
+from tinyseek.serve.planning import (
+    build_usage,
+    check_prompt_chars,
+    choice_plans,
+    completion_room,
+    engine_params,
+)
 from tinyseek.serve.protocol import (
     AssistantMessage,
     ChatChoice,
@@ -57,6 +68,8 @@ from tinyseek.serve.reasoning import prompt_opens_reasoning
 from tinyseek.serve.state import Ready, ServerState
 
 router = APIRouter()
+
+ROUTE = "/v1/chat/completions"
 
 
 def _template_message(message: ChatMessage) -> dict[str, str]:
@@ -84,6 +97,16 @@ def _check_combinations(body: ChatCompletionRequest) -> None:
         )
 
 
+def _render_prompt(ready: Ready, messages: list[dict[str, str]]) -> tuple[str, list[int]]:
+    """The templated prompt and its token ids; runs in a worker thread, off the event loop, and
+    tokenizes with `encode_batch`, which releases the GIL (`encode` would hold it, and so the loop)."""
+    try:
+        text = ready.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    except ChatTemplateError as err:
+        raise APIError(400, f"The messages cannot be rendered: {err}", "messages", "invalid_value") from err
+    return text, ready.tokenizer.encode_batch([text], add_special_tokens=False)[0]
+
+
 @dataclass
 class _Accumulated:
     """One choice's whole answer, for the non-streaming reply."""
@@ -104,7 +127,7 @@ class _Accumulated:
 
 
 @router.post(
-    "/v1/chat/completions",
+    ROUTE,
     response_model=ChatCompletion,
     responses=generation_responses(ChatCompletionChunk),
     summary="Chat completion with reasoning_content (DeepSeek API shape)",
@@ -114,13 +137,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     ready = state.ready()
     state.check_model(body.model)
     _check_combinations(body)
-    try:
-        prompt_text = ready.tokenizer.apply_chat_template(
-            [_template_message(m) for m in body.messages], add_generation_prompt=True, tokenize=False
-        )
-    except ChatTemplateError as err:
-        raise APIError(400, f"The messages cannot be rendered: {err}", "messages", "invalid_value") from err
-    prompt_ids = ready.tokenizer.encode(prompt_text, add_special_tokens=False)
+    messages = [_template_message(m) for m in body.messages]
+    check_prompt_chars(sum(len(m["content"]) for m in messages), state.settings.max_prompt_chars, "messages")
+    prompt_text, prompt_ids = await asyncio.to_thread(_render_prompt, ready, messages)
     in_reasoning = prompt_opens_reasoning(prompt_text)
     budget = (body.max_reasoning_tokens or state.settings.max_reasoning_tokens) if in_reasoning else None
     if body.max_reasoning_tokens is not None and ready.think_close_id is None:
@@ -251,9 +270,8 @@ class _Reply:
                     id=self.id, created=self.created, model=self.body.model, choices=[], usage=self._usage()
                 )
                 yield f"data: {json.dumps(usage_chunk.model_dump(exclude_none=True))}\n\n"
-        except (APIError, ValueError, RuntimeError) as err:
-            status = err.status if isinstance(err, APIError) else 500
-            yield f"data: {json.dumps(error_body(status, str(err)))}\n\n"
+        except Exception as err:
+            yield stream_error_event(self.state.metrics, ROUTE, err)
         finally:
             close_runs(self.runs)
         yield "data: [DONE]\n\n"

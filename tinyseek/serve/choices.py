@@ -9,20 +9,29 @@ Design choices:
   choices are released, which aborts them in the engine and frees their cache. Streaming responses
   get the same from Starlette, which cancels the body iterator on disconnect; callers release in
   `finally`.
+- A stream fails after its 200 has been sent, so its failure is told in-band: every exception (not
+  only the expected ones) ends it with one `data: {"error": ...}` event in OpenAI's envelope, then
+  `[DONE]`; it is counted in `tinyseek_stream_errors_total` and logged, with the traceback when it is
+  a bug. A bug's message stays in the log, the client gets a generic one. Cancellation (a client
+  that left) is not an Exception and passes through untouched.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from fastapi import Request
 
 from tinyseek.serve.engine_loop import EngineLoop, EngineStopped, QueueFull
-from tinyseek.serve.errors import APIError
+from tinyseek.serve.errors import APIError, error_body
 from tinyseek.serve.generation import ChoiceEvent, ChoicePlan, ChoiceRun
 from tinyseek.serve.metrics import ServerMetrics
+
+log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 1
 
@@ -117,7 +126,10 @@ async def run_to_end(
             work.cancel()
     if work not in done:
         raise ClientGone()
-    work.result()
+    try:
+        work.result()
+    except EngineStopped as err:  # shutdown under the request: the server is unavailable, not broken
+        raise APIError(503, f"The request was ended: {err}.", code="shutting_down") from err
 
 
 def record_metrics(
@@ -130,3 +142,18 @@ def record_metrics(
     if firsts:
         metrics.ttft.observe(min(firsts) - started)
     metrics.latency.observe(time.perf_counter() - started)
+
+
+def stream_error_event(metrics: ServerMetrics, route: str, err: Exception) -> str:
+    """The server-sent event that ends a stream which failed with `err`, counted and logged."""
+    metrics.stream_errors.labels(route=route).inc()
+    if isinstance(err, APIError):
+        log.warning("stream on %s ended by an error: %s", route, err.message)
+        body = error_body(err.status, err.message, err.param, err.code)
+    elif isinstance(err, EngineStopped):
+        log.warning("stream on %s ended: %s", route, err)
+        body = error_body(503, f"The stream was ended: {err}.", code="shutting_down")
+    else:
+        log.error("stream on %s failed with %s", route, type(err).__name__, exc_info=err)
+        body = error_body(500, "Internal server error; the stream was ended.", code="internal_error")
+    return f"data: {json.dumps(body)}\n\n"

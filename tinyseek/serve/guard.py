@@ -4,7 +4,9 @@ Design choices:
 - Pure ASGI, not a `BaseHTTPMiddleware`: the wrapped app keeps its own `receive`, so it still sees
   the client's `http.disconnect` (which is how a dropped client cancels its generation).
 - The key is checked before the body is read, so an unauthenticated client cannot make the server
-  parse anything; the comparison is constant-time. Only `/v1/*` needs the key: `/health` and
+  parse anything; the comparison is constant-time and on bytes: a header holds arbitrary bytes
+  (non-ASCII ones included), and `hmac.compare_digest` raises on non-ASCII `str`, which would turn
+  one odd header into a 500. The configured key is printable ASCII (checked at startup). Only `/v1/*` needs the key: `/health` and
   `/metrics` stay open for load balancers and scrapers, `/openapi.json` and `/docs` for clients.
 - The body is read up to `max_body_bytes` here and replayed to the app; a larger body (declared by
   Content-Length or found while reading a chunked one) is answered 413 without being parsed.
@@ -43,15 +45,18 @@ class RequestGuard:
 
     def __init__(self, app: ASGIApp, api_key: str | None, max_body_bytes: int) -> None:
         self.app = app
-        self.api_key = api_key
+        self.api_key = None if api_key is None else api_key.encode("ascii")
         self.max_body_bytes = max_body_bytes
 
     def _authorized(self, scope: Scope) -> bool:
         if self.api_key is None or not scope["path"].startswith(PROTECTED_PREFIX):
             return True
-        headers = dict(scope["headers"])
-        scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), self.api_key)
+        header = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                header = bytes(value)
+        scheme, _, token = header.partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.api_key)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

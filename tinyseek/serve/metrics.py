@@ -6,16 +6,20 @@ Design choices:
 - Requests are counted by route and status in an ASGI wrapper that sees every response, including
   the guard's 401/413 and validation 400s. The label is the matched route's path template (the
   router leaves it in the scope); unmatched paths and requests the guard refused share `other`, so
-  the label set stays bounded whatever clients send.
+  the label set stays bounded whatever clients send. A request whose client left before any answer
+  is counted as 499 (nginx's "client closed request"), not as a 500 the server never sent.
 - Queue depth and running requests are gauges set by the engine loop; time to first token and
   end-to-end latency are histograms; the prefix-cache hit rate is a gauge over the counters' totals.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+CLIENT_CLOSED = 499
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -50,6 +54,12 @@ class ServerMetrics:
         self.cancelled = Counter(
             "tinyseek_requests_cancelled", "Generations cancelled (client gone or shutdown)", registry=r
         )
+        self.stream_errors = Counter(
+            "tinyseek_stream_errors",
+            "Streams ended by an error event after their 200 was sent",
+            ["route"],
+            registry=r,
+        )
         self.ttft = Histogram(
             "tinyseek_time_to_first_token_seconds",
             "Time from admission to the first generated token",
@@ -83,16 +93,23 @@ class RequestCounter:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        status = 500
+        status = 500  # what the server answers if the app raises before starting a response
+        started = False
 
         async def counted_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = int(message["status"])
+                status, started = int(message["status"]), True
             await send(message)
 
         try:
             await self.app(scope, receive, counted_send)
+            if not started:  # the client left before any answer (nginx's 499), not a server error
+                status = CLIENT_CLOSED
+        except asyncio.CancelledError:  # cancelled because the client left (or shutdown)
+            if not started:
+                status = CLIENT_CLOSED
+            raise
         finally:
             route = getattr(scope.get("route"), "path", "other")
             self.metrics.requests.labels(route=route, status=str(status)).inc()

@@ -1,6 +1,7 @@
 """From a validated API request to engine work: sampling parameters, context limits, choice plans, usage.
 
 Design choices:
+- The prompt's length in characters is checked before tokenization (`check_prompt_chars`).
 - Limits that depend on the model are checked here, after tokenization, with OpenAI's wording:
   a prompt that leaves no room for one completion token, or prompt + max_tokens beyond the context,
   is a 400 that states the limit and the counts. Without `max_tokens` a completion may use the rest
@@ -37,6 +38,21 @@ def engine_params(
         )
     except ValueError as err:
         raise APIError(400, str(err), code="invalid_value") from err
+
+
+def check_prompt_chars(total: int, limit: int, param: str) -> None:
+    """The request's prompt text, all prompts or messages together, within the server's limit.
+
+    Checked before tokenizing: characters bound the tokenizer's work, which is what an abusive
+    request would make the server spend."""
+    if total > limit:
+        raise APIError(
+            400,
+            f"The prompt text is {total} characters in all; this server accepts at most {limit} "
+            "characters per request. Please shorten the prompt.",
+            param=param,
+            code="prompt_too_long",
+        )
 
 
 def completion_room(

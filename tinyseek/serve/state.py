@@ -28,6 +28,20 @@ log = logging.getLogger(__name__)
 API_KEY_ENV = "TINYSEEK_API_KEY"
 
 
+def _check_api_key(key: str) -> None:
+    """Refuse a key no client could send: it travels in an HTTP header, which carries ASCII bytes and
+    trims surrounding spaces, so a non-ASCII, whitespace or control character would lock every client
+    out. The key itself is never echoed (it is a secret); the offending character is."""
+    if not key:
+        raise ValueError("api_key: expected a non-empty key")
+    for position, char in enumerate(key):
+        if not (char.isascii() and char.isprintable()) or char.isspace():
+            raise ValueError(
+                f"api_key: character {position} is {char!r}; expected printable ASCII without spaces "
+                "(the key is sent in an 'Authorization: Bearer' header)"
+            )
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """Everything `tinyseek serve` configures; engine_options go to `LLM`/`Engine` as is."""
@@ -37,7 +51,8 @@ class ServerSettings:
     api_key: str | None = None
     max_queue: int = 256
     max_reasoning_tokens: int | None = None
-    max_body_bytes: int = 4 * 2**20
+    max_body_bytes: int = 2 * 2**20
+    max_prompt_chars: int = 2**20
     engine_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -47,8 +62,10 @@ class ServerSettings:
             raise ValueError(f"max_reasoning_tokens={self.max_reasoning_tokens}: expected a positive integer")
         if self.max_body_bytes < 1024:
             raise ValueError(f"max_body_bytes={self.max_body_bytes}: expected at least 1024")
-        if self.api_key is not None and not self.api_key.strip():
-            raise ValueError("api_key: expected a non-empty key")
+        if self.max_prompt_chars < 1:
+            raise ValueError(f"max_prompt_chars={self.max_prompt_chars}: expected a positive integer")
+        if self.api_key is not None:
+            _check_api_key(self.api_key)
 
     @property
     def model_name(self) -> str:

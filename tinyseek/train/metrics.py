@@ -6,18 +6,32 @@ Design choices:
 - A resumed run appends; lines whose step is at or past the resume step are dropped first, so the file
   never holds a step twice.
 - Only numbers go to TensorBoard; strings and other values stay in the JSONL.
+- A missing TensorBoard is said once per process (a warning with the install command), not silently
+  dropped and not repeated for every run of a sweep.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger(__name__)
+
 METRICS_FILE = "metrics.jsonl"
+
+
+@functools.cache
+def _warn_no_tensorboard(reason: str) -> None:
+    log.warning(
+        "TensorBoard logging is off (%s): metrics go to %s only; `pip install tensorboard` to mirror them",
+        reason, METRICS_FILE,
+    )  # fmt: skip
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -52,8 +66,8 @@ class MetricsLogger:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self._writer = SummaryWriter(str(self.run_dir / "tensorboard"))
-            except ImportError:  # tensorboard is a dependency, but a stripped install still logs JSONL
-                self._writer = None
+            except ImportError as err:  # a dependency, but a stripped install still logs JSONL
+                _warn_no_tensorboard(str(err))
 
     def log(self, step: int, metrics: Mapping[str, Any]) -> dict[str, Any]:
         record = {"step": step, "time": time.time(), **metrics}
