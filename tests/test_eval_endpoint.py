@@ -153,9 +153,11 @@ def test_injected_429_500_and_timeouts_still_give_the_complete_report(
     def plan(n: int) -> str:
         return "pass" if n >= 200 else chaos.choice(actions)  # bounded, so the test always ends
 
-    proxy = FlakyProxy(server.base_url, plan, stall_seconds=2.5)
+    # A stall outlasts the client's timeout; the timeout is far above a request's time on a busy
+    # 2-core machine (a 1.5 s one timed every request out there, and the test failed).
+    proxy = FlakyProxy(server.base_url, plan, stall_seconds=7.0)
     try:
-        with _client(proxy.base_url, timeout=1.5, max_retries=20) as client:
+        with _client(proxy.base_url, timeout=6.0, max_retries=20) as client:
             report = evaluate_endpoint(
                 client, sets, tmp_path / "flaky.jsonl", template="chat", greedy=True, concurrency=4,
                 tokenizer=Tokenizer.from_pretrained(model_dir), **SAMPLING,

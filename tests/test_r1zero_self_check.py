@@ -7,7 +7,7 @@ from tinyseek.r1zero.self_check import is_redoing, is_self_checking, self_check_
 from tinyseek.tasks import LANGUAGES, get_task
 
 ADD = "ones: 8+7=15, write 5, carry 1 → 5.\ntens: 5+6+1=12, write 2, carry 1 → 25.\nhundreds: 3+4+1=8, write 8 → 825."
-CHECK_ADD = "Check: the other way round.\nones: 7+8=15, write 5, carry 1 → 5.\ntens: 6+5+1=12, write 2, carry 1 → 25.\nhundreds: 4+3+1=8, write 8 → 825."
+CHECK_ADD = "Check: again, carefully.\nones: 8+7=15, write 5, carry 1 → 5.\ntens: 5+6+1=12, write 2, carry 1 → 25.\nhundreds: 3+4+1=8, write 8 → 825."
 
 
 def done(reasoning: str, answer: str = "825") -> str:
@@ -22,7 +22,7 @@ LABELLED: list[tuple[str, bool]] = [
     (done(f"{ADD}\n{CHECK_ADD}\n815 ≠ 825 ✗\nRedo:\nones: 8+7=15, write 5, carry 1 → 5."), True),
     (done(f"{ADD}\n{CHECK_ADD}\n825 = 826 ✓"), True),  # a sloppy verdict is still a verification step
     (
-        done(f"{ADD}\nCheck: the other way round.\nones: 7+8=15, write 5, carry 1 → 5.\n825 = 825 ✓"),
+        done(f"{ADD}\nCheck: again, carefully.\nones: 7+8=15, write 5, carry 1 → 5.\n825 = 825 ✓"),
         True,
     ),  # a short check
     (done("ones: 8+7=15, write 5 → 5.\nCheck: 825-467=358 ✓"), True),
@@ -44,24 +44,24 @@ LABELLED: list[tuple[str, bool]] = [
     (done("验算：825-467=358 ✓"), True),
     (done("unités : 8+7=15, j'écris 5, je retiens 1 → 5.\nVérification : 467+358.\n825 = 825 ✓"), True),
     (done("Vérification : 358+467=825 ✗\nJe recommence :\nunités : 8+7=15"), True),
-    (done("   Check: the other way round.\n   825 = 825 ✓"), True),  # indented lines
+    (done("   Check: again, carefully.\n   825 = 825 ✓"), True),  # indented lines
     (
         done(
-            "ones: 8+7=15, write 5 → 5.\nCheck: the other way round.\nhundreds: 4+3+1=8 → 825.\n825 = 825 ✓"
+            "ones: 8+7=15, write 5 → 5.\nCheck: again, carefully.\nhundreds: 4+3+1=8 → 825.\n825 = 825 ✓"
         ),
         True,
     ),
     (done("gcd(84, 36): 84 = 2*36 + 12, 36 = 3*12 + 0 → 12.\nCheck: 84/12=7, 36/12=3 ✓", "12"), True),
     (done("5*4=20, 20+3=23.\nCheck: 23-3=20, 20/4=5 ✓", "23"), True),
     (done("x = 4.\nCheck: 3*4+2=14 ✓", "4"), True),
-    (done("Check: the other way round.\nones: 7+8=15.\n815 ≠ 825 ✗"), True),
+    (done("Check: again, carefully.\nones: 7+8=15.\n815 ≠ 825 ✗"), True),
     (done("验算：6*176。\n656 ≠ 1056 ✗\n重新计算：\n个位：6*6=36", "1056"), True),
     (done(f"{ADD}\n{CHECK_ADD}\n825 = 825 ✓") + " trailing", True),
     (" <think>\nCheck: 1+1=2 ✓", True),  # truncated before </think>: the reasoning is all there is
     (done(ADD), False),
     (done(""), False),  # a direct answer
     (done("ones: 8+7=15, write 5 → 5.\ntens: 5+6=11, write 1, carry 1 → 15."), False),
-    (done(f"{ADD}\nCheck: the other way round."), False),  # vestigial check: no verdict follows
+    (done(f"{ADD}\nCheck: again, carefully."), False),  # vestigial check: no verdict follows
     (done(f"{ADD}\nCheck:"), False),
     (done(f"{ADD}\n1542 ✗ → 1542"), False),  # vestigial verdict without a check
     (done(f"{ADD}\n825 = 825 ✓"), False),  # a verdict, but nothing was checked

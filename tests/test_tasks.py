@@ -282,19 +282,16 @@ def test_addition_trace_format() -> None:
     )
     assert plain.reasoning == read + slipped
     assert plain.answer == "815" and plain.slipped and not plain.correct
-    # A self-checking trace does the work again with the operands swapped and compares; when the two
-    # differ it redoes the work, and the redo's result is the answer.
-    check = (
-        "Check: the other way round.\nones: 7+8=15, write 5, carry 1 → 5.\ntens: 6+5+1=12, write 2, carry 1 → 25.\n"
-        "hundreds: 4+3+1=8, write 8 → 825."
-    )
+    # A self-checking trace does the work again (without slips) and compares; when the two differ it
+    # redoes the work, and the redo's result is the answer.
+    check = "Check: again, carefully.\n" + right
     checked = task.trace(p, error_rate=1.0, self_check_rate=1.0)
     assert checked.reasoning == f"{read}{slipped}\n{check}\n815 ≠ 825 ✗\nRedo:\n{right}"
     assert checked.answer == "825" and checked.correct and checked.self_checked
     clean = task.trace(p, error_rate=0.0, self_check_rate=1.0)
     assert clean.reasoning == f"{read}{right}\n{check}\n825 = 825 ✓" and clean.answer == "825"
     assert task.trace(p, "zh").reasoning.startswith(read + "个位：8+7=15，写5，进1 → 5。")
-    assert task.trace(p, "zh", 0.0, 1.0).reasoning.count("验算：交换顺序。") == 1
+    assert task.trace(p, "zh", 0.0, 1.0).reasoning.count("验算：再仔细算一遍。") == 1
 
 
 # -- splits ---------------------------------------------------------------------------------------
@@ -423,11 +420,11 @@ def test_multiplication_adds_the_carry_as_its_own_step() -> None:
         "ones: 6*6=36, write 6, carry 3 → 6.\n"
         "tens: 7*6=42, 42+3=45, write 5, carry 4 → 56.\nhundreds: 1*6=6, 6+4=10, write 10 → 1056."
     )
-    # 7 > 6 makes the tens carry error-prone; the check multiplies the other way round and catches it.
+    # 7 > 6 makes the tens carry error-prone; the check does the work again and catches the drop.
     checked = task.trace(p, error_rate=1.0, self_check_rate=1.0)
     assert "tens: 7*6=42, 42+3=45, write 5 → 56.\n" in checked.reasoning
     assert (
-        "Check: the other way round.\nones: 6*6=36, write 6, carry 3 → 6.\ntens: 6*7=42, 42+3=45"
+        "Check: again, carefully.\nones: 6*6=36, write 6, carry 3 → 6.\ntens: 7*6=42, 42+3=45"
         in checked.reasoning
     )
     assert "656 ≠ 1056 ✗\nRedo:\n" in checked.reasoning

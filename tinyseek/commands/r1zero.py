@@ -19,10 +19,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "r1zero",
         help="DeepSeek-R1-Zero in miniature: pretrain a base model, pure GRPO, evaluate before/after",
-        description="Train a tokenizer and a tiny MLA + MoE base model on worked solutions with slips "
-        "and a minority of self-checking traces, evaluate it on held-out problems, run pure GRPO (no "
-        "SFT), evaluate again on the same problems, and write OUT/report.md, plots, OUT/summary.json "
-        "and the trained model OUT/model (HF layout).",
+        description="Train a tokenizer and a tiny MLA + MoE base model on column arithmetic where most "
+        "documents answer directly and the rest work the problem, half of them checking their work, "
+        "evaluate it on held-out problems, run pure GRPO (no SFT, accuracy reward only), evaluate again "
+        "on the same problems and write OUT/report.md, plots, OUT/summary.json and the trained model "
+        "OUT/model (HF layout). --seeds runs the whole pipeline per seed and aggregates with 95% "
+        "intervals.",
     )
     p.add_argument(
         "--preset",

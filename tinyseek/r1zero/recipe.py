@@ -11,7 +11,7 @@ and self-verification rising together under RL. The base's corpus holds three be
   think by default;
 - a worked column trace (tinyseek.tasks.column_arithmetic), with operand-dependent slips at
   `error_rate` of its error-prone steps: longer, usually right;
-- the same work checked (`self_check_rate` of the traces): done again the other way round, compared,
+- the same work checked (`self_check_rate` of the traces): done again, carefully, compared,
   and redone when the two differ. In the corpus a checked trace always ends right, and in the model's
   hands it catches slips and the model's own misreadings: the longest behaviour, and the most accurate.
 
@@ -43,27 +43,20 @@ if TYPE_CHECKING:
 class FamilyRecipe:
     """One task family of the corpus and of the evaluation.
 
-    difficulty 1: 3-digit + 3-digit addition / 3-digit × one digit; both are column algorithms with
-    carries in one line format (`tens: 7*6=42, 42+3=45, write 5, carry 4 → 56.`, tinyseek.tasks.
-    column_arithmetic), which a 1.7M-parameter model learns within the pretraining budget; 46%
-    (addition) and 39% (multiplication) of problems have no error-prone step, which bounds the base's
-    greedy accuracy from above. Three format choices were measured to decide whether the base can
-    follow the corpus at all after ~2M tokens (same recipe otherwise): the running digits
-    (`→ 56`; without them, the answer read back from the lines was wrong: greedy 4.8% addition),
-    the place word (`tens:`; without it the columns misread the operands: 1% greedy), and the carry
-    added to a product as its own step (without it 72% of multiplication lines with a carry were
-    wrong; greedy 11.6% against 28.2% with it, at fewer tokens).
-    error_rate 0.85: far enough above 0.5 that greedy and temperature-0.6 decoding follow the slip
-    (at T = 0.6 a 0.85 majority sharpens to ≈ 0.95), while 15% of prone steps stay right, which a
-    per-step preference can grow.
-    self_check_rate 0.2: a minority behaviour (greedy never takes it) that the base still samples at
-    T = 1 in ≈ 1 completion of 5-8, i.e. in most groups of G = 8. The check runs line by line
-    (`Check: 45 → write 5, carry 4 ✗`, then the line again, right): two whole-trace checks were
-    tried first and were beyond the tiny model (a one-line reverse operation, and the work redone at
-    the end; checked traces ended right 0% of the time). Measured in the demo run (README): the
-    base's checked samples (T 0.6) end right 51% / 51% of the time against 47% / 27% unchecked, a
-    smaller edge than the corpus has (checked traces are always right there), and one that shrinks
-    as GRPO removes slips, which is why checking is not selected.
+    difficulty 0: 2-digit + 2-digit addition / 2-digit × one digit, in the column format of
+    tinyseek.tasks.column_arithmetic. The tiny model reads an operand's digits into their columns
+    last, and the leading digit of the first operand last of all: with 3-digit operands it still
+    wrote the hundreds digit as a constant after 2.2M tokens, and three place-hint formats did not
+    help at 1.2M (the module docstring there has the figures). 2-digit problems leave a direct answer
+    out of reach (base direct answers: 1-2% right) while the column work is learnable in budget.
+    direct_rate 0.55: a majority, so that greedy decoding answers directly (base greedy 0-2% in the
+    runs), while T 0.6-1 samples reason in ≈ 40% of completions: the groups of G = 8 hold both.
+    self_check_rate 0.55 of the worked traces: checking is the larger part of the reasoning the base
+    samples (≈ 2 of 3 reasoning samples), so whether RL keeps, grows or drops it is measured.
+    error_rate 0.5: a slip at half of the error-prone steps (a carry dropped when the top digit is
+    the larger) in the plain work and in a check's first attempt, where the check catches it: in the
+    corpus a plain trace is wrong on ≈ 12% of problems and a checked one never, which gives checking
+    an edge that GRPO can see at T 1, and that it can also erase by unlearning the slips.
     """
 
     name: str
@@ -82,18 +75,22 @@ class FamilyRecipe:
 @dataclass(frozen=True)
 class CorpusRecipe:
     """The documents are an endless stream of train-split problems (the trainer's `task_documents`),
-    so the base never memorises answers and every held-out problem is new (the test split is a hash
-    of the canonical problem, disjoint from train).
-    template_share 0.2 (the trainer's `r1zero_preamble_share`): only one document in five carries the ~90-token R1-Zero preamble; the rest
-    start at `User:`. The preamble is constant, so a minority is enough for the model to read it at
-    RL and eval time, and the pretraining tokens go to the worked solutions (with the preamble on
-    every document, 57% of the tokens would be template).
+    so the base never memorises answers and every held-out problem is new (train, validation and
+    test are disjoint shares of a hash of the canonical problem).
+    direct_from 21,000: the first 21,000 documents (≈ 2.5M tokens at ≈ 119 tokens a document) are
+    worked traces only; direct answers join after. Reading the operands appears abruptly: with
+    direct answers from the start it had not appeared after 2.6M tokens; with the traces alone first
+    for 1.5M tokens it appeared in one seed of two (base traces 95% right) and not in the other, so
+    the switch sits well past that point.
+    template_share 0.1 (the trainer's `r1zero_preamble_share`): one document in ten carries the
+    ~90-token R1-Zero preamble; the rest start at `User:`. The preamble is constant, so a minority is
+    enough for the model to read it at RL and eval time.
     vocab_size 512: an upper bound; byte-level BPE over a corpus-only alphabet with every digit its own
-    pre-token stops at ≈ 230 tokens (numbers are read digit by digit, words are single tokens).
+    pre-token stops at ≈ 250 tokens (numbers are read digit by digit, words are single tokens).
     """
 
     template_share: float = 0.1
-    direct_from: int = 12_600
+    direct_from: int = 21_000
     vocab_size: int = 512
     language: str = "en"
     seed: int = 0
@@ -103,23 +100,18 @@ class CorpusRecipe:
 class PretrainRecipe:
     """The `tiny` preset (hidden 128, 4 layers, MLA, 8 routed experts top-2 + 1 shared, ≈1.7M
     parameters) without its MTP module: MTP costs a full extra block per token and RL-Zero does not
-    use it. Sequences of 256 tokens, batch 8 x 256 = 2048 tokens a step: RL and eval prompts carry
-    the ~98-token preamble and a checked completion runs to ~150 tokens, so positions up to ~250
-    must be trained (RoPE does not extrapolate past the rows).
-    lr 3e-3 (50 warm-up steps, cosine decay to 10%), fp32 (on a CPU without AVX-512 BF16, bf16
-    autocast ran ≈ 6x slower for this model).
-    tokens 1.7M: the lr schedule runs over exactly this many tokens, so the cosine completes on any
-    machine; `seconds` only caps a slow machine (it then stops early). It is what the 10-minute
-    budget leaves after evaluation and GRPO (≈ 285 s at the ≈ 6,000 tokens/s two cores gave).
-    Measured with the traces of tinyseek.tasks.column_arithmetic (base greedy, addition /
-    multiplication): 47.6% / 29.6% in the demo run (README); 38.8% / 28.6% in an exploratory run
-    with 1.8M tokens, so the spread between schedules is several points. With the earlier trace
-    format even 2.2-2.95M tokens left the base below 5% greedy.
+    use it. Sequences of 256 tokens, batch 8 x 256 = 2048 tokens a step (RL and eval prompts carry
+    the ~90-token preamble, so positions up to ~250 must be trained).
+    lr 3e-3 (50 warm-up steps, cosine decay to 10%), fp32: on the AVX-512-BF16 machine bf16 autocast
+    ran at 2,000 tokens/s against 7,000 in fp32 (the tiny matmuls gain nothing), and on AVX2 it is
+    emulated; one thread: a second one did not speed this model up (≈ 7,000 tokens/s either way).
+    tokens 3.2M: the lr schedule runs over exactly this many tokens, so it completes on any machine;
+    `seconds` is only a safety net a 2-core machine does not reach.
     """
 
     preset: str = "tiny"
     model_overrides: dict[str, Any] = field(default_factory=lambda: {"num_nextn_predict_layers": 0})
-    tokens: int = 2_100_000
+    tokens: int = 3_200_000
     seconds: float = 900.0
     seq_len: int = 256
     batch_size: int = 8
@@ -128,7 +120,7 @@ class PretrainRecipe:
     warmup_steps: int = 50
     weight_decay: float = 0.1
     autocast_bf16: bool = False
-    checkpoints: int = 6  # kept, evenly spaced: the emergence curve is measured on them
+    checkpoints: int = 6  # kept, evenly spaced: bench/r1zero_emergence.py measures the curve on them
 
 
 @dataclass(frozen=True)
@@ -136,21 +128,16 @@ class GRPORecipe:
     """Pure GRPO from the base: G = 8 samples of 8 prompts a step at temperature 1 (the base's own
     distribution, where correct traces are a sizeable minority); reward = accuracy only (the corpus
     already fixes the format, and rollouts stop at `</answer>`); β = 0 (no reference model), μ = 1
-    (on-policy, ratio 1), samples with zero advantage left out of the backward pass (the GRPO trainer
-    does so whenever β = 0: same gradient, less compute); lr 1.5e-4 (DESIGN §4: 5e-5-1e-4 smooth,
-    2e-4 oscillates); max_new_tokens 160 covers a checked trace (≤ 156 tokens).
-    8 prompts a step rather than 16: a step is ~3.8 s instead of ~6 s (a rollout lasts as long as
-    its longest completion either way), so the wall-clock budget buys 45 steps instead of ~30, and
-    Adam moves the weights about as far per step. Measured (exploratory runs, 1.7-1.8M-token
-    bases): 16 prompts x 29-30 steps raised greedy by +25 / +21 points (addition / multiplication);
-    8 prompts x 45 steps by +30 / +51.
-    loss_type: the GRPO variant, with its published defaults (`GRPOConfig.preset`). grpo: Dr.
-    GRPO's aggregation (no length or std normalisation, which removes GRPO's
-    bias towards short correct answers) was tried for the self-check share; measured with the same
-    base and budget (39 steps): greedy +26.6 / +39.8 against GRPO's +34.6 / +40.4, and the
-    self-check share fell as well (5.6% -> 3.0%).
-    format_reward: weight of R1's format reward (0 here: rollouts stop at `</answer>`, and the base
-    is well formed on > 98% of completions).
+    (on-policy), samples with zero advantage left out of the backward pass (same gradient, less
+    compute); 40 steps, lr 1e-4.
+    loss_type dr_grpo: Dr. GRPO's aggregation (a constant normaliser, no std division). With GRPO's
+    per-sequence mean the same advantage pushes each token of a short completion harder than each
+    token of a long one, so at equal accuracy the shorter behaviour wins: measured with the same kind
+    of base (seed 1, 2.1M tokens, lr 1.5e-4), accuracy rose (pass@1 28% → 93%) but the checking share
+    fell from 21% to 6% and the length stopped rising after step 10.
+    max_new_tokens 192: the longest trace of the corpus (a checked multiplication with a redo) is
+    ≈ 150 tokens, so a completion can think longer than anything the base saw.
+    eval_every 10 / eval_problems 96: the validation curves (T 0.6), five points a run.
     """
 
     seconds: float = 900.0
@@ -160,8 +147,8 @@ class GRPORecipe:
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 192
-    lr: float = 1.5e-4
-    loss_type: LossType = "grpo"
+    lr: float = 1e-4
+    loss_type: LossType = "dr_grpo"
     beta: float = 0.0
     mu: int = 1
     format_reward: float = 0.0
@@ -173,8 +160,11 @@ class GRPORecipe:
 @dataclass(frozen=True)
 class EvalRecipe:
     """R1's measurement: pass@1 as the mean over k = 4 samples at temperature 0.6, top-p 0.95, plus one
-    greedy completion, on 500 held-out (test-split) problems per family, the same problems for the
-    base and the RL model. Two examples a family are kept for the report."""
+    greedy completion, on up to 200 held-out test-split problems per family, drawn per seed, the
+    same problems for the base and the RL model. The test split of 2-digit × one-digit
+    multiplication holds 72 problems (of 720; 2-digit addition: 412 of 4,095), so every seed
+    evaluates all 72: its intervals come from those 72 problems and the k samples. Two examples a
+    family are kept for the report."""
 
     problems_per_family: int = 200
     k: int = 4

@@ -26,12 +26,12 @@ Systematic slips (see tinyseek.tasks.reasoning), each a rule on the column's ope
 - subtraction: a borrow is forgotten by the next column when the bottom digit is odd;
 - multiplication: the carry is dropped when the top digit is larger than the multiplier.
 
-Self-checks. Addition and multiplication check by doing the work again the other way round
-(`Check: the other way round.`, then `ones: 7+8=15, ...` / `ones: 6*6=36, ...`: the same facts in
-another order, so the check has to compute rather than copy the lines above, and its first line is a
-constant that copies nothing), then compare (`825 = 825 ✓`); when the results differ (`815 ≠ 825 ✗`)
-the work is redone (`Redo:`) and the redo's result is the answer. Subtraction keeps the reverse
-operation (`Check: 358+467=825 ✓`).
+Self-checks. Addition and multiplication check by doing the work again (`Check: again, carefully.`,
+then the same column lines, which never slip), then compare (`825 = 825 ✓`); when the results differ
+(`815 ≠ 825 ✗`) the work is redone (`Redo:`) and the redo's result is the answer. The check reads the
+operands in the same order as the work: a check that swapped them (`ones: 7+8` after `ones: 8+7`)
+slowed the tiny model's learning to read the operands (2-digit addition: the tens digits still
+misread after 2.1M tokens). Subtraction keeps the reverse operation (`Check: 358+467=825 ✓`).
 
 Canonical forms sort the operands of commutative operations, so `a+b` and `b+a` share a split.
 """
@@ -55,10 +55,15 @@ from tinyseek.tasks.reasoning import (
     check_line,
 )
 
+# The expression in parentheses, without spaces: the tiny model reads an operand digit by the token
+# next to it, and the tokenizer gives a space before a digit a token of its own, which the column
+# lines are full of. With `53 + 92` (and `53+92`) it read the digits next to `+` and `?` but wrote
+# the first operand's leading digit wrongly, in two seeds of three after 3.2M tokens; in `(53+92)`
+# every digit of a 2-digit problem sits next to a token that no other digit in the context does.
 QUESTION = {
-    "en": "What is {a} {op} {b}?",
-    "fr": "Combien font {a} {op} {b} ?",
-    "zh": "{a} {op} {b} 等于多少？",
+    "en": "What is ({a}{op}{b})?",
+    "fr": "Combien font ({a}{op}{b}) ?",
+    "zh": "({a}{op}{b}) 等于多少？",
 }
 # {expr}={value} then the digit written and, when there is one, the carry or borrow.
 WRITE = {"en": ", write {digit}", "fr": ", j'écris {digit}", "zh": "，写{digit}"}
@@ -77,7 +82,7 @@ PLACES = {
 }  # fmt: skip
 COLON = {"en": ": ", "fr": " : ", "zh": "："}
 # The check's first line: a constant, so that starting a check copies nothing.
-SWAPPED = {"en": "the other way round.", "fr": "dans l'autre sens.", "zh": "交换顺序。"}
+AGAIN = {"en": "again, carefully.", "fr": "encore, avec soin.", "zh": "再仔细算一遍。"}
 
 # One column of a carry algorithm: (expression without the incoming carry, its value, error-prone).
 Column = tuple[str, int, bool]
@@ -137,15 +142,14 @@ def _carry_columns(columns: list[Column], lang: str, slip: Slip, stepwise: bool)
 
 
 class CarryColumnTask(ReasoningTask):
-    """`a op b` by a right-to-left column algorithm with carries, checked by doing it again swapped."""
+    """`a op b` by a right-to-left column algorithm with carries, checked by doing it again."""
 
     op: str
     stepwise: bool = False  # add the incoming carry as its own step (see `_carry_columns`)
 
     @abstractmethod
-    def columns(self, problem: Problem, swapped: bool = False) -> list[Column]:
-        """The columns, least significant first; `swapped` writes each column's operands the other
-        way round (the check)."""
+    def columns(self, problem: Problem) -> list[Column]:
+        """The columns, least significant first."""
 
     def prompt(self, problem: Problem, lang: str = "en") -> str:
         return _question(problem, self.op, lang)
@@ -155,8 +159,8 @@ class CarryColumnTask(ReasoningTask):
 
     def checked_work(self, problem: Problem, lang: str, slip: Slip) -> tuple[list[str], str]:
         lines, answer = self.work(problem, lang, slip)
-        check, expected = _carry_columns(self.columns(problem, swapped=True), lang, _no_slip, self.stepwise)
-        lines += [f"{CHECK[lang]}{SWAPPED[lang]}", *check]
+        check, expected = _carry_columns(self.columns(problem), lang, _no_slip, self.stepwise)
+        lines += [f"{CHECK[lang]}{AGAIN[lang]}", *check]
         if answer == expected:
             return [*lines, f"{answer} = {expected} {OK_MARK}"], answer
         redo, redone = _carry_columns(self.columns(problem), lang, _no_slip, self.stepwise)
@@ -174,11 +178,10 @@ class AdditionTask(CarryColumnTask):
         a, b = _number(rng, width), _number(rng, width)
         return Problem(self.name, f"{min(a, b)}+{max(a, b)}", str(a + b), {"a": a, "b": b})
 
-    def columns(self, problem: Problem, swapped: bool = False) -> list[Column]:
+    def columns(self, problem: Problem) -> list[Column]:
         a, b = problem.data["a"], problem.data["b"]
         width = max(len(str(a)), len(str(b)))
-        pairs = zip(_digits(a, width), _digits(b, width), strict=True)
-        return [(f"{y}+{x}" if swapped else f"{x}+{y}", x + y, x > y) for x, y in pairs]
+        return [(f"{x}+{y}", x + y, x > y) for x, y in zip(_digits(a, width), _digits(b, width), strict=True)]
 
 
 class MultiplicationTask(CarryColumnTask):
@@ -194,9 +197,9 @@ class MultiplicationTask(CarryColumnTask):
         a, b = _number(rng, check_difficulty(difficulty, lowest=0) + 2), rng.randrange(2, 10)
         return Problem(self.name, f"{a}*{b}", str(a * b), {"a": a, "b": b})
 
-    def columns(self, problem: Problem, swapped: bool = False) -> list[Column]:
+    def columns(self, problem: Problem) -> list[Column]:
         a, b = problem.data["a"], problem.data["b"]
-        return [(f"{b}*{x}" if swapped else f"{x}*{b}", x * b, x > b) for x in _digits(a, len(str(a)))]
+        return [(f"{x}*{b}", x * b, x > b) for x in _digits(a, len(str(a)))]
 
 
 class SubtractionTask(ReverseCheckedTask):

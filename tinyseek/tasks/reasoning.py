@@ -13,7 +13,7 @@ A task family describes its work as short, regular lines (`work`) and how to ver
 - self-checking traces (probability `self_check_rate`, `checked_work`): by default a verification
   line by the reverse operation before the answer; when it fails (the trace had slipped) the trace
   says so and redoes the work without slips. A family may check otherwise (column arithmetic does
-  the work again with the operands swapped and compares), but self-checking traces always end
+  the work again and compares), but self-checking traces always end
   correct, so RL can raise their share;
 - direct answers (probability `direct_rate`): an empty reasoning and the right answer. A small model
   cannot compute most answers in one step, so these are a short behaviour that is usually wrong in
