@@ -93,7 +93,9 @@ def test_split_all_scores_the_whole_file_and_says_so(
     assert any("whole file" in r.getMessage() and "train" in r.getMessage() for r in caplog.records)
     train = {p.canonical for p in task_problems(task, split="train").problems}
     test = {p.canonical for p in task_problems(task, split="test").problems}
-    assert train and test and not train & test and len(train) + len(test) == RECORDS
+    validation = {p.canonical for p in task_problems(task, split="validation").problems}
+    assert train and test and not train & test and not validation & (train | test)
+    assert len(train) + len(validation) + len(test) == RECORDS
 
 
 def test_split_all_is_refused_for_procedural_tasks() -> None:

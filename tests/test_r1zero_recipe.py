@@ -34,7 +34,7 @@ def test_demo_recipe_is_the_r1zero_setting():
     for family in recipe.families:
         task = get_task(family.name)
         assert isinstance(task, ReasoningTask)
-        for problem in itertools.islice(task.sample(0), 300):
+        for problem in itertools.islice(task.sample(0, family.difficulty), 300):
             longest = max(longest, len(task.trace(problem, "en", 1.0, 1.0).text()))
     assert recipe.grpo.max_new_tokens == recipe.eval.max_new_tokens
     assert longest < recipe.grpo.max_new_tokens * 2.2  # ≈ 2.2+ characters per token for these traces

@@ -55,15 +55,14 @@ from tinyseek.tasks.reasoning import (
     check_line,
 )
 
-# The expression in parentheses, without spaces: the tiny model reads an operand digit by the token
-# next to it, and the tokenizer gives a space before a digit a token of its own, which the column
-# lines are full of. With `53 + 92` (and `53+92`) it read the digits next to `+` and `?` but wrote
-# the first operand's leading digit wrongly, in two seeds of three after 3.2M tokens; in `(53+92)`
-# every digit of a 2-digit problem sits next to a token that no other digit in the context does.
+# No spaces around the operator (`53+92`). The tiny model reads an operand's digits into their columns
+# last, the first operand's leading digit last of all, and whether it learns to within the budget
+# varies with the seed: with `53 + 92` one seed of two did after 2.1M tokens, with `53+92` one of two
+# after 3.2M, with `(53+92)` neither of two (README, the main job).
 QUESTION = {
-    "en": "What is ({a}{op}{b})?",
-    "fr": "Combien font ({a}{op}{b}) ?",
-    "zh": "({a}{op}{b}) 等于多少？",
+    "en": "What is {a}{op}{b}?",
+    "fr": "Combien font {a}{op}{b} ?",
+    "zh": "{a}{op}{b} 等于多少？",
 }
 # {expr}={value} then the digit written and, when there is one, the carry or borrow.
 WRITE = {"en": ", write {digit}", "fr": ", j'écris {digit}", "zh": "，写{digit}"}
