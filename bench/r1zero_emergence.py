@@ -27,9 +27,13 @@ from tinyseek.r1zero.self_check import is_self_checking
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("run", type=Path, help="an r1zero run directory (with pretrain/checkpoints)")
-    parser.add_argument("--problems", type=int, default=100, help="validation problems per family (default 100)")
+    parser.add_argument(
+        "--problems", type=int, default=100, help="validation problems per family (default 100)"
+    )
     parser.add_argument("-k", type=int, default=2, help="samples per problem at T 0.6 (default 2)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args()
@@ -41,7 +45,9 @@ def main() -> None:
     train_config = json.loads((args.run / "pretrain" / "train_config.json").read_text())
     tokens_per_step = train_config["batch_size"] * train_config["seq_len"]
     sets = problem_sets(families, args.problems, 1000 + seed, 1, "validation")
-    print("| tokens | " + " | ".join(f"{f} greedy | {f} pass@1" for f in families) + " | reasoning | checking |")
+    print(
+        "| tokens | " + " | ".join(f"{f} greedy | {f} pass@1" for f in families) + " | reasoning | checking |"
+    )
     print("|---:|" + "---:|" * (2 * len(families) + 2))
     checkpoints = sorted((args.run / "pretrain" / "checkpoints").glob("step-*"))
     for checkpoint in checkpoints:
@@ -57,7 +63,11 @@ def main() -> None:
             f"{100 * report.families[f]['greedy_accuracy']:.1f}% | {100 * report.families[f]['pass@1']:.1f}%"
             for f in families
         ]
-        print(f"| {step * tokens_per_step:,} | " + " | ".join(cells) + f" | {100 * reasoning:.0f}% | {100 * checking:.0f}% |")
+        print(
+            f"| {step * tokens_per_step:,} | "
+            + " | ".join(cells)
+            + f" | {100 * reasoning:.0f}% | {100 * checking:.0f}% |"
+        )
 
 
 if __name__ == "__main__":

@@ -46,9 +46,7 @@ LABELLED: list[tuple[str, bool]] = [
     (done("Vérification : 358+467=825 ✗\nJe recommence :\nunités : 8+7=15"), True),
     (done("   Check: again, carefully.\n   825 = 825 ✓"), True),  # indented lines
     (
-        done(
-            "ones: 8+7=15, write 5 → 5.\nCheck: again, carefully.\nhundreds: 4+3+1=8 → 825.\n825 = 825 ✓"
-        ),
+        done("ones: 8+7=15, write 5 → 5.\nCheck: again, carefully.\nhundreds: 4+3+1=8 → 825.\n825 = 825 ✓"),
         True,
     ),
     (done("gcd(84, 36): 84 = 2*36 + 12, 36 = 3*12 + 0 → 12.\nCheck: 84/12=7, 36/12=3 ✓", "12"), True),

@@ -96,7 +96,9 @@ def test_cli_writes_sft_jsonl_atomically(
     assert len(rows) == summary["samples_kept"] == summary["prompts_kept"] > 0
     # The file's train part (the hash split training uses): 6 samples for each of its problems.
     train = task_problems(data_source(data), split="train").problems
-    assert 0 < len(train) < 8 and summary["samples"] == 6 * len(train) and summary["eval"]["settings"]["k"] == 6
+    assert (
+        0 < len(train) < 8 and summary["samples"] == 6 * len(train) and summary["eval"]["settings"]["k"] == 6
+    )
     assert len({r["canonical"] for r in rows}) == len(rows)  # --max-per-prompt 1
     for row in rows:
         assert row["prompt"].endswith("<｜Assistant｜><think>\n") and row["model_answer"] == row["answer"]
