@@ -215,9 +215,9 @@ def run_grpo(config: GRPORunConfig) -> GRPOResult:
         log.info("resumed from %s at step %d", resume_from, trainer.step)
 
     eval_items = []
+    eval_seed = config.seed if config.eval_seed is None else config.eval_seed
     if config.eval_every > 0 and config.eval_problems > 0:
         eval_tasks = parse_tasks(config.eval_task, config.eval_split) if config.eval_task else prompts.tasks
-        eval_seed = config.seed if config.eval_seed is None else config.eval_seed
         eval_source = PromptSource(
             eval_tasks, tokenizer, config.template, config.eval_split, eval_seed, config.difficulty, config.lang,
             max_prompt_tokens=context - grpo.max_new_tokens,
@@ -236,10 +236,7 @@ def run_grpo(config: GRPORunConfig) -> GRPOResult:
 
     def run_eval() -> None:
         nonlocal eval_metrics
-        result = evaluate(
-            trainer.llm, eval_items, prompts.style, grpo.max_new_tokens,
-            config.seed if config.eval_seed is None else config.eval_seed,
-        )  # fmt: skip
+        result = evaluate(trainer.llm, eval_items, prompts.style, grpo.max_new_tokens, eval_seed)
         eval_metrics = result.metrics
         write_samples(run_dir / "samples" / f"eval-step-{trainer.step:06d}.jsonl", trainer.step, result.rows)
         logger.log(trainer.step, eval_metrics)
