@@ -158,45 +158,29 @@ def run(args: argparse.Namespace) -> int:
             bar = None  # the next seed's pretraining gets its own bar
         _print_stage(stage, event, info)
 
-    if args.seeds is not None:
-        from tinyseek.r1zero.seeds import parse_seeds, run_r1zero_seeds
-
-        try:
-            summary = run_r1zero_seeds(
-                recipe,
-                args.out,
-                parse_seeds(args.seeds),
-                resume=args.resume,
-                jobs=args.jobs,
-                on_stage=on_stage,
-                pretrain_progress=pretrain_progress,
-                show_progress=True,
-                pretrain_threads=args.pretrain_threads,
-            )
-        except StageInterrupted as err:
-            print(f"[r1zero] {err}; rerun with --resume to continue", file=sys.stderr)
-            return 130
-        if args.json:
-            print(json.dumps(summary, indent=2))
-        else:
-            _print_aggregate(summary, args.out)
-        return 0
+    reporting: dict[str, Any] = {
+        "on_stage": on_stage,
+        "pretrain_progress": pretrain_progress,
+        "show_progress": True,
+        "pretrain_threads": args.pretrain_threads,
+    }
     try:
-        result = run_r1zero(
-            recipe,
-            args.out,
-            seed=args.seed,
-            resume=args.resume,
-            on_stage=on_stage,
-            pretrain_progress=pretrain_progress,
-            show_progress=True,
-            pretrain_threads=args.pretrain_threads,
-        )
+        if args.seeds is not None:
+            from tinyseek.r1zero.seeds import parse_seeds, run_r1zero_seeds
+
+            seeds = parse_seeds(args.seeds)
+            summary = run_r1zero_seeds(
+                recipe, args.out, seeds, resume=args.resume, jobs=args.jobs, **reporting
+            )
+        else:
+            summary = run_r1zero(recipe, args.out, seed=args.seed, resume=args.resume, **reporting).summary
     except StageInterrupted as err:
         print(f"[r1zero] {err}; rerun with --resume to continue", file=sys.stderr)
         return 130
     if args.json:
-        print(json.dumps(result.summary, indent=2))
+        print(json.dumps(summary, indent=2))
+    elif args.seeds is not None:
+        _print_aggregate(summary, args.out)
     else:
-        _print_summary(result.summary)
+        _print_summary(summary)
     return 0
