@@ -48,6 +48,7 @@ from tinyseek.eval.runner import (
     family_metrics,
     judge,
     problem_seed,
+    run_settings,
     token_counter,
 )
 from tinyseek.rl.prompts import TEMPLATE_STOPS
@@ -316,17 +317,7 @@ def evaluate_endpoint(
     usage["retries"] = float(client.retries - retries_before)
     usage["resumed"] = float(log_file.resumed)
     settings = {
-        "k": k,
-        "temperature": temperature,
-        "top_p": top_p,
-        "max_tokens": max_tokens,
-        "template": template,
-        "format_style": style,
-        "stop": stops,
-        "seed": seed,
-        "greedy": greedy,
-        "tasks": names,
-        "langs": sorted({s.lang for s in sets}),
+        **run_settings(sets, k, temperature, top_p, max_tokens, template, style, stops, seed, greedy),
         "endpoint": client.base_url,
         "model": client.model,
         "results": str(results),

@@ -58,6 +58,34 @@ TEMPLATES: tuple[Template, ...] = ("r1zero", "chat")
 TEMPLATE_STYLES: dict[Template, FormatStyle] = {"r1zero": "think_answer", "chat": "think"}
 
 
+def run_settings(
+    sets: Sequence[ProblemSet],
+    k: int,
+    temperature: float,
+    top_p: float,
+    max_tokens: int,
+    template: str,
+    style: str,
+    stops: Sequence[str],
+    seed: int,
+    greedy: bool,
+) -> dict[str, Any]:
+    """What an evaluation asked for, as its report records it (in-process and endpoint alike)."""
+    return {
+        "k": k,
+        "temperature": temperature,
+        "top_p": top_p,
+        "max_tokens": max_tokens,
+        "template": template,
+        "format_style": style,
+        "stop": stops,
+        "seed": seed,
+        "greedy": greedy,
+        "tasks": [s.name for s in sets],
+        "langs": sorted({s.lang for s in sets}),
+    }
+
+
 @dataclass(frozen=True)
 class Sample:
     """One completion and how it scored."""
@@ -361,19 +389,9 @@ def evaluate(
             )
         families[problem_set.name] = family_metrics(family_records, k)
         records += family_records
-    settings = {
-        "k": k,
-        "temperature": sampling.temperature,
-        "top_p": sampling.top_p,
-        "max_tokens": max_tokens,
-        "template": template,
-        "format_style": style,
-        "stop": stops,
-        "seed": seed,
-        "greedy": greedy,
-        "tasks": names,
-        "langs": sorted({s.lang for s in sets}),
-    }
+    settings = run_settings(
+        sets, k, sampling.temperature, sampling.top_p, max_tokens, template, style, stops, seed, greedy
+    )
     report = EvalReport(settings, families, family_metrics(records, k), records, seconds, generated)
     log.info(
         "pass@1 %.3f, cons@%d %.3f, format %.3f over %d problems (%.1fs)",
