@@ -145,17 +145,17 @@ def test_memory_budget_makes_requests_wait_and_rejects_what_never_fits():
 
 def test_abort_frees_the_cache_and_closing_a_stream_aborts():
     engine = Engine(random_model(), max_model_len=128, max_cache_tokens=256)
-    free = engine.pool.num_available()
+    free = engine.block_manager.num_available()
     rid = engine.add_request(prompts_of([30])[0], SamplingParams(temperature=0, max_tokens=50))
     engine.step()
     engine.step()
-    assert engine.pool.num_available() < free
+    assert engine.block_manager.num_available() < free
     assert engine.abort(rid) and not engine.abort(rid)
-    assert engine.pool.num_available() == free and not engine.has_unfinished()
+    assert engine.block_manager.num_available() == free and not engine.has_unfinished()
     stream = engine.stream(prompts_of([5])[0], SamplingParams(temperature=0, max_tokens=50))
     next(stream)
     stream.close()
-    assert engine.pool.num_available() == free and not engine.has_unfinished()
+    assert engine.block_manager.num_available() == free and not engine.has_unfinished()
 
 
 def test_stop_token_ids_eos_and_logprobs():

@@ -32,7 +32,7 @@ from tinyseek.eval.problems import problem_sets
 from tinyseek.eval.result_log import ResultLog
 from tinyseek.eval.runner import EvalReport, evaluate
 from tinyseek.inference.llm import LLM
-from tinyseek.inference.sampling import SamplingParams
+from tinyseek.inference.sampling_params import SamplingParams
 from tinyseek.serve.state import ServerSettings
 from tinyseek.tokenizer import Tokenizer
 

@@ -6,22 +6,43 @@ import pytest
 import torch
 from conftest import YARN, tiny_config
 
+from tinyseek.inference.latent_cache import LatentCache
 from tinyseek.model import moe as moe_module
-from tinyseek.model.cache import LatentCache
 from tinyseek.model.moe import MoE, grouped_linear
 from tinyseek.model.transformer import Transformer
+
+
+class RowCache:
+    """The engine's LatentCache with row b's positions in consecutive slots (block 0 stays the sink)."""
+
+    def __init__(self, config, batch_size: int, max_len: int, n_layers: int | None = None):
+        self.row_slots = max_len
+        self.cache = LatentCache(config, 1 + batch_size * max_len // 16, 16, n_layers=n_layers)
+
+    def bind(self, rows: list[int], positions: torch.Tensor) -> LatentCache:
+        """Where rows `rows` write `positions` [B, T] and read their context, for the next forward."""
+        base = 16 + torch.tensor(rows)[:, None] * self.row_slots
+        span = torch.arange(int(positions.max()) + 1)
+        self.cache.bind((base + positions).reshape(-1), base + span)
+        return self.cache
+
+
+def at(start: int, batch: int, length: int) -> torch.Tensor:
+    return torch.arange(start, start + length).expand(batch, length)
 
 
 @pytest.mark.parametrize("overrides", [{}, {"q_lora_rank": None, "rope_scaling": YARN}])
 def test_prefill_then_absorbed_decoding_equals_full_forward(overrides):
     model = Transformer(tiny_config(**overrides)).eval()
     x = torch.randint(0, 96, (3, 20))
-    cache = LatentCache(model.config, batch_size=3, max_len=32)
+    cache = RowCache(model.config, batch_size=3, max_len=32)
+    rows = [0, 1, 2]
     with torch.no_grad():
         full = model(x)
-        steps = [model(x[:, :9], cache=cache)]
+        steps = [model(x[:, :9], cache=cache.bind(rows, at(0, 3, 9)))]
         for t in range(9, 20):
-            steps.append(model(x[:, t : t + 1], positions=torch.full((3, 1), t), cache=cache))
+            positions = torch.full((3, 1), t)
+            steps.append(model(x[:, t : t + 1], positions=positions, cache=cache.bind(rows, positions)))
     assert (torch.cat(steps, dim=1) - full).abs().max().item() <= 1e-4
 
 
@@ -29,43 +50,27 @@ def test_ragged_positions_in_one_batch():
     """Rows at different positions decode together: each row equals its own full forward."""
     model = Transformer(tiny_config()).eval()
     a, b = torch.randint(0, 96, (1, 12)), torch.randint(0, 96, (1, 7))
-    cache = LatentCache(model.config, batch_size=2, max_len=32)
+    cache = RowCache(model.config, batch_size=2, max_len=32)
     with torch.no_grad():
-        model(a[:, :11], cache=_Rows(cache, [0]))
-        model(b[:, :6], cache=_Rows(cache, [1]))
-        step = model(torch.cat([a[:, 11:], b[:, 6:]]), positions=torch.tensor([[11], [6]]), cache=cache)
+        model(a[:, :11], cache=cache.bind([0], at(0, 1, 11)))
+        model(b[:, :6], cache=cache.bind([1], at(0, 1, 6)))
+        positions = torch.tensor([[11], [6]])
+        step = model(
+            torch.cat([a[:, 11:], b[:, 6:]]), positions=positions, cache=cache.bind([0, 1], positions)
+        )
         want_a, want_b = model(a)[:, -1], model(b)[:, -1]
     assert torch.allclose(step[0, 0], want_a[0], atol=1e-4)
     assert torch.allclose(step[1, 0], want_b[0], atol=1e-4)
 
 
-class _Rows:
-    """Routes a 1-row batch into chosen rows of a LatentCache (what an engine's slot map does)."""
-
-    def __init__(self, cache: LatentCache, rows: list[int]):
-        self.cache, self.rows = cache, rows
-
-    def layer(self, i: int):
-        cache, rows = self.cache, self.rows
-
-        class View:
-            def update(self, kv, pe, positions):
-                layer = cache.layer(i)
-                layer.kv[rows, positions[0]] = kv[0]
-                layer.pe[rows, positions[0]] = pe[0]
-                return layer.latents[rows, : int(positions.max()) + 1]
-
-        return View()
-
-
 def test_mtp_incremental_equals_full():
     model = Transformer(tiny_config()).eval()
     x = torch.randint(0, 96, (2, 16))
-    cache = LatentCache(model.config, batch_size=2, max_len=32)
+    cache = RowCache(model.config, batch_size=2, max_len=32, n_layers=model.config.num_hidden_layers + 1)
     with torch.no_grad():
         full = model.mtp_hidden_states(model.hidden_states(x), x)[0]
-        h = model.hidden_states(x[:, :10], cache=cache)
-        first = model.mtp_hidden_states(h, x[:, :11], cache=cache)[0]
+        h = model.hidden_states(x[:, :10], cache=cache.bind([0, 1], at(0, 2, 10)))
+        first = model.mtp_hidden_states(h, x[:, :11], cache=cache.bind([0, 1], at(0, 2, 10)))[0]
     assert full.shape == (2, 15, 32) and first.shape == (2, 10, 32)
     assert torch.allclose(first, full[:, :10], atol=1e-5)
 
@@ -82,7 +87,7 @@ def test_bf16_model_keeps_correction_bias_in_fp32():
     model = Transformer(tiny_config())
     gate = model.layers[1].mlp.gate
     gate.e_score_correction_bias.fill_(1e-3 + 1e-7)
-    model = model.to(torch.bfloat16)
+    model = model.to_dtype(torch.bfloat16)
     assert gate.e_score_correction_bias.dtype == torch.float32
     assert gate.e_score_correction_bias[0].item() == pytest.approx(1e-3 + 1e-7, rel=1e-6)
     assert model.layers[1].mlp.experts.gate_up_proj.dtype == torch.bfloat16

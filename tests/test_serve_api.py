@@ -287,7 +287,7 @@ def test_64_concurrent_streams_each_equal_the_request_alone(
 def test_client_disconnect_cancels_and_frees_the_cache(server: RunningServer) -> None:
     state = server.state
     engine = state.loaded.llm.engine
-    free_before = engine.pool.num_available
+    free_before = engine.block_manager.num_available
     cancelled = "tinyseek_requests_cancelled_total"
     cancelled_before = state.metrics.registry.get_sample_value(cancelled)
     body = {"model": MODEL, "messages": QUESTION, "max_tokens": 200, "n": 8, "seed": 1, "stream": True}
@@ -302,7 +302,7 @@ def test_client_disconnect_cancels_and_frees_the_cache(server: RunningServer) ->
     while time.monotonic() < deadline and (state.loaded.loop.in_flight or engine.has_unfinished()):
         time.sleep(0.02)
     assert state.loaded.loop.in_flight == 0 and not engine.has_unfinished()
-    assert engine.pool.num_available == free_before
+    assert engine.block_manager.num_available == free_before
     assert state.metrics.registry.get_sample_value(cancelled) >= cancelled_before + 2
 
 

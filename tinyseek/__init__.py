@@ -15,7 +15,7 @@ _PUBLIC = {
     "ModelConfig": "tinyseek.config",
     "Transformer": "tinyseek.model.transformer",
     "LLM": "tinyseek.inference.llm",
-    "SamplingParams": "tinyseek.inference.sampling",
+    "SamplingParams": "tinyseek.inference.sampling_params",
 }
 
 __all__ = [*_PUBLIC, "__version__"]

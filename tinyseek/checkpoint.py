@@ -50,7 +50,7 @@ def hf_tensors(model: Transformer) -> dict[str, torch.Tensor]:
         mlp = block.mlp  # type: ignore[attr-defined]
         if isinstance(mlp, MoE):
             inter = mlp.experts.down_proj.shape[-1]
-            for e in range(mlp.n_experts):
+            for e in range(mlp.n_routed_experts):
                 out[f"{prefix}.mlp.experts.{e}.gate_proj.weight"] = mlp.experts.gate_up_proj[e, :inter]
                 out[f"{prefix}.mlp.experts.{e}.up_proj.weight"] = mlp.experts.gate_up_proj[e, inter:]
                 out[f"{prefix}.mlp.experts.{e}.down_proj.weight"] = mlp.experts.down_proj[e]
@@ -139,7 +139,7 @@ def load_model(
 
     with torch.device("meta"):
         model = Transformer(config)
-    model = model.to(dtype).to_empty(device=device)
+    model = model.to_dtype(dtype).to_empty(device=device)
     model.rotary = RotaryEmbedding(config).to(device)
     if config.tie_word_embeddings:
         model.lm_head.weight = model.embed_tokens.weight

@@ -44,7 +44,7 @@ from tinyseek.eval.problems import ProblemSet
 from tinyseek.inference.detokenizer import text_with_stop
 from tinyseek.inference.llm import LLM
 from tinyseek.inference.request import CompletionOutput
-from tinyseek.inference.sampling import SamplingParams
+from tinyseek.inference.sampling_params import SamplingParams
 from tinyseek.rl.language import language_share
 from tinyseek.rl.prompts import TEMPLATE_STOPS
 from tinyseek.rl.think_format import FormatStyle, parse_completion

@@ -1,12 +1,16 @@
 """Engine: requests in, per-step deltas out; continuous batching over a paged, prefix-cached latent cache.
 
+A request's path, top-down: `add_request` tokenizes and validates it and hands its n completions
+(`Sequence`s) to the Scheduler; each `step()` is `scheduler.schedule()` → `runner.run()` →
+`scheduler.postprocess()` (scheduler.py says what each does, model_runner.py how a step is computed);
+a request whose completions have all finished comes back as a `RequestOutput` on its last `Delta`.
+
 Design choices:
 - The engine is a step loop a caller drives: `add_request` and `abort` at any time (thread-safe, one
   lock), `step()` runs one scheduled step and returns the `Delta`s it produced. The offline `LLM`,
   the streaming generator `stream()`, the asyncio wrapper and the server are all loops over `step()`.
-- Finishing rules, in order per new token: EOS (unless ignore_eos) and stop_token_ids give "stop"
-  with the token kept; a stop string gives "stop" with the text cut before it; max_tokens or the
-  end of the context give "length". An aborted request ends with "abort" and frees its cache at once.
+- The engine owns what is about requests as a whole (ids, tokenization, the n completions of one
+  request, text); the scheduler owns each completion's life, including the finish rules.
 - The engine may share its model with a trainer (RL): a change of any weight's version counter
   (in-place optimizer steps, load_state_dict) empties the prefix cache before the next step, so no
   latent computed with old weights is reused.
@@ -26,36 +30,22 @@ from typing import Any
 
 import torch
 
+from tinyseek.inference.block_manager import BlockManager
 from tinyseek.inference.detokenizer import IncrementalDetokenizer
-from tinyseek.inference.latent_cache import PagedLatentCache
-from tinyseek.inference.prefix_cache import BlockPool
+from tinyseek.inference.latent_cache import LatentCache
+from tinyseek.inference.model_runner import ModelRunner
 from tinyseek.inference.request import Delta, RequestOutput
 from tinyseek.inference.request import Sequence as Seq
-from tinyseek.inference.runner import ModelRunner, StepTokens
 from tinyseek.inference.sampler import Sampler
-from tinyseek.inference.sampling import SamplingParams
-from tinyseek.inference.scheduler import Scheduler
+from tinyseek.inference.sampling_params import SamplingParams
+from tinyseek.inference.scheduler import EngineStats, Scheduler
 from tinyseek.model.transformer import Transformer
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_BYTES = 2**30
 
-
-@dataclass
-class EngineStats:
-    steps: int = 0
-    prompt_tokens_computed: int = 0
-    generated_tokens: int = 0
-    prompt_cache_hit_tokens: int = 0
-    prompt_cache_miss_tokens: int = 0
-    draft_tokens: int = 0
-    accepted_tokens: int = 0
-
-    @property
-    def acceptance_rate(self) -> float:
-        """Share of MTP drafts that the main model accepted (0 when nothing was drafted)."""
-        return self.accepted_tokens / self.draft_tokens if self.draft_tokens else 0.0
+__all__ = ["Engine", "EngineStats"]
 
 
 @dataclass
@@ -84,7 +74,8 @@ class Engine:
         seed: int = 0,
     ):
         config = model.config
-        self.model, self.tokenizer = model.eval(), tokenizer
+        self.model = model.eval()
+        self.tokenizer = tokenizer
         self.max_model_len = max_model_len or config.max_position_embeddings
         for name, value in (("max_num_seqs", max_num_seqs), ("block_size", block_size),
                             ("max_num_batched_tokens", max_num_batched_tokens),
@@ -100,10 +91,9 @@ class Engine:
             raise ValueError(
                 "speculative=True: expected a model with MTP modules (num_nextn_predict_layers >= 1)"
             )
-        self.speculative = speculative
         param = next(model.parameters())
         n_layers = config.num_hidden_layers + (1 if speculative else 0)
-        per_token = PagedLatentCache.bytes_per_token_for(config, param.dtype, n_layers)
+        per_token = LatentCache.bytes_per_token_for(config, param.dtype, n_layers)
         if max_cache_tokens is None:
             budget = DEFAULT_CACHE_BYTES if cache_memory_bytes is None else cache_memory_bytes
             max_cache_tokens = min(max_num_seqs * self.max_model_len, budget // per_token)
@@ -113,19 +103,22 @@ class Engine:
                 f"({per_token} bytes per token)"
             )
         num_blocks = math.ceil(max_cache_tokens / block_size) + 1  # + the padding sink
-        self.pool = BlockPool(num_blocks, block_size, enable_prefix_caching)
-        self.cache = PagedLatentCache(config, num_blocks, block_size, param.dtype, param.device, n_layers)
-        self.scheduler = Scheduler(
-            self.pool, max_num_seqs, self.max_model_len, max_num_batched_tokens,
-            lookahead=1 if speculative else 0, device=param.device,
-        )  # fmt: skip
-        self.runner = ModelRunner(model, self.cache, self.scheduler.block_table, Sampler(seed), speculative)
         if eos_token_ids is None:
             eos = getattr(tokenizer, "eos_token_id", None)
             eos = config.eos_token_id if eos is None else eos
             eos_token_ids = [] if eos is None else [eos]
         self.eos_token_ids = set(eos_token_ids)
-        self.stats = EngineStats()
+        self.scheduler = Scheduler(
+            BlockManager(num_blocks, block_size, enable_prefix_caching),
+            max_num_seqs,
+            self.max_model_len,
+            max_num_batched_tokens,
+            self.eos_token_ids,
+            lookahead=1 if speculative else 0,
+            device=param.device,
+        )
+        self.cache = LatentCache(config, num_blocks, block_size, param.dtype, param.device, n_layers)
+        self.runner = ModelRunner(model, self.cache, self.scheduler.block_table, Sampler(seed), speculative)
         self.requests: dict[str, _Request] = {}
         self._ids = itertools.count()
         self._lock = threading.RLock()
@@ -137,6 +130,14 @@ class Engine:
             num_blocks - 1, block_size, per_token, self.cache.nbytes / 2**20, max_num_seqs,
             ", MTP speculative decoding" if speculative else "",
         )  # fmt: skip
+
+    @property
+    def block_manager(self) -> BlockManager:
+        return self.scheduler.block_manager
+
+    @property
+    def stats(self) -> EngineStats:
+        return self.scheduler.stats
 
     # ---- requests ------------------------------------------------------------------------------
     def encode_prompt(self, prompt: str | Sequence[int]) -> tuple[str | None, list[int]]:
@@ -174,10 +175,11 @@ class Engine:
                 raise ValueError(f"request_id={request_id!r}: already in use")
             seqs = [self._sequence(request_id, i, text, ids, params, stream_text) for i in range(params.n)]
             need = self.scheduler.blocks_needed(seqs[0])
-            if need > self.pool.capacity:
+            manager = self.block_manager
+            if need > manager.capacity:
                 raise ValueError(
-                    f"max_tokens={params.max_tokens}: prompt + max_tokens need {need * self.pool.block_size} "
-                    f"cache tokens, the cache holds {self.pool.capacity * self.pool.block_size}"
+                    f"max_tokens={params.max_tokens}: prompt + max_tokens need {need * manager.block_size} "
+                    f"cache tokens, the cache holds {manager.capacity * manager.block_size}"
                 )
             self.requests[request_id] = _Request(request_id, text, ids, seqs)
             for seq in seqs:
@@ -205,98 +207,47 @@ class Engine:
             if request is None:
                 return False
             for seq in request.seqs:
-                if seq.finish_reason is None:
-                    seq.finish_reason = "abort"
-                    self.scheduler.remove(seq)
+                self.scheduler.abort(seq)
             return True
 
     def has_unfinished(self) -> bool:
         return self.scheduler.has_unfinished()
 
     # ---- the step ------------------------------------------------------------------------------
-    def _version_of_weights(self) -> int:
-        return sum(t._version for t in self._weight_tensors)
-
     def step(self) -> list[Delta]:
         """Run one scheduled step; returns what each touched completion gained."""
         with self._lock:
-            version = self._version_of_weights()
-            if version != self._weights_version:
-                log.info("model weights changed: prefix cache emptied")
-                self.pool.reset()
-                self._weights_version = version
-            plan = self.scheduler.schedule()
-            gained: list[tuple[Seq, StepTokens]] = []
-            if plan.prefill:
-                results = self.runner.prefill(plan.prefill)
-                for chunk, result in zip(plan.prefill, results, strict=True):
-                    seq = chunk.seq
-                    seq.num_computed += chunk.length
-                    self.stats.prompt_tokens_computed += chunk.length
-                    self.scheduler.register_computed_blocks(seq)
-                    if result is not None:
-                        self.stats.prompt_cache_hit_tokens += seq.hit_tokens
-                        self.stats.prompt_cache_miss_tokens += seq.prompt_len - seq.hit_tokens
-                        gained.append((seq, result))
-            if plan.decode:
-                for seq, result in zip(plan.decode, self.runner.decode(plan.decode), strict=True):
-                    seq.num_computed += 1 + result.accepted
-                    seq.num_draft_tokens += result.drafted
-                    seq.num_accepted_tokens += result.accepted
-                    self.stats.draft_tokens += result.drafted
-                    self.stats.accepted_tokens += result.accepted
-                    gained.append((seq, result))
-            self.stats.steps += 1
-            return [self._extend(seq, result) for seq, result in gained]
+            self._forget_stale_prefixes()
+            step = self.scheduler.schedule()
+            results = self.runner.run(step)
+            deltas = self.scheduler.postprocess(step, results)
+            last_of: dict[str, Delta] = {}
+            for delta in deltas:
+                if delta.finished:
+                    self._give_text(self.requests[delta.request_id].seqs[delta.index])
+                    last_of[delta.request_id] = delta
+            for request_id, delta in last_of.items():  # a request whose completions all finished
+                request = self.requests[request_id]
+                if all(s.finish_reason is not None for s in request.seqs):
+                    delta.request_output = self.output(request)
+                    del self.requests[request_id]
+            return deltas
 
-    def _extend(self, seq: Seq, result: StepTokens) -> Delta:
-        new: list[int] = []
-        for k, token in enumerate(result.tokens):
-            seq.token_ids.append(token)
-            new.append(token)
-            if seq.logprobs is not None and result.logprobs is not None:
-                seq.logprobs.append(result.logprobs[k])
-            seq.finish_reason = self._finish_reason(seq, token)
-            if seq.finish_reason is not None:
-                break
-        self.stats.generated_tokens += len(new)
-        detok = seq.detok
-        finished = seq.finish_reason is not None
-        text = detok.take(finished) if detok is not None and seq.stream_text else ""
-        delta = Delta(
-            seq.request_id,
-            seq.index,
-            new,
-            text,
-            result.logprobs[: len(new)] if result.logprobs is not None else None,
-            seq.finish_reason,
-        )
-        if finished:
-            seq.text = detok.text if detok is not None else self._decode(seq)
-            self.scheduler.remove(seq)
-            request = self.requests[seq.request_id]
-            if all(s.finish_reason is not None for s in request.seqs):
-                delta.request_output = self.output(request)
-                del self.requests[seq.request_id]
-        return delta
+    def _version_of_weights(self) -> int:
+        return sum(t._version for t in self._weight_tensors)
 
-    def _finish_reason(self, seq: Seq, token: int) -> str | None:
-        params = seq.params
-        if (not params.ignore_eos and token in self.eos_token_ids) or token in params.stop_token_ids:
-            return "stop"
-        if seq.detok is not None and seq.detok.add(seq.output_ids):
-            return "stop"
-        if (
-            len(seq.token_ids) - seq.prompt_len >= params.max_tokens
-            or len(seq.token_ids) >= self.max_model_len
-        ):
-            return "length"
-        return None
+    def _forget_stale_prefixes(self) -> None:
+        version = self._version_of_weights()
+        if version != self._weights_version:
+            log.info("model weights changed: prefix cache emptied")
+            self.block_manager.reset()
+            self._weights_version = version
 
-    def _decode(self, seq: Seq) -> str:
-        if self.tokenizer is None:
-            return ""
-        return str(self.tokenizer.decode(seq.output_ids, skip_special_tokens=seq.params.skip_special_tokens))
+    def _give_text(self, seq: Seq) -> None:
+        """A finished completion's text: cut by its detokenizer, else decoded once now."""
+        if seq.detok is None and self.tokenizer is not None:
+            skip = seq.params.skip_special_tokens
+            seq.text = str(self.tokenizer.decode(seq.output_ids, skip_special_tokens=skip))
 
     def output(self, request: _Request) -> RequestOutput:
         first = request.seqs[0]

@@ -1,11 +1,14 @@
-"""PagedLatentCache: every layer's MLA latents in one preallocated pool of token slots.
+"""LatentCache: every layer's MLA latents in one preallocated pool of token slots, paged in blocks.
+
+The one latent cache of the project: the engine's, and the model tests' (a batch with its rows laid
+out block after block is just one way to fill the block table).
 
 Design choices:
 - Per layer the pool holds the normalized KV latent and the rotated rope key side by side, one row
   [kv_lora_rank + qk_rope_head_dim] per slot (`kv` and `pe` are views of its two parts): nothing per
   head, and one gather per layer fetches both. Slot s belongs to block s // block_size; blocks are
-  owned and shared through `BlockPool` (prefix caching), so a shared prompt prefix is stored once.
-- The engine binds, once per forward, where each input token writes (`write_slots` [B*T]) and which
+  owned and shared through `BlockManager` (prefix caching), so a shared prompt prefix is stored once.
+- The model runner binds, once per forward, where each input token writes (`write_slots` [B*T]) and which
   slots make up each row's context in position order (`read_slots` [B, S]). Every layer then writes
   its new latents and does one gather, and the model's absorbed attention sees a dense [B, S, R] context whose
   index equals the position, the contract of `tinyseek.model.attention.LatentStore`.
@@ -21,10 +24,10 @@ import torch
 from tinyseek.config import ModelConfig
 
 
-class PagedLayer:
+class LayerSlots:
     """One layer's view of the pool, implementing the model's LatentStore protocol."""
 
-    def __init__(self, cache: PagedLatentCache, index: int):
+    def __init__(self, cache: LatentCache, index: int):
         self.cache, self.latents = cache, cache.latents[index]
         self.kv, self.pe = cache.kv[index], cache.pe[index]
 
@@ -35,7 +38,7 @@ class PagedLayer:
         return self.latents.index_select(0, read.reshape(-1)).view(*read.shape, -1)
 
 
-class PagedLatentCache:
+class LatentCache:
     def __init__(
         self,
         config: ModelConfig,
@@ -50,7 +53,7 @@ class PagedLatentCache:
         slots = num_blocks * block_size
         self.latents = torch.zeros(self.n_layers, slots, config.latent_dim, dtype=dtype, device=device)
         self.kv, self.pe = self.latents.split([config.kv_lora_rank, config.qk_rope_head_dim], dim=-1)
-        self.layers = [PagedLayer(self, i) for i in range(self.n_layers)]
+        self.layers = [LayerSlots(self, i) for i in range(self.n_layers)]
         self.write_slots = torch.zeros(0, dtype=torch.long, device=device)
         self.read_slots = torch.zeros(0, 0, dtype=torch.long, device=device)
 
@@ -62,7 +65,7 @@ class PagedLatentCache:
         """Set where the next forward writes ([B*T] slots) and reads ([B, S] slots, index = position)."""
         self.write_slots, self.read_slots = write_slots, read_slots
 
-    def layer(self, index: int) -> PagedLayer:
+    def layer(self, index: int) -> LayerSlots:
         return self.layers[index]
 
     @property

@@ -22,9 +22,10 @@ from typing import Any
 
 import torch
 
-from tinyseek.inference.engine import Engine, EngineStats
+from tinyseek.inference.engine import Engine
 from tinyseek.inference.request import Delta, RequestOutput
-from tinyseek.inference.sampling import SamplingParams
+from tinyseek.inference.sampling_params import SamplingParams
+from tinyseek.inference.scheduler import EngineStats
 from tinyseek.model.transformer import Transformer
 
 Prompt = str | Sequence[int]

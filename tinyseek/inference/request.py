@@ -6,6 +6,7 @@ Design choices:
 - Outputs follow vLLM's shape (`RequestOutput.outputs[i].token_ids/text/finish_reason/logprobs`),
   and `RequestOutput.token_ids/text/finish_reason/logprobs` read the first completion, which is all
   most callers (n = 1) need.
+- `StepTokens` is what the model runner returns for one sequence; the scheduler applies it.
 - `Delta` is the streaming unit: the tokens and text one step added to one completion. The last Delta
   of a request carries the finished RequestOutput, so a consumer of deltas needs nothing else.
 """
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from tinyseek.inference.sampling import SamplingParams
+from tinyseek.inference.sampling_params import SamplingParams
 
 if TYPE_CHECKING:
     from tinyseek.inference.detokenizer import IncrementalDetokenizer
@@ -76,6 +77,18 @@ class Delta:
         return self.finish_reason is not None
 
 
+@dataclass
+class StepTokens:
+    """What the model runner computed for one sequence in one step (it changes no sequence itself):
+    the new tokens, their logprob entries when asked, and with speculation the next draft."""
+
+    tokens: list[int]
+    logprobs: list[dict[int, float]] | None = None
+    draft: int | None = None
+    drafted: int = 0
+    accepted: int = 0
+
+
 @dataclass(eq=False)
 class Sequence:
     """One completion in flight. Latents of positions < num_computed are in the cache."""
@@ -93,7 +106,7 @@ class Sequence:
     num_computed: int = 0
     hit_tokens: int = 0
     block_keys: list[int] = field(default_factory=list)  # keys of the registered full blocks
-    cache_generation: int = 0  # BlockPool.generation at admission
+    cache_generation: int = 0  # BlockManager.generation at admission
     draft: int | None = None  # speculative: the MTP's guess for the token after the last one
     logprobs: list[dict[int, float]] | None = None
     finish_reason: str | None = None

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import torch
 
-from tinyseek.inference.sampling import SamplingParams
+from tinyseek.inference.sampling_params import SamplingParams
 
 
 class Sampler:

@@ -1,5 +1,5 @@
 """The DeepSeek-V3 architecture in pure PyTorch: no distributed code, no I/O.
 
 rope.py (RoPE + YaRN), attention.py (MLA, both paths), moe.py (Gate, Experts, MoE),
-transformer.py (Block, MTPModule, Transformer), cache.py (LatentCache for inference).
+transformer.py (Block, MTPModule, Transformer). The latent cache lives in tinyseek.inference.latent_cache.
 """

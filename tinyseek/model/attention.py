@@ -36,27 +36,32 @@ class LatentStore(Protocol):
 class MLA(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
-        c = config
-        self.n_heads, self.nope_dim, self.rope_dim = (
-            c.num_attention_heads,
-            c.qk_nope_head_dim,
-            c.qk_rope_head_dim,
-        )
-        self.v_dim, self.kv_rank, self.scale = c.v_head_dim, c.kv_lora_rank, c.softmax_scale
-        h, qk = c.hidden_size, c.num_attention_heads * c.qk_head_dim
-        self.q_lora_rank = c.q_lora_rank
-        if c.q_lora_rank is None:
-            self.q_proj = nn.Linear(h, qk, bias=False)
+        self.hidden_size = config.hidden_size
+        self.num_attention_heads = config.num_attention_heads
+        self.q_lora_rank = config.q_lora_rank
+        self.kv_lora_rank = config.kv_lora_rank
+        self.qk_nope_head_dim = config.qk_nope_head_dim
+        self.qk_rope_head_dim = config.qk_rope_head_dim
+        self.qk_head_dim = config.qk_head_dim
+        self.v_head_dim = config.v_head_dim
+        self.softmax_scale = config.softmax_scale
+        q_dim = self.num_attention_heads * self.qk_head_dim
+        if self.q_lora_rank is None:
+            self.q_proj = nn.Linear(self.hidden_size, q_dim, bias=False)
         else:
-            self.q_a_proj = nn.Linear(h, c.q_lora_rank, bias=False)
-            self.q_a_layernorm = RMSNorm(c.q_lora_rank)
-            self.q_b_proj = nn.Linear(c.q_lora_rank, qk, bias=False)
-        self.kv_a_proj_with_mqa = nn.Linear(h, c.kv_lora_rank + c.qk_rope_head_dim, bias=False)
-        self.kv_a_layernorm = RMSNorm(c.kv_lora_rank)
-        self.kv_b_proj = nn.Linear(
-            c.kv_lora_rank, c.num_attention_heads * (c.qk_nope_head_dim + c.v_head_dim), bias=False
+            self.q_a_proj = nn.Linear(self.hidden_size, self.q_lora_rank, bias=False)
+            self.q_a_layernorm = RMSNorm(self.q_lora_rank)
+            self.q_b_proj = nn.Linear(self.q_lora_rank, q_dim, bias=False)
+        self.kv_a_proj_with_mqa = nn.Linear(
+            self.hidden_size, self.kv_lora_rank + self.qk_rope_head_dim, bias=False
         )
-        self.o_proj = nn.Linear(c.num_attention_heads * c.v_head_dim, h, bias=False)
+        self.kv_a_layernorm = RMSNorm(self.kv_lora_rank)
+        self.kv_b_proj = nn.Linear(
+            self.kv_lora_rank,
+            self.num_attention_heads * (self.qk_nope_head_dim + self.v_head_dim),
+            bias=False,
+        )
+        self.o_proj = nn.Linear(self.num_attention_heads * self.v_head_dim, self.hidden_size, bias=False)
 
     def query(
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -67,15 +72,15 @@ class MLA(nn.Module):
             if self.q_lora_rank is None
             else self.q_b_proj(self.q_a_layernorm(self.q_a_proj(x)))
         )
-        q = q.view(*x.shape[:2], self.n_heads, self.nope_dim + self.rope_dim)
-        q_nope, q_pe = q.split([self.nope_dim, self.rope_dim], dim=-1)
+        q = q.view(*x.shape[:2], self.num_attention_heads, self.qk_head_dim)
+        q_nope, q_pe = q.split([self.qk_nope_head_dim, self.qk_rope_head_dim], dim=-1)
         return q_nope, apply_rope(q_pe, cos, sin)
 
     def latent(
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """What the cache holds: normalized latent kv [B,T,R] and rotated shared rope key pe [B,T,dr]."""
-        kv, pe = self.kv_a_proj_with_mqa(x).split([self.kv_rank, self.rope_dim], dim=-1)
+        kv, pe = self.kv_a_proj_with_mqa(x).split([self.kv_lora_rank, self.qk_rope_head_dim], dim=-1)
         return self.kv_a_layernorm(kv), apply_rope(pe, cos, sin)
 
     def forward(
@@ -87,34 +92,39 @@ class MLA(nn.Module):
         cache: LatentStore | None = None,
     ) -> torch.Tensor:
         bsz, seqlen, _ = x.shape
+        n_heads = self.num_attention_heads
         q_nope, q_pe = self.query(x, cos, sin)
         kv, pe = self.latent(x, cos, sin)
         if cache is None:  # expanded: per-head keys and values, causal over this sequence
             k_nope, v = (
-                self.kv_b_proj(kv).view(bsz, seqlen, self.n_heads, -1).split([self.nope_dim, self.v_dim], -1)
+                self.kv_b_proj(kv)
+                .view(bsz, seqlen, n_heads, -1)
+                .split([self.qk_nope_head_dim, self.v_head_dim], -1)
             )
             q = torch.cat([q_nope, q_pe], dim=-1)
-            k = torch.cat([k_nope, pe.unsqueeze(2).expand(-1, -1, self.n_heads, -1)], dim=-1)
+            k = torch.cat([k_nope, pe.unsqueeze(2).expand(-1, -1, n_heads, -1)], dim=-1)
             pad = q.shape[-1] - v.shape[-1]  # equal head dims let SDPA take its fused (flash) kernels
             out = F.scaled_dot_product_attention(
                 q.transpose(1, 2),
                 k.transpose(1, 2),
                 F.pad(v, (0, pad)).transpose(1, 2),
                 is_causal=True,
-                scale=self.scale,
+                scale=self.softmax_scale,
             ).transpose(1, 2)[..., : v.shape[-1]]
         else:  # absorbed: attend over the cached latent directly
             latents = cache.update(kv, pe, positions)  # [B, S, R + r]
-            w = self.kv_b_proj.weight.view(self.n_heads, self.nope_dim + self.v_dim, self.kv_rank)
-            w_uk, w_uv = w[:, : self.nope_dim], w[:, self.nope_dim :]
+            w = self.kv_b_proj.weight.view(
+                n_heads, self.qk_nope_head_dim + self.v_head_dim, self.kv_lora_rank
+            )
+            w_uk, w_uv = w[:, : self.qk_nope_head_dim], w[:, self.qk_nope_head_dim :]
             q_latent = torch.einsum("bthd,hdr->bthr", q_nope, w_uk)
-            q = torch.cat([q_latent, q_pe], dim=-1).to(latents.dtype).reshape(bsz, seqlen * self.n_heads, -1)
+            q = torch.cat([q_latent, q_pe], dim=-1).to(latents.dtype).reshape(bsz, seqlen * n_heads, -1)
             scores = torch.bmm(latents, q.transpose(1, 2)).transpose(1, 2)  # [B, T*H, S]
             future = torch.arange(latents.shape[1], device=x.device) > positions.repeat_interleave(
-                self.n_heads, dim=1
+                n_heads, dim=1
             ).unsqueeze(-1)
-            scores = (scores.float() * self.scale).masked_fill_(future, float("-inf"))
+            scores = (scores.float() * self.softmax_scale).masked_fill_(future, float("-inf"))
             probs = scores.softmax(dim=-1).to(latents.dtype)
-            out = torch.bmm(probs, latents[..., : self.kv_rank]).view(bsz, seqlen, self.n_heads, -1)
+            out = torch.bmm(probs, latents[..., : self.kv_lora_rank]).view(bsz, seqlen, n_heads, -1)
             out = torch.einsum("bthr,hdr->bthd", out, w_uv)
-        return self.o_proj(out.reshape(bsz, seqlen, self.n_heads * self.v_dim))
+        return self.o_proj(out.reshape(bsz, seqlen, n_heads * self.v_head_dim))

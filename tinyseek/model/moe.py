@@ -2,8 +2,8 @@
 
 Design choices:
 - Gate scores are computed in fp32 (as the references do); `e_score_correction_bias` (aux-loss-free
-  balancing, V3) shifts only which experts are *selected*, never the weights, and stays fp32 even when
-  the model is cast to bf16 (its updates are ~1e-3 and would vanish in bf16).
+  balancing, V3) shifts only which experts are *selected*, never the weights. It is created fp32 and
+  `Transformer.to_dtype` keeps it so (its updates are ~1e-3 and would vanish in bf16).
 - Routed experts are stored stacked, `gate_up_proj [E, 2I, H]` and `down_proj [E, H, I]`, so one
   grouped matmul (`torch._grouped_mm`) serves all experts; tokens are sorted by expert first. A loop
   over the experts that received tokens is the fallback where grouped_mm is unsupported.
@@ -41,28 +41,22 @@ class Gate(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        c = config
-        self.top_k, self.n_group, self.topk_group = c.num_experts_per_tok, c.n_group, c.topk_group
-        self.method, self.scoring = c.topk_method, c.scoring_func
-        self.norm_topk_prob, self.scaling = c.norm_topk_prob, c.routed_scaling_factor
-        self.weight = nn.Parameter(torch.empty(c.n_routed_experts, c.hidden_size))
+        self.num_experts_per_tok = config.num_experts_per_tok
+        self.n_group = config.n_group
+        self.topk_group = config.topk_group
+        self.topk_method = config.topk_method
+        self.scoring_func = config.scoring_func
+        self.norm_topk_prob = config.norm_topk_prob
+        self.routed_scaling_factor = config.routed_scaling_factor
+        self.weight = nn.Parameter(torch.empty(config.n_routed_experts, config.hidden_size))
+        # Created fp32 whatever the default dtype (as DeepSeek-V3's Gate.bias); Transformer.to_dtype
+        # leaves it fp32 when it casts the weights.
         self.e_score_correction_bias: torch.Tensor | None
-        if c.topk_method == "noaux_tc":
-            self.register_buffer(
-                "e_score_correction_bias", torch.zeros(c.n_routed_experts, dtype=torch.float32)
-            )
+        if config.topk_method == "noaux_tc":
+            bias = torch.zeros(config.n_routed_experts, dtype=torch.float32)
+            self.register_buffer("e_score_correction_bias", bias)
         else:
             self.e_score_correction_bias = None
-
-    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
-        bias = self.e_score_correction_bias
-        super()._apply(fn, recurse)
-        moved = self.e_score_correction_bias
-        if bias is not None and moved is not None:  # follow the module's device, never leave fp32
-            self.e_score_correction_bias = (
-                moved.float() if bias.is_meta or moved.is_meta else bias.to(moved.device)
-            )
-        return self
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         weights, indices, _ = self.route(x)
@@ -71,21 +65,21 @@ class Gate(nn.Module):
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(weights, indices, scores): `scores` [N, E] are the unbiased affinities, for balance losses."""
         logits = F.linear(x.float(), self.weight.float())
-        scores = logits.sigmoid() if self.scoring == "sigmoid" else logits.softmax(dim=-1)
+        scores = logits.sigmoid() if self.scoring_func == "sigmoid" else logits.softmax(dim=-1)
         choice = scores if self.e_score_correction_bias is None else scores + self.e_score_correction_bias
-        if self.n_group > 1 and self.method != "greedy":
+        if self.n_group > 1 and self.topk_method != "greedy":
             grouped = choice.view(x.shape[0], self.n_group, -1)
             group_score = (
-                grouped.topk(2, dim=-1).values.sum(-1) if self.method == "noaux_tc" else grouped.amax(-1)
+                grouped.topk(2, dim=-1).values.sum(-1) if self.topk_method == "noaux_tc" else grouped.amax(-1)
             )
             kept = group_score.topk(self.topk_group, dim=-1).indices
             keep = torch.zeros_like(group_score, dtype=torch.bool).scatter_(1, kept, True)
             choice = grouped.masked_fill(~keep.unsqueeze(-1), float("-inf")).flatten(1)
-        indices = choice.topk(self.top_k, dim=-1).indices
+        indices = choice.topk(self.num_experts_per_tok, dim=-1).indices
         weights = scores.gather(1, indices)
         if self.norm_topk_prob:
             weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
-        return weights * self.scaling, indices, scores
+        return weights * self.routed_scaling_factor, indices, scores
 
 
 @functools.cache
@@ -143,14 +137,15 @@ def swiglu_experts(
 class MoE(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
-        c = config
-        self.n_experts, self.top_k = c.n_routed_experts, c.num_experts_per_tok
-        self.gate = Gate(c)
-        self.experts = Experts(c.n_routed_experts, c.hidden_size, c.moe_intermediate_size)
-        self.shared_experts = (
-            MLP(c.hidden_size, c.n_shared_experts * c.moe_intermediate_size) if c.n_shared_experts else None
-        )
-        self.tokens_per_expert = torch.zeros(c.n_routed_experts, dtype=torch.long)
+        self.n_routed_experts = config.n_routed_experts
+        self.num_experts_per_tok = config.num_experts_per_tok
+        self.gate = Gate(config)
+        self.experts = Experts(config.n_routed_experts, config.hidden_size, config.moe_intermediate_size)
+        self.shared_experts: MLP | None = None
+        if config.n_shared_experts:
+            shared_width = config.n_shared_experts * config.moe_intermediate_size
+            self.shared_experts = MLP(config.hidden_size, shared_width)
+        self.tokens_per_expert = torch.zeros(config.n_routed_experts, dtype=torch.long)
         self.route_scores: torch.Tensor | None = None
         self.route_indices: torch.Tensor | None = None
 
@@ -161,9 +156,9 @@ class MoE(nn.Module):
             self.route_scores = scores.view(*x.shape[:-1], -1)
             self.route_indices = indices.view(*x.shape[:-1], -1)
         order = indices.flatten().argsort(stable=True)
-        counts = torch.bincount(indices.flatten(), minlength=self.n_experts)
+        counts = torch.bincount(indices.flatten(), minlength=self.n_routed_experts)
         self.tokens_per_expert = counts.detach()
-        token = order // self.top_k
+        token = order // self.num_experts_per_tok
         routed = self.experts(flat[token], counts) * weights.flatten()[order, None]
         out = torch.zeros_like(flat, dtype=routed.dtype).index_add_(0, token, routed).to(x.dtype)
         if self.shared_experts is not None:

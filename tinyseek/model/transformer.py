@@ -108,6 +108,16 @@ class Transformer(nn.Module):
                 nn.init.normal_(module.gate_up_proj, std=std)
                 nn.init.normal_(module.down_proj, std=std)
 
+    def to_dtype(self, dtype: torch.dtype) -> Transformer:
+        """Cast the weights to `dtype`; the gates' correction biases stay fp32 (their ~1e-3 balancing
+        updates would vanish in bf16). Plain `.to(dtype)` casts every floating tensor, biases too."""
+        gates = [m for m in self.modules() if isinstance(m, Gate) and m.e_score_correction_bias is not None]
+        biases = [g.e_score_correction_bias for g in gates]
+        self.to(dtype)
+        for gate, bias in zip(gates, biases, strict=True):
+            gate.e_score_correction_bias = bias
+        return self
+
     def _positions(self, input_ids: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
         if positions is None:
             positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyseek.inference.llm import LLM
-from tinyseek.inference.sampling import SamplingParams
+from tinyseek.inference.sampling_params import SamplingParams
 from tinyseek.rl.prompts import PromptItem
 from tinyseek.rl.rewards import accuracy_reward
 from tinyseek.rl.rollout import request_seed, task_score

@@ -25,7 +25,7 @@ from typing import Any
 
 from tinyseek.inference.detokenizer import text_with_stop
 from tinyseek.inference.llm import LLM
-from tinyseek.inference.sampling import SamplingParams
+from tinyseek.inference.sampling_params import SamplingParams
 from tinyseek.rl.prompts import PromptItem
 from tinyseek.rl.rewards import RewardSet
 

@@ -28,7 +28,7 @@ from typing import Any, TypeAlias
 
 from tinyseek.inference.engine import Engine
 from tinyseek.inference.request import Delta
-from tinyseek.inference.sampling import SamplingParams
+from tinyseek.inference.sampling_params import SamplingParams
 from tinyseek.serve.metrics import ServerMetrics
 
 log = logging.getLogger(__name__)

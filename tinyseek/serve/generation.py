@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from tinyseek.chat_template import THINK_CLOSE
 from tinyseek.inference.request import Delta
-from tinyseek.inference.sampling import SamplingParams
+from tinyseek.inference.sampling_params import SamplingParams
 from tinyseek.serve.engine_loop import EngineLoop, Generation
 from tinyseek.serve.reasoning import ReasoningSplitter
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from tinyseek.inference.sampling import SamplingParams
+from tinyseek.inference.sampling_params import SamplingParams
 from tinyseek.serve.errors import APIError
 from tinyseek.serve.generation import ChoicePlan, ChoiceTally
 from tinyseek.serve.protocol import CompletionTokensDetails, PromptTokensDetails, Usage

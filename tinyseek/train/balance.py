@@ -30,7 +30,9 @@ class LoadCounter:
 
     def __init__(self, model: nn.Module):
         self.layers = moe_layers(model)
-        self.counts = {name: torch.zeros(m.n_experts, dtype=torch.long) for name, m in self.layers.items()}
+        self.counts = {
+            name: torch.zeros(m.n_routed_experts, dtype=torch.long) for name, m in self.layers.items()
+        }
 
     def add(self) -> None:
         """Read the last forward's loads (call after each micro-batch forward)."""
@@ -80,7 +82,7 @@ def sequence_balance_loss(model: nn.Module, alpha: float) -> torch.Tensor | None
         scores, indices = moe.route_scores, moe.route_indices
         if scores is None or indices is None:
             continue
-        n_experts, top_k, seq = moe.n_experts, moe.top_k, scores.shape[-2]
+        n_experts, top_k, seq = moe.n_routed_experts, moe.num_experts_per_tok, scores.shape[-2]
         chosen = torch.zeros_like(scores).scatter_(-1, indices, 1.0)  # [B, T, E]
         f = chosen.sum(dim=-2) * (n_experts / (top_k * seq))
         p = (scores / scores.sum(dim=-1, keepdim=True)).mean(dim=-2)

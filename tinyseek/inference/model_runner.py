@@ -1,9 +1,12 @@
-"""ModelRunner: turns a scheduled step into model forwards over the paged latent cache, then tokens.
+"""ModelRunner: one scheduled step in, each sequence's new tokens out; it changes no sequence.
 
 Design choices:
-- One forward for all prefill chunks (right-padded to the longest) and one for all decoding sequences:
-  batched prefill and batched decode. The model's absorbed MLA path runs over the cache bound for
-  that forward (`PagedLatentCache.bind`), so prefill continues from cached prefixes for free.
+- Prefill chunks run in length buckets: chunks sorted by length, a bucket closed when padding it to
+  its longest chunk would add more than a quarter to its tokens, one forward per bucket. A mixed
+  batch then costs about what its tokens cost (prefill is compute-bound, so the extra forwards are
+  cheap). All decoding sequences run in one forward.
+- The model's absorbed MLA path runs over the latent cache bound for that forward (`LatentCache.bind`),
+  so prefill continues from cached prefixes for free.
 - The head runs only on the rows that produce a token (the last prompt position), not on padding.
 - Decode is lean: a handful of small index tensors per step (rows, positions, slots) built from the
   scheduler's persistent block table, then one forward and one batched sampling call.
@@ -11,54 +14,74 @@ Design choices:
   at once; tokens are sampled position by position exactly as plain decoding would, and the draft is
   accepted when it equals the sampled token, so greedy (and seeded) output is identical to plain
   decoding. The MTP module then runs once over the same positions to draft the next token; its
-  latents live in the cache layer after the main layers.
+  latents live in the cache layer after the main layers. The new draft goes back in `StepTokens`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence as Seq
-from dataclasses import dataclass
 from typing import cast
 
 import torch
 
-from tinyseek.inference.latent_cache import PagedLatentCache
-from tinyseek.inference.request import Sequence
+from tinyseek.inference.latent_cache import LatentCache
+from tinyseek.inference.request import Sequence, StepTokens
 from tinyseek.inference.sampler import Sampler, top_logprobs
-from tinyseek.inference.scheduler import PrefillChunk
+from tinyseek.inference.scheduler import PrefillChunk, ScheduledStep
 from tinyseek.model.transformer import MTPModule, Transformer
 
+PADDING_WASTE = 0.25  # a prefill bucket pads at most this share of its tokens
 
-@dataclass
-class StepTokens:
-    """Tokens one sequence gained this step, with their logprob entries when asked."""
 
-    tokens: list[int]
-    logprobs: list[dict[int, float]] | None = None
-    drafted: int = 0
-    accepted: int = 0
+def length_buckets(lengths: Seq[int], waste: float = PADDING_WASTE) -> list[list[int]]:
+    """Indices of `lengths` grouped so that padding a group to its longest adds at most `waste`."""
+    buckets: list[list[int]] = []
+    tokens = 0
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        if buckets and lengths[buckets[-1][0]] * (len(buckets[-1]) + 1) <= (1 + waste) * (
+            tokens + lengths[i]
+        ):
+            buckets[-1].append(i)
+            tokens += lengths[i]
+        else:
+            buckets.append([i])
+            tokens = lengths[i]
+    return buckets
 
 
 class ModelRunner:
     def __init__(
         self,
         model: Transformer,
-        cache: PagedLatentCache,
+        cache: LatentCache,
         block_table: torch.Tensor,
         sampler: Sampler,
         speculative: bool = False,
     ):
-        self.model, self.cache, self.block_table, self.sampler = model, cache, block_table, sampler
+        self.model = model
+        self.cache = cache
+        self.block_table = block_table
+        self.sampler = sampler
         self.block_size = cache.block_size
         self.speculative = speculative
         self.device = block_table.device
         self.mtp_layer = model.config.num_hidden_layers
-        # On CPU, x @ W.T for a few rows streams the vocab x hidden head ~2.5x slower than x @ Wt with
-        # Wt stored [hidden, vocab]: keep that copy, rebuilt whenever the weight changes (RL updates).
+        # On CPU, x @ W.T for a few rows streams the vocab x hidden head slower than x @ Wt with Wt
+        # stored [hidden, vocab]: keep that copy, rebuilt whenever the weight changes (RL updates).
         self.transpose_head = self.device.type == "cpu"
         self._head_t: torch.Tensor | None = None
         self._head_key: tuple[int, int] | None = None
 
+    @torch.inference_mode()
+    def run(self, step: ScheduledStep) -> list[StepTokens | None]:
+        """Results aligned with step.prefill then step.decode; None for a chunk that ends mid-prompt."""
+        results: list[StepTokens | None] = self._prefill(step.prefill) if step.prefill else []
+        if step.decode:
+            decode = self._decode_speculative if self.speculative else self._decode
+            results.extend(decode(step.decode))
+        return results
+
+    # ---- shared pieces -------------------------------------------------------------------------
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         weight = self.model.lm_head.weight
         if not self.transpose_head:
@@ -67,6 +90,9 @@ class ModelRunner:
         if self._head_t is None or key != self._head_key:
             self._head_t, self._head_key = weight.detach().t().contiguous(), key
         return hidden @ self._head_t
+
+    def _sample(self, logits: torch.Tensor, seqs: Seq[Sequence]) -> torch.Tensor:
+        return self.sampler.sample(logits, [s.params for s in seqs], [s.generator for s in seqs])
 
     def _slots(self, rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Cache slot of each (row, position) [B, T]."""
@@ -85,9 +111,8 @@ class ModelRunner:
         """MTP depth 1 over the bound positions; returns its normed hidden states [B, T, H]."""
         module = cast(MTPModule, self.model.mtp[0])
         cos, sin = self.model.rotary(positions)
-        h = module(
-            hidden, self.model.embed_tokens(next_ids), cos, sin, positions, self.cache.layer(self.mtp_layer)
-        )
+        next_embeds = self.model.embed_tokens(next_ids)
+        h = module(hidden, next_embeds, cos, sin, positions, self.cache.layer(self.mtp_layer))
         return module.shared_head_norm(h)
 
     def _logprobs(
@@ -103,9 +128,17 @@ class ModelRunner:
         return out
 
     # ---- prefill -------------------------------------------------------------------------------
-    @torch.inference_mode()
-    def prefill(self, chunks: list[PrefillChunk]) -> list[StepTokens | None]:
-        """Compute the chunks' latents; a chunk that completes its prompt also yields the first token."""
+    def _prefill(self, chunks: list[PrefillChunk]) -> list[StepTokens | None]:
+        results: list[StepTokens | None] = [None] * len(chunks)
+        for bucket in length_buckets([c.length for c in chunks]):
+            for i, result in zip(bucket, self._prefill_bucket([chunks[i] for i in bucket]), strict=True):
+                results[i] = result
+        return results
+
+    def _prefill_bucket(self, chunks: list[PrefillChunk]) -> list[StepTokens | None]:
+        """Compute the chunks' latents in one forward; a chunk that completes its prompt also yields
+        its first token and, speculating, its first draft."""
+        results: list[StepTokens | None] = [None] * len(chunks)
         width = max(c.length for c in chunks)
         ids = torch.zeros(len(chunks), width + 1, dtype=torch.long)
         for i, c in enumerate(chunks):
@@ -120,15 +153,12 @@ class ModelRunner:
         rows = torch.tensor([c.seq.row for c in chunks], device=self.device)
         self._bind(rows, positions, valid, int((starts + lengths).max()))
         hidden = self.model.hidden_states(ids[:, :width], positions, self.cache)
-        last = hidden[torch.arange(len(chunks), device=self.device), lengths - 1]
-
         done = [i for i, c in enumerate(chunks) if c.completes_prompt]
-        results: list[StepTokens | None] = [None] * len(chunks)
         if done:
             idx = torch.tensor(done, device=self.device)
             seqs = [chunks[i].seq for i in done]
-            logits = self._logits(last[idx])
-            tokens = self.sampler.sample(logits, [s.params for s in seqs], [s.generator for s in seqs])
+            logits = self._logits(hidden[idx, lengths[idx] - 1])
+            tokens = self._sample(logits, seqs)
             logprobs = self._logprobs(logits, tokens, seqs)
             for j, i in enumerate(done):
                 entry = logprobs[j]
@@ -140,21 +170,18 @@ class ModelRunner:
             if done:
                 drafts = self._logits(mtp[idx, lengths[idx] - 1]).argmax(dim=-1).tolist()
                 for j, i in enumerate(done):
-                    chunks[i].seq.draft = drafts[j]
+                    cast(StepTokens, results[i]).draft = drafts[j]
         return results
 
     # ---- decode --------------------------------------------------------------------------------
-    @torch.inference_mode()
-    def decode(self, seqs: list[Sequence]) -> list[StepTokens]:
-        if self.speculative:
-            return self._decode_speculative(seqs)
+    def _decode(self, seqs: list[Sequence]) -> list[StepTokens]:
         rows = torch.tensor([s.row for s in seqs], device=self.device)
         positions = torch.tensor([s.num_computed for s in seqs], device=self.device)[:, None]
         ids = torch.tensor([s.token_ids[-1] for s in seqs], device=self.device)[:, None]
         span = max(s.num_computed for s in seqs) + 1
         self._bind(rows, positions, torch.ones_like(positions, dtype=torch.bool), span)
         logits = self._logits(self.model.hidden_states(ids, positions, self.cache)[:, -1])
-        tokens = self.sampler.sample(logits, [s.params for s in seqs], [s.generator for s in seqs])
+        tokens = self._sample(logits, seqs)
         logprobs = self._logprobs(logits, tokens, seqs)
         return [
             StepTokens([t], None if lp is None else [lp])
@@ -168,12 +195,12 @@ class ModelRunner:
         start = torch.tensor([s.num_computed for s in seqs], device=self.device)
         positions = start[:, None] + torch.arange(2, device=self.device)
         drafts = torch.tensor([s.draft for s in seqs], device=self.device)
-        ids = torch.stack([torch.tensor([s.token_ids[-1] for s in seqs], device=self.device), drafts], 1)
+        last = torch.tensor([s.token_ids[-1] for s in seqs], device=self.device)
+        ids = torch.stack([last, drafts], 1)
         self._bind(rows, positions, torch.ones_like(positions, dtype=torch.bool), int(start.max()) + 2)
         hidden = self.model.hidden_states(ids, positions, self.cache)
         logits = self._logits(hidden)
-        params, gens = [s.params for s in seqs], [s.generator for s in seqs]
-        first = self.sampler.sample(logits[:, 0], params, gens)
+        first = self._sample(logits[:, 0], seqs)
         first_lp = self._logprobs(logits[:, 0], first, seqs)
         accepted = first == drafts
         acc_rows = accepted.nonzero().flatten().tolist()
@@ -182,21 +209,16 @@ class ModelRunner:
         if acc_rows:
             idx = torch.tensor(acc_rows, device=self.device)
             acc_seqs = [seqs[i] for i in acc_rows]
-            picked = self.sampler.sample(
-                logits[idx, 1], [s.params for s in acc_seqs], [s.generator for s in acc_seqs]
-            )
+            picked = self._sample(logits[idx, 1], acc_seqs)
             second[idx] = picked
             for i, lp in zip(acc_rows, self._logprobs(logits[idx, 1], picked, acc_seqs), strict=True):
                 second_lp[i] = lp
-        mtp_ids = torch.stack([first, second], 1)
-        mtp = self._draft(hidden, mtp_ids, positions)
+        mtp = self._draft(hidden, torch.stack([first, second], 1), positions)
         new_drafts = self._logits(mtp[torch.arange(n, device=self.device), accepted.long()]).argmax(-1)
 
         out = []
-        accepted_list = accepted.tolist()
-        for i, (a, b, d) in enumerate(zip(first.tolist(), second.tolist(), new_drafts.tolist(), strict=True)):
-            seqs[i].draft = d
-            tokens = [a, b] if accepted_list[i] else [a]
+        rows_out = zip(first.tolist(), second.tolist(), new_drafts.tolist(), accepted.tolist(), strict=True)
+        for i, (a, b, d, ok) in enumerate(rows_out):
             lps = [lp for lp in (first_lp[i], second_lp[i]) if lp is not None]
-            out.append(StepTokens(tokens, lps or None, drafted=1, accepted=int(accepted_list[i])))
+            out.append(StepTokens([a, b] if ok else [a], lps or None, draft=d, drafted=1, accepted=int(ok)))
         return out
