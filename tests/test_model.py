@@ -22,8 +22,8 @@ class RowCache:
     def bind(self, rows: list[int], positions: torch.Tensor) -> LatentCache:
         """Where rows `rows` write `positions` [B, T] and read their context, for the next forward."""
         base = 16 + torch.tensor(rows)[:, None] * self.row_slots
-        span = torch.arange(int(positions.max()) + 1)
-        self.cache.bind((base + positions).reshape(-1), base + span)
+        blocks = torch.arange(0, int(positions.max()) + 1, 16)
+        self.cache.bind((base + positions).reshape(-1), (base + blocks) // 16)
         return self.cache
 
 
@@ -109,10 +109,10 @@ def test_correction_bias_changes_selection_not_weights():
 def test_grouped_matmul_equals_per_expert_loop(monkeypatch):
     x = torch.randn(11, 16)
     w = torch.randn(4, 8, 16)
-    counts = torch.tensor([3, 0, 5, 3])
-    fast = grouped_linear(x, w, counts)
+    offs = torch.tensor([3, 3, 8, 11], dtype=torch.int32)  # 3, 0, 5 and 3 rows
+    fast = grouped_linear(x, w, offs)
     monkeypatch.setattr(moe_module, "_grouped_mm_works", lambda *_: False)
-    slow = grouped_linear(x, w, counts)
+    slow = grouped_linear(x, w, offs)
     ref = torch.cat([x[:3] @ w[0].T, x[3:8] @ w[2].T, x[8:] @ w[3].T])
     assert torch.allclose(fast, ref, atol=1e-5) and torch.allclose(slow, ref, atol=1e-5)
 

@@ -8,10 +8,12 @@ Design choices:
   [kv_lora_rank + qk_rope_head_dim] per slot (`kv` and `pe` are views of its two parts): nothing per
   head, and one gather per layer fetches both. Slot s belongs to block s // block_size; blocks are
   owned and shared through `BlockManager` (prefix caching), so a shared prompt prefix is stored once.
-- The model runner binds, once per forward, where each input token writes (`write_slots` [B*T]) and which
-  slots make up each row's context in position order (`read_slots` [B, S]). Every layer then writes
-  its new latents and does one gather, and the model's absorbed attention sees a dense [B, S, R] context whose
-  index equals the position, the contract of `tinyseek.model.attention.LatentStore`.
+- The model runner binds, once per forward, where each input token writes (`write_slots` [B*T]) and
+  which blocks make up each row's context in position order (`read_blocks` [B, nb]). Every layer then
+  writes its new latents and gathers whole blocks (16 contiguous rows per index: a gather of single
+  slots was several times slower), and the model's absorbed attention sees a dense [B, nb * block_size,
+  R + r] context whose index equals the position, the contract of `tinyseek.model.attention.LatentStore`;
+  positions past a row's own are masked as the future.
 - Padded positions write into and read from block 0 (never handed out); the attention masks them by
   position. The pool starts zeroed and only ever holds finite values, so masked reads are harmless.
 - The pool size IS the memory budget: it is allocated once and requests wait for blocks.
@@ -32,10 +34,12 @@ class LayerSlots:
         self.kv, self.pe = cache.kv[index], cache.pe[index]
 
     def update(self, kv: torch.Tensor, pe: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        write, read = self.cache.write_slots, self.cache.read_slots
+        cache = self.cache
+        write, read = cache.write_slots, cache.read_blocks
         self.kv.index_copy_(0, write, kv.reshape(-1, kv.shape[-1]).to(self.kv.dtype))
         self.pe.index_copy_(0, write, pe.reshape(-1, pe.shape[-1]).to(self.pe.dtype))
-        return self.latents.index_select(0, read.reshape(-1)).view(*read.shape, -1)
+        blocks = self.latents.view(cache.num_blocks, cache.block_size, -1).index_select(0, read.reshape(-1))
+        return blocks.view(read.shape[0], -1, self.latents.shape[-1])
 
 
 class LatentCache:
@@ -55,15 +59,16 @@ class LatentCache:
         self.kv, self.pe = self.latents.split([config.kv_lora_rank, config.qk_rope_head_dim], dim=-1)
         self.layers = [LayerSlots(self, i) for i in range(self.n_layers)]
         self.write_slots = torch.zeros(0, dtype=torch.long, device=device)
-        self.read_slots = torch.zeros(0, 0, dtype=torch.long, device=device)
+        self.read_blocks = torch.zeros(0, 0, dtype=torch.long, device=device)
 
     @staticmethod
     def bytes_per_token_for(config: ModelConfig, dtype: torch.dtype, n_layers: int) -> int:
         return config.latent_dim * n_layers * torch.empty((), dtype=dtype).element_size()
 
-    def bind(self, write_slots: torch.Tensor, read_slots: torch.Tensor) -> None:
-        """Set where the next forward writes ([B*T] slots) and reads ([B, S] slots, index = position)."""
-        self.write_slots, self.read_slots = write_slots, read_slots
+    def bind(self, write_slots: torch.Tensor, read_blocks: torch.Tensor) -> None:
+        """Set where the next forward writes ([B*T] slots) and reads ([B, nb] blocks in position order)."""
+        self.write_slots = write_slots
+        self.read_blocks = read_blocks
 
     def layer(self, index: int) -> LayerSlots:
         return self.layers[index]

@@ -104,8 +104,7 @@ class ModelRunner:
     ) -> None:
         clamped = write_positions.masked_fill(~valid, 0)
         write = self._slots(rows, clamped).masked_fill(~valid, 0).reshape(-1)
-        read_positions = torch.arange(span, device=self.device).expand(len(rows), span)
-        self.cache.bind(write, self._slots(rows, read_positions))
+        self.cache.bind(write, self.block_table[rows, : -(-span // self.block_size)])
 
     def _draft(self, hidden: torch.Tensor, next_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """MTP depth 1 over the bound positions; returns its normed hidden states [B, T, H]."""

@@ -39,7 +39,7 @@ class Sampler:
         generators: Sequence[torch.Generator | None],
     ) -> torch.Tensor:
         """Token ids [B] from logits [B, V]."""
-        greedy_tokens = logits.argmax(dim=-1)
+        greedy_tokens = logits.max(dim=-1).indices  # argmax's first-maximum rule; several times faster on CPU
         sampled_rows = [i for i, p in enumerate(params) if not p.greedy]
         if not sampled_rows:
             return greedy_tokens

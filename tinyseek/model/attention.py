@@ -119,7 +119,7 @@ class MLA(nn.Module):
             w_uk, w_uv = w[:, : self.qk_nope_head_dim], w[:, self.qk_nope_head_dim :]
             q_latent = torch.einsum("bthd,hdr->bthr", q_nope, w_uk)
             q = torch.cat([q_latent, q_pe], dim=-1).to(latents.dtype).reshape(bsz, seqlen * n_heads, -1)
-            scores = torch.bmm(latents, q.transpose(1, 2)).transpose(1, 2)  # [B, T*H, S]
+            scores = torch.bmm(q, latents.transpose(1, 2))  # [B, T*H, S]
             future = torch.arange(latents.shape[1], device=x.device) > positions.repeat_interleave(
                 n_heads, dim=1
             ).unsqueeze(-1)

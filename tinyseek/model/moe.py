@@ -98,17 +98,16 @@ def _grouped_mm_works(device_type: str, dtype: torch.dtype) -> bool:
 
 
 @torch.compiler.disable  # grouped_mm's meta kernel takes bf16 only: under torch.compile fp32 would fail
-def grouped_linear(x: torch.Tensor, weight: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """Rows of x sorted by expert (counts[e] rows for expert e) times weight[e]ᵀ, one call for all experts."""
+def grouped_linear(x: torch.Tensor, weight: torch.Tensor, offs: torch.Tensor) -> torch.Tensor:
+    """Rows of x sorted by expert (expert e's rows end at offs[e]) times weight[e]ᵀ, one call for all."""
     if _grouped_mm_works(x.device.type, x.dtype):
-        offs = counts.cumsum(0).to(torch.int32)
         return torch._grouped_mm(x, weight.transpose(-2, -1), offs=offs)
     out = x.new_empty(x.shape[0], weight.shape[1])
     start = 0
-    for e, n in enumerate(counts.tolist()):
-        if n:
-            out[start : start + n] = x[start : start + n] @ weight[e].T
-            start += n
+    for e, end in enumerate(offs.tolist()):
+        if end > start:
+            out[start:end] = x[start:end] @ weight[e].T
+            start = end
     return out
 
 
@@ -130,8 +129,9 @@ def swiglu_experts(
     """SwiGLU of each expert on its rows (x sorted by expert); shared with expert-parallel wrappers."""
     dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
     x = x.to(dtype)
-    gate, up = grouped_linear(x, gate_up_proj.to(dtype), counts).chunk(2, dim=-1)
-    return grouped_linear(F.silu(gate) * up, down_proj.to(dtype), counts)
+    offs = counts.cumsum(0, dtype=torch.int32)
+    gate, up = grouped_linear(x, gate_up_proj.to(dtype), offs).chunk(2, dim=-1)
+    return grouped_linear(F.silu(gate) * up, down_proj.to(dtype), offs)
 
 
 class MoE(nn.Module):
@@ -155,12 +155,14 @@ class MoE(nn.Module):
         if self.training:
             self.route_scores = scores.view(*x.shape[:-1], -1)
             self.route_indices = indices.view(*x.shape[:-1], -1)
-        order = indices.flatten().argsort(stable=True)
-        counts = torch.bincount(indices.flatten(), minlength=self.n_routed_experts)
-        self.tokens_per_expert = counts.detach()
-        token = order // self.num_experts_per_tok
-        routed = self.experts(flat[token], counts) * weights.flatten()[order, None]
-        out = torch.zeros_like(flat, dtype=routed.dtype).index_add_(0, token, routed).to(x.dtype)
+        chosen = indices.flatten()
+        order = chosen.argsort(stable=True)  # (token, slot) pairs sorted by expert
+        counts = torch.bincount(chosen, minlength=self.n_routed_experts)
+        self.tokens_per_expert = counts
+        routed = self.experts(flat[order // self.num_experts_per_tok], counts)
+        # Back to token order, then each token's weighted sum over its k experts (fp32, as the weights).
+        routed = routed[order.argsort()].view(*weights.shape, -1)
+        out = (routed * weights.unsqueeze(-1)).sum(dim=1).to(x.dtype)
         if self.shared_experts is not None:
             out = out + self.shared_experts(flat)
         return out.view_as(x)
