@@ -1,12 +1,20 @@
-"""Greedy generation: transformers' `generate` against tinyseek's engine, same checkpoint, same prompts.
+"""Greedy generation: tinyseek's engine against transformers' `generate`, and both against the roofline.
 
-Builds a random-weight model from a preset (default `small`), saves it in the HF layout, loads it in
-both, generates greedily at several batch sizes and prints tokens/s, the ratio, whether the outputs
-agree, the cache bytes per token of each, and the device. Prompts in a batch share one length, so
-transformers needs no padding and the comparison is exact up to floating-point ties.
+For each preset (default `mini`, ~24M parameters, and `small`, ~90M) it builds a random-weight model,
+saves it in the HF layout, loads it in both, and at each batch size (default 1 and 32) generates
+greedily from the same prompts in both. Prompts in a batch share one length, so transformers needs no
+padding and the outputs must agree token for token (up to floating-point ties); the script counts them.
 
-    PYTHONPATH=. python bench/generate.py                     # small preset, CPU, batches 1 8 32
-    PYTHONPATH=. python bench/generate.py --batch-sizes 1 --new-tokens 16 --speculative
+Timing: the two run interleaved (transformers, tinyseek, transformers, ...) `--repeats` times in one
+process and the MEDIAN of each is kept. The machine may be shared: absolute tokens/s are noisy, the
+ratio of the two medians measured side by side is the figure to read.
+
+Roofline: the same run measures the machine's read bandwidth (a sum over a 256 MB tensor) and fp32
+matmul peak (square matmuls), both best of several, and prints the config's bytes and FLOPs per
+decoded token (tinyseek/cost/roofline.py) and each result's tokens/s as a share of the roofline's.
+
+    PYTHONPATH=. python bench/generate.py --threads 1                       # mini and small, batch 1 and 32
+    PYTHONPATH=. python bench/generate.py --presets tiny --batch-sizes 1 --new-tokens 16
 """
 
 from __future__ import annotations
@@ -15,9 +23,11 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -36,72 +46,61 @@ def device_name(device: str) -> str:
     return f"cpu ({cpu}, {torch.get_num_threads()} threads)"
 
 
-def hf_cache_bytes_per_token(hf_model: torch.nn.Module, device: str) -> float:
-    ids = torch.zeros(1, 8, dtype=torch.long, device=device)
-    with torch.no_grad():
-        cache = hf_model(ids, use_cache=True).past_key_values
-    total = sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers)
-    return total / ids.shape[1]
-
-
-def time_call(fn) -> tuple[float, object]:  # type: ignore[no-untyped-def]
+def sync() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    start = time.perf_counter()
-    out = fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter() - start, out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--preset", default="small")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--prompt-len", type=int, default=32)
-    parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument(
-        "--repeats", type=int, default=2, help="timed runs of each, alternating; best is kept"
-    )
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--speculative", action="store_true", help="also time MTP speculative decoding")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    args = parser.parse_args()
+def best_seconds(fn, repeats: int = 5) -> float:  # type: ignore[no-untyped-def]
+    fn()
+    times = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return min(times)
 
+
+def measure_machine(device: str) -> dict[str, float]:
+    """Read bandwidth (bytes/s) and fp32 matmul peak (FLOP/s): the two roofs."""
+    big = torch.ones(64 * 2**20, device=device)  # 256 MB, far above any cache
+    bandwidth = big.nbytes / best_seconds(lambda: big.sum())
+    del big
+    peak = 0.0
+    for n in (256, 512, 1024):
+        a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+        peak = max(peak, 2 * n**3 / best_seconds(lambda a=a, b=b: a @ b))
+    return {"bandwidth_bytes_s": bandwidth, "fp32_peak_flops_s": peak}
+
+
+def bench_preset(preset: str, args: argparse.Namespace, machine: dict[str, float]) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM
 
     from tinyseek import LLM, ModelConfig, SamplingParams, Transformer
+    from tinyseek.cost.roofline import decode_roofline, generation_seconds
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     # transformers neither builds nor loads MTP modules, so the shared checkpoint has none.
-    config = ModelConfig.preset(args.preset, num_nextn_predict_layers=0)
+    config = ModelConfig.preset(preset, num_nextn_predict_layers=0)
     with tempfile.TemporaryDirectory() as tmp:
         Transformer(config).save_pretrained(tmp)
         hf = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32).to(args.device).eval()
         # No prefix caching: repeated runs of the same prompts must not skip their prefill.
         llm = LLM(tmp, device=args.device, max_num_seqs=max(args.batch_sizes), max_model_len=1024,
                   enable_prefix_caching=False)  # fmt: skip
-    params = SamplingParams(temperature=0, max_tokens=args.new_tokens, ignore_eos=True)
-    n = args.new_tokens
-    report: dict = {
-        "device": device_name(args.device),
-        "load_average_at_start": os.getloadavg()[0],
-        "preset": args.preset,
+    n, p = args.new_tokens, args.prompt_len
+    params = SamplingParams(temperature=0, max_tokens=n, ignore_eos=True)
+    bandwidth, peak = machine["bandwidth_bytes_s"], machine["fp32_peak_flops_s"]
+    per_token = decode_roofline(config, 1, p + n // 2)
+    report: dict[str, Any] = {
+        "preset": preset,
         "parameters": llm.engine.model.num_parameters(),
-        "prompt_len": args.prompt_len,
-        "new_tokens": n,
-        "cache_bytes_per_token": {
-            "tinyseek": llm.engine.cache.bytes_per_token,
-            "transformers": hf_cache_bytes_per_token(hf, args.device),
-        },
+        "bytes_per_decoded_token_batch_1": per_token.bytes,
+        "flops_per_decoded_token": per_token.flops,
         "runs": [],
     }
-    gen = torch.Generator().manual_seed(1)
 
     def hf_generate(ids: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -110,71 +109,99 @@ def main() -> None:
             )
         return out[:, ids.shape[1] :].cpu()
 
-    warm = torch.randint(0, config.vocab_size, (1, args.prompt_len), generator=gen).to(args.device)
+    gen = torch.Generator().manual_seed(1)
+    warm = torch.randint(0, config.vocab_size, (1, p), generator=gen).to(args.device)
     hf_generate(warm)
     llm.generate([warm[0].tolist()], SamplingParams(temperature=0, max_tokens=4, ignore_eos=True))
     for batch in args.batch_sizes:
-        ids = torch.randint(0, config.vocab_size, (batch, args.prompt_len), generator=gen)
-        hf_time = ts_time = float("inf")
-        for _ in range(args.repeats):  # alternate, keep the best: the machine may be shared
-            elapsed, hf_out = time_call(lambda ids=ids: hf_generate(ids.to(args.device)))
-            hf_time = min(hf_time, elapsed)
-            elapsed, ts_out = time_call(lambda ids=ids: llm.generate(ids.tolist(), params))
-            ts_time = min(ts_time, elapsed)
-        ours = [o.token_ids for o in ts_out]  # type: ignore[attr-defined]
-        same = sum(o == r for o, r in zip(ours, hf_out.tolist(), strict=True))  # type: ignore[attr-defined]
+        ids = torch.randint(0, config.vocab_size, (batch, p), generator=gen)
+        hf_times, ts_times = [], []
+        hf_out: torch.Tensor | None = None
+        ts_out: list[Any] = []
+        for _ in range(args.repeats):  # interleaved: both see the same load
+            sync()
+            start = time.perf_counter()
+            hf_out = hf_generate(ids.to(args.device))
+            sync()
+            hf_times.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            ts_out = llm.generate(ids.tolist(), params)
+            sync()
+            ts_times.append(time.perf_counter() - start)
+        assert hf_out is not None
+        same = sum(o.token_ids == r for o, r in zip(ts_out, hf_out.tolist(), strict=True))
+        hf_s, ts_s = statistics.median(hf_times), statistics.median(ts_times)
+        roof_s = generation_seconds(config, batch, p, n, bandwidth, peak)
+        step = decode_roofline(config, batch, p + n // 2)
         run = {
             "batch": batch,
-            "transformers_tok_s": batch * n / hf_time,
-            "tinyseek_tok_s": batch * n / ts_time,
-            "speedup": hf_time / ts_time,
+            "transformers_tok_s": batch * n / hf_s,
+            "tinyseek_tok_s": batch * n / ts_s,
+            "speedup": hf_s / ts_s,
+            "roofline_tok_s": batch * n / roof_s,
+            "tinyseek_roofline_share": roof_s / ts_s,
+            "transformers_roofline_share": roof_s / hf_s,
+            "decode_step_bound": step.bound(bandwidth, peak),
             "identical_sequences": f"{same}/{batch}",
+            "seconds_tinyseek": ts_times,
+            "seconds_transformers": hf_times,
         }
         report["runs"].append(run)
         if not args.json:
             print(
-                f"batch {batch:3d}: transformers {run['transformers_tok_s']:8.1f} tok/s | tinyseek "
-                f"{run['tinyseek_tok_s']:8.1f} tok/s | x{run['speedup']:.2f} | identical {run['identical_sequences']}",
+                f"{preset:>6} batch {batch:3d}: transformers {run['transformers_tok_s']:7.1f} tok/s | tinyseek "
+                f"{run['tinyseek_tok_s']:7.1f} tok/s | x{run['speedup']:.2f} | roofline {run['roofline_tok_s']:7.1f} "
+                f"tok/s ({run['decode_step_bound']}-bound): tinyseek {run['tinyseek_roofline_share']:.0%}, "
+                f"transformers {run['transformers_roofline_share']:.0%} | identical {run['identical_sequences']}",
                 flush=True,
             )
-    if args.speculative:
-        spec_model = Transformer(ModelConfig.preset(args.preset)).to(args.device).eval()
-        options = dict(max_num_seqs=max(args.batch_sizes), max_model_len=1024, enable_prefix_caching=False)
-        plain = LLM(spec_model, **options)  # type: ignore[arg-type]
-        spec = LLM(spec_model, speculative=True, **options)  # type: ignore[arg-type]
-        for batch in args.batch_sizes:
-            prompts = torch.randint(0, config.vocab_size, (batch, args.prompt_len), generator=gen).tolist()
-            plain_time = spec_time = float("inf")
-            for _ in range(args.repeats):
-                elapsed, plain_out = time_call(lambda p=prompts: plain.generate(p, params))
-                plain_time = min(plain_time, elapsed)
-                elapsed, spec_out = time_call(lambda p=prompts: spec.generate(p, params))
-                spec_time = min(spec_time, elapsed)
-            same = sum(a.token_ids == b.token_ids for a, b in zip(plain_out, spec_out, strict=True))  # type: ignore[attr-defined]
-            run = {
-                "batch": batch,
-                "plain_tok_s": batch * n / plain_time,
-                "speculative_tok_s": batch * n / spec_time,
-                "identical_sequences": f"{same}/{batch}",
-                "acceptance_rate": spec.stats.acceptance_rate,
-            }
-            report.setdefault("speculative", []).append(run)
-            if not args.json:
-                print(
-                    f"MTP speculative, batch {batch:3d}: plain {run['plain_tok_s']:8.1f} tok/s | speculative "
-                    f"{run['speculative_tok_s']:8.1f} tok/s | acceptance {run['acceptance_rate']:.2f} "
-                    f"(random MTP weights) | identical {run['identical_sequences']}",
-                    flush=True,
-                )
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="+", default=["mini", "small"])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--prompt-len", type=int, default=32)
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs of each, interleaved; median kept")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    machine = measure_machine(args.device)
+    report: dict[str, Any] = {
+        "device": device_name(args.device),
+        "load_average_at_start": os.getloadavg()[0],
+        "prompt_len": args.prompt_len,
+        "new_tokens": args.new_tokens,
+        "timing": f"median of {args.repeats} interleaved runs of each, in one process",
+        **machine,
+        "presets": [],
+    }
+    if not args.json:
+        print(
+            f"device: {report['device']}, load average {report['load_average_at_start']:.2f}; "
+            f"measured read bandwidth {machine['bandwidth_bytes_s'] / 1e9:.1f} GB/s, fp32 matmul peak "
+            f"{machine['fp32_peak_flops_s'] / 1e9:.0f} GFLOP/s; {report['timing']}",
+            flush=True,
+        )
+    for preset in args.presets:
+        result = bench_preset(preset, args, machine)
+        report["presets"].append(result)
+        if not args.json:
+            print(
+                f"{preset:>6}: {result['parameters'] / 1e6:.1f}M parameters; per decoded token at batch 1: "
+                f"{result['bytes_per_decoded_token_batch_1'] / 1e6:.1f} MB, "
+                f"{result['flops_per_decoded_token'] / 1e6:.1f} MFLOP (prompt {args.prompt_len}, "
+                f"{args.new_tokens} new tokens)",
+                flush=True,
+            )
     if args.json:
         print(json.dumps(report, indent=2))
-    else:
-        print(f"device: {report['device']} (load average at start {report['load_average_at_start']:.2f})")
-        print(
-            f"preset {args.preset}: {report['parameters'] / 1e6:.1f}M parameters, prompt {args.prompt_len}, {n} new tokens"
-        )
-        cb = report["cache_bytes_per_token"]
-        print(f"cache bytes/token: tinyseek {cb['tinyseek']} | transformers {cb['transformers']:.0f}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Named model sizes: the released DeepSeek models, laptop-sized ones, and one labelled what-if.
 
-`tiny` trains on a 2-core CPU in minutes; `small` (~90M parameters) is the benchmark size;
-`r2-hybrid` is NOT a released model: a what-if sizing of the rumoured ~1.2T-parameter DeepSeek-R2,
+`tiny` trains on a 2-core CPU in minutes; `mini` (~24M) and `small` (~90M parameters) are the
+benchmark sizes; `r2-hybrid` is NOT a released model: a what-if sizing of the rumoured ~1.2T-parameter DeepSeek-R2,
 hybrid MoE/dense (MoE and dense layers interleaved through moe_layer_freq=2), for cost studies only.
 """
 
@@ -71,6 +71,29 @@ PRESETS: dict[str, dict[str, Any]] = {
         n_group=2,
         topk_group=2,
         max_position_embeddings=1024,
+        num_nextn_predict_layers=1,
+        initializer_range=0.02,
+    ),  # fmt: skip
+    # The engine check: ~24M parameters, 16 routed experts top-4, 6 layers, hidden 384.
+    "mini": dict(
+        vocab_size=10240,
+        hidden_size=384,
+        num_hidden_layers=6,
+        num_attention_heads=6,
+        q_lora_rank=128,
+        kv_lora_rank=96,
+        qk_nope_head_dim=64,
+        qk_rope_head_dim=32,
+        v_head_dim=64,
+        intermediate_size=1024,
+        moe_intermediate_size=128,
+        n_routed_experts=16,
+        n_shared_experts=1,
+        first_k_dense_replace=1,
+        num_experts_per_tok=4,
+        n_group=4,
+        topk_group=2,
+        max_position_embeddings=2048,
         num_nextn_predict_layers=1,
         initializer_range=0.02,
     ),  # fmt: skip
