@@ -67,7 +67,6 @@ def measure_machine(device: str) -> dict[str, float]:
     """Read bandwidth (bytes/s) and fp32 matmul peak (FLOP/s): the two roofs."""
     big = torch.ones(64 * 2**20, device=device)  # 256 MB, far above any cache
     bandwidth = big.nbytes / best_seconds(lambda: big.sum())
-    del big
     peak = 0.0
     for n in (256, 512, 1024):
         a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
@@ -159,7 +158,9 @@ def bench_preset(preset: str, args: argparse.Namespace, machine: dict[str, float
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--presets", nargs="+", default=["mini", "small"])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--prompt-len", type=int, default=32)

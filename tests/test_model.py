@@ -23,7 +23,7 @@ class RowCache:
         """Where rows `rows` write `positions` [B, T] and read their context, for the next forward."""
         base = 16 + torch.tensor(rows)[:, None] * self.row_slots
         blocks = torch.arange(0, int(positions.max()) + 1, 16)
-        self.cache.bind((base + positions).reshape(-1), (base + blocks) // 16)
+        self.cache.bind((base + positions).reshape(-1), [(slice(None), (base + blocks) // 16)])
         return self.cache
 
 

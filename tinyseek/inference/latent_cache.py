@@ -9,11 +9,13 @@ Design choices:
   head, and one gather per layer fetches both. Slot s belongs to block s // block_size; blocks are
   owned and shared through `BlockManager` (prefix caching), so a shared prompt prefix is stored once.
 - The model runner binds, once per forward, where each input token writes (`write_slots` [B*T]) and
-  which blocks make up each row's context in position order (`read_blocks` [B, nb]). Every layer then
-  writes its new latents and gathers whole blocks (16 contiguous rows per index: a gather of single
-  slots was several times slower), and the model's absorbed attention sees a dense [B, nb * block_size,
-  R + r] context whose index equals the position, the contract of `tinyseek.model.attention.LatentStore`;
-  positions past a row's own are masked as the future.
+  which blocks make up each row's context in position order (`read_blocks`: groups of consecutive
+  rows, [b, nb] each). Every layer then writes its new latents and gathers whole blocks (16 contiguous
+  rows per index: a gather of single slots was several times slower), and the model's absorbed
+  attention sees, per group, a dense [b, nb * block_size, R + r] context whose index equals the
+  position, the contract of `tinyseek.model.attention.LatentStore`; positions past a row's own are
+  masked as the future. Groups are the ragged part: rows with short contexts do not pay for the
+  longest one in the batch.
 - Padded positions write into and read from block 0 (never handed out); the attention masks them by
   position. The pool starts zeroed and only ever holds finite values, so masked reads are harmless.
 - The pool size IS the memory budget: it is allocated once and requests wait for blocks.
@@ -33,13 +35,17 @@ class LayerSlots:
         self.cache, self.latents = cache, cache.latents[index]
         self.kv, self.pe = cache.kv[index], cache.pe[index]
 
-    def update(self, kv: torch.Tensor, pe: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def update(
+        self, kv: torch.Tensor, pe: torch.Tensor, positions: torch.Tensor
+    ) -> list[tuple[slice, torch.Tensor]]:
         cache = self.cache
-        write, read = cache.write_slots, cache.read_blocks
-        self.kv.index_copy_(0, write, kv.reshape(-1, kv.shape[-1]).to(self.kv.dtype))
-        self.pe.index_copy_(0, write, pe.reshape(-1, pe.shape[-1]).to(self.pe.dtype))
-        blocks = self.latents.view(cache.num_blocks, cache.block_size, -1).index_select(0, read.reshape(-1))
-        return blocks.view(read.shape[0], -1, self.latents.shape[-1])
+        self.kv.index_copy_(0, cache.write_slots, kv.reshape(-1, kv.shape[-1]).to(self.kv.dtype))
+        self.pe.index_copy_(0, cache.write_slots, pe.reshape(-1, pe.shape[-1]).to(self.pe.dtype))
+        pool = self.latents.view(cache.num_blocks, cache.block_size, -1)
+        return [
+            (rows, pool.index_select(0, blocks.reshape(-1)).view(blocks.shape[0], -1, pool.shape[-1]))
+            for rows, blocks in cache.read_blocks
+        ]
 
 
 class LatentCache:
@@ -59,14 +65,15 @@ class LatentCache:
         self.kv, self.pe = self.latents.split([config.kv_lora_rank, config.qk_rope_head_dim], dim=-1)
         self.layers = [LayerSlots(self, i) for i in range(self.n_layers)]
         self.write_slots = torch.zeros(0, dtype=torch.long, device=device)
-        self.read_blocks = torch.zeros(0, 0, dtype=torch.long, device=device)
+        self.read_blocks: list[tuple[slice, torch.Tensor]] = []
 
     @staticmethod
     def bytes_per_token_for(config: ModelConfig, dtype: torch.dtype, n_layers: int) -> int:
         return config.latent_dim * n_layers * torch.empty((), dtype=dtype).element_size()
 
-    def bind(self, write_slots: torch.Tensor, read_blocks: torch.Tensor) -> None:
-        """Set where the next forward writes ([B*T] slots) and reads ([B, nb] blocks in position order)."""
+    def bind(self, write_slots: torch.Tensor, read_blocks: list[tuple[slice, torch.Tensor]]) -> None:
+        """Set where the next forward writes ([B*T] slots) and reads: per group of consecutive rows,
+        their blocks in position order ([b, nb])."""
         self.write_slots = write_slots
         self.read_blocks = read_blocks
 

@@ -4,7 +4,9 @@ Design choices:
 - Prefill chunks run in length buckets: chunks sorted by length, a bucket closed when padding it to
   its longest chunk would add more than a quarter to its tokens, one forward per bucket. A mixed
   batch then costs about what its tokens cost (prefill is compute-bound, so the extra forwards are
-  cheap). All decoding sequences run in one forward.
+  cheap). All decoding sequences run in one forward, longest context first, and its attention is
+  ragged: consecutive rows of similar context length form a group that gathers and attends over its
+  own span (a group pads at most half of its context), so a short row never pays for the longest.
 - The model's absorbed MLA path runs over the latent cache bound for that forward (`LatentCache.bind`),
   so prefill continues from cached prefixes for free.
 - The head runs only on the rows that produce a token (the last prompt position), not on padding.
@@ -31,6 +33,7 @@ from tinyseek.inference.scheduler import PrefillChunk, ScheduledStep
 from tinyseek.model.transformer import MTPModule, Transformer
 
 PADDING_WASTE = 0.25  # a prefill bucket pads at most this share of its tokens
+RAGGED_WASTE = 0.5  # a decode attention group pads at most this share of its context blocks
 
 
 def length_buckets(lengths: Seq[int], waste: float = PADDING_WASTE) -> list[list[int]]:
@@ -47,6 +50,22 @@ def length_buckets(lengths: Seq[int], waste: float = PADDING_WASTE) -> list[list
             buckets.append([i])
             tokens = lengths[i]
     return buckets
+
+
+def ragged_groups(spans: Seq[int], waste: float = RAGGED_WASTE) -> list[tuple[slice, int]]:
+    """Consecutive rows (longest context first) grouped so that padding a group to its longest span
+    adds at most `waste` to its spans: (rows, longest span) per group."""
+    groups: list[tuple[slice, int]] = []
+    start = longest = total = 0
+    for i, span in enumerate(spans):
+        widest = max(longest, span)
+        if i > start and widest * (i - start + 1) > (1 + waste) * (total + span):
+            groups.append((slice(start, i), longest))
+            start, widest, total = i, span, 0
+        longest = widest
+        total += span
+    groups.append((slice(start, len(spans)), longest))
+    return groups
 
 
 class ModelRunner:
@@ -77,8 +96,14 @@ class ModelRunner:
         """Results aligned with step.prefill then step.decode; None for a chunk that ends mid-prompt."""
         results: list[StepTokens | None] = self._prefill(step.prefill) if step.prefill else []
         if step.decode:
+            # Longest context first, so that rows of similar length are neighbours (ragged attention).
+            order = sorted(range(len(step.decode)), key=lambda i: -step.decode[i].num_computed)
             decode = self._decode_speculative if self.speculative else self._decode
-            results.extend(decode(step.decode))
+            decoded = decode([step.decode[i] for i in order])
+            in_step_order: list[StepTokens | None] = [None] * len(order)
+            for i, result in zip(order, decoded, strict=True):
+                in_step_order[i] = result
+            results.extend(in_step_order)
         return results
 
     # ---- shared pieces -------------------------------------------------------------------------
@@ -100,11 +125,15 @@ class ModelRunner:
         return blocks * self.block_size + positions % self.block_size
 
     def _bind(
-        self, rows: torch.Tensor, write_positions: torch.Tensor, valid: torch.Tensor, span: int
+        self, rows: torch.Tensor, write_positions: torch.Tensor, valid: torch.Tensor, spans: list[int]
     ) -> None:
+        """Bind the cache for one forward: each row writes its valid positions and reads the blocks
+        of its `spans[row]` positions, in ragged groups when the spans differ much."""
         clamped = write_positions.masked_fill(~valid, 0)
         write = self._slots(rows, clamped).masked_fill(~valid, 0).reshape(-1)
-        self.cache.bind(write, self.block_table[rows, : -(-span // self.block_size)])
+        blocks = [-(-span // self.block_size) for span in spans]
+        read = [(group, self.block_table[rows[group], :width]) for group, width in ragged_groups(blocks)]
+        self.cache.bind(write, read)
 
     def _draft(self, hidden: torch.Tensor, next_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """MTP depth 1 over the bound positions; returns its normed hidden states [B, T, H]."""
@@ -150,7 +179,7 @@ class ModelRunner:
         positions = starts[:, None] + offsets
         valid = offsets < lengths[:, None]
         rows = torch.tensor([c.seq.row for c in chunks], device=self.device)
-        self._bind(rows, positions, valid, int((starts + lengths).max()))
+        self._bind(rows, positions, valid, [int((starts + lengths).max())] * len(chunks))
         hidden = self.model.hidden_states(ids[:, :width], positions, self.cache)
         done = [i for i, c in enumerate(chunks) if c.completes_prompt]
         if done:
@@ -177,8 +206,8 @@ class ModelRunner:
         rows = torch.tensor([s.row for s in seqs], device=self.device)
         positions = torch.tensor([s.num_computed for s in seqs], device=self.device)[:, None]
         ids = torch.tensor([s.token_ids[-1] for s in seqs], device=self.device)[:, None]
-        span = max(s.num_computed for s in seqs) + 1
-        self._bind(rows, positions, torch.ones_like(positions, dtype=torch.bool), span)
+        spans = [s.num_computed + 1 for s in seqs]
+        self._bind(rows, positions, torch.ones_like(positions, dtype=torch.bool), spans)
         logits = self._logits(self.model.hidden_states(ids, positions, self.cache)[:, -1])
         tokens = self._sample(logits, seqs)
         logprobs = self._logprobs(logits, tokens, seqs)
@@ -196,7 +225,8 @@ class ModelRunner:
         drafts = torch.tensor([s.draft for s in seqs], device=self.device)
         last = torch.tensor([s.token_ids[-1] for s in seqs], device=self.device)
         ids = torch.stack([last, drafts], 1)
-        self._bind(rows, positions, torch.ones_like(positions, dtype=torch.bool), int(start.max()) + 2)
+        spans = [s.num_computed + 2 for s in seqs]
+        self._bind(rows, positions, torch.ones_like(positions, dtype=torch.bool), spans)
         hidden = self.model.hidden_states(ids, positions, self.cache)
         logits = self._logits(hidden)
         first = self._sample(logits[:, 0], seqs)

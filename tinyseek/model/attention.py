@@ -27,9 +27,13 @@ from tinyseek.model.rope import apply_rope
 
 
 class LatentStore(Protocol):
-    def update(self, kv: torch.Tensor, pe: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def update(
+        self, kv: torch.Tensor, pe: torch.Tensor, positions: torch.Tensor
+    ) -> list[tuple[slice, torch.Tensor]]:
         """Store latents kv [B, T, R] and rope keys pe [B, T, r] at `positions` [B, T]; return every
-        cached latent and rope key of those rows side by side, [B, S, R + r], index = position."""
+        cached latent and rope key of those rows side by side, index = position, as groups of
+        consecutive rows `(rows, latents [b, S, R + r])`: one group for the whole batch, or several
+        whose S differ when the rows' contexts differ much in length (ragged attention)."""
         ...
 
 
@@ -83,6 +87,15 @@ class MLA(nn.Module):
         kv, pe = self.kv_a_proj_with_mqa(x).split([self.kv_lora_rank, self.qk_rope_head_dim], dim=-1)
         return self.kv_a_layernorm(kv), apply_rope(pe, cos, sin)
 
+    def attend_latents(self, q: torch.Tensor, latents: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Softmax attention of absorbed queries q [B, T*H, R + r] over latents [B, S, R + r], positions
+        past each query's own masked; returns [B, T*H, R] in the latent space."""
+        scores = torch.bmm(q, latents.transpose(1, 2))  # [B, T*H, S]
+        future = torch.arange(latents.shape[1], device=q.device) > positions
+        scores = (scores.float() * self.softmax_scale).masked_fill_(future, float("-inf"))
+        probs = scores.softmax(dim=-1).to(latents.dtype)
+        return torch.bmm(probs, latents[..., : self.kv_lora_rank])
+
     def forward(
         self,
         x: torch.Tensor,
@@ -112,19 +125,19 @@ class MLA(nn.Module):
                 scale=self.softmax_scale,
             ).transpose(1, 2)[..., : v.shape[-1]]
         else:  # absorbed: attend over the cached latent directly
-            latents = cache.update(kv, pe, positions)  # [B, S, R + r]
+            groups = cache.update(kv, pe, positions)
             w = self.kv_b_proj.weight.view(
                 n_heads, self.qk_nope_head_dim + self.v_head_dim, self.kv_lora_rank
             )
             w_uk, w_uv = w[:, : self.qk_nope_head_dim], w[:, self.qk_nope_head_dim :]
             q_latent = torch.einsum("bthd,hdr->bthr", q_nope, w_uk)
-            q = torch.cat([q_latent, q_pe], dim=-1).to(latents.dtype).reshape(bsz, seqlen * n_heads, -1)
-            scores = torch.bmm(q, latents.transpose(1, 2))  # [B, T*H, S]
-            future = torch.arange(latents.shape[1], device=x.device) > positions.repeat_interleave(
-                n_heads, dim=1
-            ).unsqueeze(-1)
-            scores = (scores.float() * self.softmax_scale).masked_fill_(future, float("-inf"))
-            probs = scores.softmax(dim=-1).to(latents.dtype)
-            out = torch.bmm(probs, latents[..., : self.kv_lora_rank]).view(bsz, seqlen, n_heads, -1)
-            out = torch.einsum("bthr,hdr->bthd", out, w_uv)
+            q = torch.cat([q_latent, q_pe], dim=-1).to(groups[0][1].dtype).reshape(bsz, seqlen * n_heads, -1)
+            rows_positions = positions.repeat_interleave(n_heads, dim=1).unsqueeze(-1)  # [B, T*H, 1]
+            if len(groups) == 1:
+                out = self.attend_latents(q, groups[0][1], rows_positions)
+            else:
+                out = q.new_empty(bsz, seqlen * n_heads, self.kv_lora_rank)
+                for rows, latents in groups:
+                    out[rows] = self.attend_latents(q[rows], latents, rows_positions[rows])
+            out = torch.einsum("bthr,hdr->bthd", out.view(bsz, seqlen, n_heads, -1), w_uv)
         return self.o_proj(out.reshape(bsz, seqlen, n_heads * self.v_head_dim))

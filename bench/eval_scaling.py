@@ -1,0 +1,80 @@
+"""Evaluation throughput against its size: 500 problems per family must run near the tokens/s of 100.
+
+A bigger evaluation keeps the batch full longer, so its completions end at scattered times and new
+ones join beside old ones: the decode batch mixes short and long contexts. Padding every row to the
+longest context would make the big run slower per token than the small one; the engine's length
+buckets (prefill) and ragged attention (decode) are what keep them equal.
+
+Runs `tinyseek.eval.evaluate` on a random-weight `tiny` model (its completions are noise, but their
+lengths scatter as real ones do: each ends at EOS or the token limit) for `--small` then `--large`
+problems per family, then `--small` again; prints generated tokens/s of each and the ratio of the
+large run to the mean of the two small ones (one process, one thread if asked).
+
+    PYTHONPATH=. python bench/eval_scaling.py --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from eval_batching import build_model, device_name
+
+from tinyseek import LLM
+from tinyseek.eval import evaluate, problem_sets
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tasks", nargs="+", default=["addition", "multiplication"])
+    parser.add_argument("--small", type=int, default=100, help="problems per family, small run")
+    parser.add_argument("--large", type=int, default=500, help="problems per family, large run")
+    parser.add_argument("-k", type=int, default=4, help="samples per problem")
+    parser.add_argument("--max-tokens", type=int, default=128, help="tokens per completion")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        llm = LLM(build_model(Path(tmp), args.tasks[0]))
+        evaluate(llm, problem_sets(args.tasks, n=2, seed=99), k=2, max_tokens=4, template="r1zero")  # warm-up
+        for n in (args.small, args.large, args.small):
+            sets = problem_sets(args.tasks, n=n)
+            start = time.perf_counter()
+            report = evaluate(llm, sets, k=args.k, max_tokens=args.max_tokens, template="r1zero")
+            seconds = time.perf_counter() - start
+            runs.append({"problems_per_family": n, "generated_tokens": report.generated_tokens,
+                         "seconds": round(seconds, 2),
+                         "tokens_per_s": round(report.generated_tokens / seconds, 1)})  # fmt: skip
+            if not args.json:
+                print(f"{n:4d} problems per family: {report.generated_tokens} tokens in {seconds:.1f} s = "
+                      f"{runs[-1]['tokens_per_s']:.0f} tok/s", flush=True)  # fmt: skip
+    small = (runs[0]["tokens_per_s"] + runs[2]["tokens_per_s"]) / 2
+    result = {
+        "device": device_name("cpu"),
+        "load_average_at_start": os.getloadavg()[0],
+        "tasks": args.tasks,
+        "k": args.k,
+        "max_tokens": args.max_tokens,
+        "runs": runs,
+        "large_over_small_tokens_per_s": round(runs[1]["tokens_per_s"] / small, 3),
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{args.large} vs {args.small} per family: {result['large_over_small_tokens_per_s']:.0%} of the "
+              f"tokens/s ({result['device']})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
