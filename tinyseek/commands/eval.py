@@ -67,7 +67,10 @@ def _common_args(p: argparse.ArgumentParser, split: str, k: int) -> None:
         "the tokenizer has a chat template, else r1zero",
     )
     p.add_argument(
-        "--dtype", choices=("float32", "bfloat16"), default="float32", help="weights and cache dtype"
+        "--dtype",
+        choices=("float32", "bfloat16", "auto"),
+        default="float32",
+        help="weights and cache dtype (auto: the faster on this machine, timed)",
     )
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
     p.add_argument("--max-num-seqs", type=int, default=256, help="sequences decoded together (default 256)")
@@ -143,7 +146,7 @@ def _report(args: argparse.Namespace, greedy: bool) -> Any:
 
     _check(args)
     sets = _sets(args)
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "auto": "auto"}[args.dtype]
     llm = LLM(args.model, dtype=dtype, device=args.device, max_num_seqs=args.max_num_seqs)
     return evaluate(
         llm, sets, k=args.k, temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,

@@ -27,7 +27,10 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0 = off)")
     p.add_argument("--seed", type=int, default=None, help="seed for reproducible sampling")
     p.add_argument(
-        "--dtype", choices=["float32", "bfloat16"], default="float32", help="weights and cache dtype"
+        "--dtype",
+        choices=["float32", "bfloat16", "auto"],
+        default="float32",
+        help="weights and cache dtype (auto: the faster on this machine, timed)",
     )
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
     p.add_argument("--speculative", action="store_true", help="MTP speculative decoding (needs MTP weights)")
@@ -68,7 +71,7 @@ def _load(args: argparse.Namespace) -> Any:
 
     from tinyseek import LLM
 
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "auto": "auto"}[args.dtype]
     return LLM(args.model, dtype=dtype, device=args.device, speculative=args.speculative)
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from tinyseek.inference.auto_dtype import pick_dtype
 from tinyseek.inference.engine import Engine
 from tinyseek.inference.request import Delta, RequestOutput
 from tinyseek.inference.sampling_params import SamplingParams
@@ -29,6 +30,7 @@ from tinyseek.inference.scheduler import EngineStats
 from tinyseek.model.transformer import Transformer
 
 Prompt = str | Sequence[int]
+AUTO_DTYPE_BATCH = 32  # dtype="auto" times decode at this batch (or max_num_seqs when smaller)
 Messages = Sequence[Mapping[str, Any]]
 
 
@@ -48,11 +50,12 @@ class LLM:
         model: str | Path | Transformer,
         tokenizer: Any | None = None,
         *,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | str = torch.float32,
         device: str | torch.device = "cpu",
         **engine_options: Any,
     ):
-        """A Transformer is used as given (dtype and device apply to loading a directory).
+        """A Transformer is used as given (dtype and device apply to loading a directory; `dtype="auto"`
+        times fp32 against bf16 weights on this machine and keeps the faster, see auto_dtype.py).
         `engine_options` go to `Engine`: max_num_seqs, max_model_len, max_cache_tokens,
         cache_memory_bytes, block_size, max_num_batched_tokens, enable_prefix_caching,
         speculative, eos_token_ids, seed."""
@@ -60,7 +63,14 @@ class LLM:
             directory = Path(model)
             if not (directory / "config.json").is_file():
                 raise FileNotFoundError(f"model={str(model)!r}: expected a model directory with config.json")
-            model = Transformer.from_pretrained(directory, dtype=dtype, device=device)
+            if dtype == "auto":
+                model = Transformer.from_pretrained(directory, device=device)
+                batch = min(engine_options.get("max_num_seqs", 256), AUTO_DTYPE_BATCH)
+                model.to_dtype(pick_dtype(model, batch))
+            elif isinstance(dtype, torch.dtype):
+                model = Transformer.from_pretrained(directory, dtype=dtype, device=device)
+            else:
+                raise ValueError(f"dtype={dtype!r}: expected a torch dtype or 'auto'")
             if tokenizer is None and (directory / "tokenizer.json").is_file():
                 from tinyseek.tokenizer import Tokenizer
 
