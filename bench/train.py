@@ -77,6 +77,11 @@ def main() -> None:
     parser.add_argument("--precision", default="bf16", choices=["bf16", "fp32"], help="bf16 autocast or fp32")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile tinyseek's blocks, as `tinyseek pretrain --compile` does",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args()
 
@@ -94,6 +99,9 @@ def main() -> None:
         Transformer(config).save_pretrained(tmp)
         ours = Transformer.from_pretrained(tmp, device=args.device).train()
         hf = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32).to(args.device).train()
+    if args.compile:
+        for block in ours.layers:
+            block.compile()
     steps = {
         "tinyseek": make_step(ours, list(ours.parameters()), args.device, bf16),
         "transformers": make_step(lambda ids: hf(ids).logits, list(hf.parameters()), args.device, bf16),
@@ -101,6 +109,8 @@ def main() -> None:
     gen = torch.Generator().manual_seed(1)
     ids = torch.randint(0, config.vocab_size, (args.batch, args.seq_len), generator=gen).to(args.device)
     first = {name: timed(step, ids)[1] for name, step in steps.items()}  # same weights: same loss
+    if args.compile:
+        timed(steps["tinyseek"], ids)  # compiled graphs may be rebuilt once after the first backward
     best = {name: float("inf") for name in steps}
     for _ in range(args.steps):  # alternate, keep the best: the machine may be shared
         for name, step in steps.items():
@@ -113,6 +123,7 @@ def main() -> None:
         "load_average_at_start": os.getloadavg()[0],
         "preset": args.preset,
         "precision": args.precision,
+        "compiled": args.compile,
         "batch": args.batch,
         "seq_len": args.seq_len,
         "first_step_loss": first,
@@ -129,7 +140,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"{report['device']}, load {report['load_average_at_start']:.1f}; {args.preset}, {args.precision}, "
+    compiled = ", tinyseek blocks compiled" if args.compile else ""
+    print(f"{report['device']}, load {report['load_average_at_start']:.1f}; {args.preset}, {args.precision}{compiled}, "
           f"batch {args.batch} x {args.seq_len}; first-step loss {first['tinyseek']:.5f} vs "
           f"{first['transformers']:.5f}")  # fmt: skip
     for name, run in report["runs"].items():
