@@ -14,6 +14,9 @@ Design choices:
 - The engine may share its model with a trainer (RL): a change of any weight's version counter
   (in-place optimizer steps, load_state_dict) empties the prefix cache before the next step, so no
   latent computed with old weights is reused.
+- Weights are laid out for decoding when the engine is built (`lay_out_for_decode`): same values and
+  shapes, each matrix stored input-major, so that x @ Wᵀ for a few rows is a plain (NN) product.
+  On one CPU that made a decode step at batch 1 ~30% faster (mini preset); outputs are unchanged.
 - Text is decoded incrementally only where needed (streamed text or stop strings); otherwise once,
   when the completion finishes, so token-only workloads (RL rollouts) pay nothing for text.
 """
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
 from tinyseek.inference.block_manager import BlockManager
 from tinyseek.inference.detokenizer import IncrementalDetokenizer
@@ -39,6 +43,7 @@ from tinyseek.inference.request import Sequence as Seq
 from tinyseek.inference.sampler import Sampler
 from tinyseek.inference.sampling_params import SamplingParams
 from tinyseek.inference.scheduler import EngineStats, Scheduler
+from tinyseek.model.moe import Experts
 from tinyseek.model.transformer import Transformer
 
 log = logging.getLogger(__name__)
@@ -46,6 +51,25 @@ log = logging.getLogger(__name__)
 DEFAULT_CACHE_BYTES = 2**30
 
 __all__ = ["Engine", "EngineStats"]
+
+
+def lay_out_for_decode(model: Transformer) -> None:
+    """Store every weight matrix input-major (its transpose contiguous), in place, values unchanged.
+
+    nn.Linear computes x @ Wᵀ: with W [out, in] row-major that is an NT product, which CPU BLAS runs
+    markedly slower than NN for a few rows (a decode step's shape); with Wᵀ contiguous it is NN.
+    Parameters keep their identity, shape and values (an optimizer sharing the model keeps working);
+    distributed (DTensor) parameters are left alone."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            weights = [(module.weight, 0, 1)]
+        elif isinstance(module, Experts):
+            weights = [(module.gate_up_proj, 1, 2), (module.down_proj, 1, 2)]
+        else:
+            continue
+        for weight, a, b in weights:
+            if type(weight.data) is torch.Tensor and weight.data.transpose(a, b).is_contiguous() is False:
+                weight.data = weight.data.transpose(a, b).contiguous().transpose(a, b)
 
 
 @dataclass
@@ -91,6 +115,7 @@ class Engine:
             raise ValueError(
                 "speculative=True: expected a model with MTP modules (num_nextn_predict_layers >= 1)"
             )
+        lay_out_for_decode(model)
         param = next(model.parameters())
         n_layers = config.num_hidden_layers + (1 if speculative else 0)
         per_token = LatentCache.bytes_per_token_for(config, param.dtype, n_layers)

@@ -85,11 +85,6 @@ class ModelRunner:
         self.speculative = speculative
         self.device = block_table.device
         self.mtp_layer = model.config.num_hidden_layers
-        # On CPU, x @ W.T for a few rows streams the vocab x hidden head slower than x @ Wt with Wt
-        # stored [hidden, vocab]: keep that copy, rebuilt whenever the weight changes (RL updates).
-        self.transpose_head = self.device.type == "cpu"
-        self._head_t: torch.Tensor | None = None
-        self._head_key: tuple[int, int] | None = None
 
     @torch.inference_mode()
     def run(self, step: ScheduledStep) -> list[StepTokens | None]:
@@ -108,13 +103,7 @@ class ModelRunner:
 
     # ---- shared pieces -------------------------------------------------------------------------
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        weight = self.model.lm_head.weight
-        if not self.transpose_head:
-            return self.model.lm_head(hidden)
-        key = (weight.data_ptr(), 0 if weight.is_inference() else weight._version)
-        if self._head_t is None or key != self._head_key:
-            self._head_t, self._head_key = weight.detach().t().contiguous(), key
-        return hidden @ self._head_t
+        return self.model.lm_head(hidden)
 
     def _sample(self, logits: torch.Tensor, seqs: Seq[Sequence]) -> torch.Tensor:
         return self.sampler.sample(logits, [s.params for s in seqs], [s.generator for s in seqs])

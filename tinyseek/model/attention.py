@@ -29,11 +29,11 @@ from tinyseek.model.rope import apply_rope
 class LatentStore(Protocol):
     def update(
         self, kv: torch.Tensor, pe: torch.Tensor, positions: torch.Tensor
-    ) -> list[tuple[slice, torch.Tensor]]:
+    ) -> torch.Tensor | list[tuple[slice, torch.Tensor]]:
         """Store latents kv [B, T, R] and rope keys pe [B, T, r] at `positions` [B, T]; return every
-        cached latent and rope key of those rows side by side, index = position, as groups of
-        consecutive rows `(rows, latents [b, S, R + r])`: one group for the whole batch, or several
-        whose S differ when the rows' contexts differ much in length (ragged attention)."""
+        cached latent and rope key of those rows side by side, [B, S, R + r], index = position; or,
+        ragged, the same as groups of consecutive rows `(rows, latents [b, S_g, R + r])` whose S_g
+        differ when the rows' contexts differ much in length."""
         ...
 
 
@@ -125,7 +125,8 @@ class MLA(nn.Module):
                 scale=self.softmax_scale,
             ).transpose(1, 2)[..., : v.shape[-1]]
         else:  # absorbed: attend over the cached latent directly
-            groups = cache.update(kv, pe, positions)
+            cached = cache.update(kv, pe, positions)
+            groups = [(slice(None), cached)] if isinstance(cached, torch.Tensor) else cached
             w = self.kv_b_proj.weight.view(
                 n_heads, self.qk_nope_head_dim + self.v_head_dim, self.kv_lora_rank
             )
