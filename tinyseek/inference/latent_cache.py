@@ -1,7 +1,8 @@
 """LatentCache: every layer's MLA latents in one preallocated pool of token slots, paged in blocks.
 
 The one latent cache of the project: the engine's, and the model tests' (a batch with its rows laid
-out block after block is just one way to fill the block table).
+out block after block is just one way to fill the block table). Training's two-pass GRPO forward
+keeps its latents in autograd instead (`tinyseek.rl.packing.SharedPromptLatents`): nothing in place.
 
 Design choices:
 - Per layer the pool holds the normalized KV latent and the rotated rope key side by side, one row
