@@ -11,10 +11,13 @@ ratio of the two medians measured side by side is the figure to read.
 
 Roofline: the same run measures the machine's read bandwidth (a sum over a 256 MB tensor) and fp32
 matmul peak (square matmuls), both best of several, and prints the config's bytes and FLOPs per
-decoded token (tinyseek/cost/roofline.py) and each result's tokens/s as a share of the roofline's.
+decoded token (tinyseek/cost/roofline.py) and each result's tokens/s as a share of the roofline's
+(an fp32 roofline; with `--dtype bfloat16/auto` tinyseek streams half the bytes and is not expected
+to stay greedy-identical to fp32 transformers).
 
     PYTHONPATH=. python bench/generate.py --threads 1                       # mini and small, batch 1 and 32
     PYTHONPATH=. python bench/generate.py --presets tiny --batch-sizes 1 --new-tokens 16
+    PYTHONPATH=. python bench/generate.py --threads 1 --dtype auto     # bf16 where this CPU is faster in it
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+DTYPES: dict[str, torch.dtype | str] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "auto": "auto"}
 
 
 def device_name(device: str) -> str:
@@ -87,8 +92,8 @@ def bench_preset(preset: str, args: argparse.Namespace, machine: dict[str, float
         Transformer(config).save_pretrained(tmp)
         hf = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32).to(args.device).eval()
         # No prefix caching: repeated runs of the same prompts must not skip their prefill.
-        llm = LLM(tmp, device=args.device, max_num_seqs=max(args.batch_sizes), max_model_len=1024,
-                  enable_prefix_caching=False)  # fmt: skip
+        llm = LLM(tmp, dtype=DTYPES[args.dtype], device=args.device, max_num_seqs=max(args.batch_sizes),
+                  max_model_len=1024, enable_prefix_caching=False)  # fmt: skip
     n, p = args.new_tokens, args.prompt_len
     params = SamplingParams(temperature=0, max_tokens=n, ignore_eos=True)
     bandwidth, peak = machine["bandwidth_bytes_s"], machine["fp32_peak_flops_s"]
@@ -96,6 +101,7 @@ def bench_preset(preset: str, args: argparse.Namespace, machine: dict[str, float
     report: dict[str, Any] = {
         "preset": preset,
         "parameters": llm.engine.model.num_parameters(),
+        "tinyseek_dtype": str(next(llm.engine.model.parameters()).dtype),
         "bytes_per_decoded_token_batch_1": per_token.bytes,
         "flops_per_decoded_token": per_token.flops,
         "runs": [],
@@ -168,6 +174,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of each, interleaved; median kept")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--dtype", default="float32", choices=sorted(DTYPES), help="tinyseek's weights (transformers: fp32)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args()
     if args.threads:
@@ -195,7 +204,8 @@ def main() -> None:
         report["presets"].append(result)
         if not args.json:
             print(
-                f"{preset:>6}: {result['parameters'] / 1e6:.1f}M parameters; per decoded token at batch 1: "
+                f"{preset:>6}: {result['parameters'] / 1e6:.1f}M parameters, tinyseek in {result['tinyseek_dtype']}; "
+                f"per decoded token at batch 1 (fp32): "
                 f"{result['bytes_per_decoded_token_batch_1'] / 1e6:.1f} MB, "
                 f"{result['flops_per_decoded_token'] / 1e6:.1f} MFLOP (prompt {args.prompt_len}, "
                 f"{args.new_tokens} new tokens)",
