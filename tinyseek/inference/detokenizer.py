@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
 class IncrementalDetokenizer:
     def __init__(self, tokenizer: Any, stop: Sequence[str], skip_special_tokens: bool = True):
-        self.tokenizer, self.stop, self.skip = tokenizer, list(stop), skip_special_tokens
+        self.tokenizer = tokenizer
+        self.stop = list(stop)
+        self.skip = skip_special_tokens
         self.hold = max((len(s) for s in self.stop), default=1) - 1
         self.prefix_offset = self.read_offset = 0
         self.text = ""

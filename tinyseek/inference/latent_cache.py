@@ -33,8 +33,10 @@ class LayerSlots:
     """One layer's view of the pool, implementing the model's LatentStore protocol."""
 
     def __init__(self, cache: LatentCache, index: int):
-        self.cache, self.latents = cache, cache.latents[index]
-        self.kv, self.pe = cache.kv[index], cache.pe[index]
+        self.cache = cache
+        self.latents = cache.latents[index]
+        self.kv = cache.kv[index]
+        self.pe = cache.pe[index]
 
     def update(
         self, kv: torch.Tensor, pe: torch.Tensor, positions: torch.Tensor
@@ -59,7 +61,8 @@ class LatentCache:
         device: torch.device | str = "cpu",
         n_layers: int | None = None,
     ):
-        self.block_size, self.num_blocks = block_size, num_blocks
+        self.block_size = block_size
+        self.num_blocks = num_blocks
         self.n_layers = config.num_hidden_layers if n_layers is None else n_layers
         slots = num_blocks * block_size
         self.latents = torch.zeros(self.n_layers, slots, config.latent_dim, dtype=dtype, device=device)
