@@ -192,7 +192,8 @@ class Scheduler:
     def postprocess(self, step: ScheduledStep, results: list[StepTokens | None]) -> list[Delta]:
         """Apply the runner's results (aligned with step.prefill, then step.decode); return the deltas."""
         deltas: list[Delta] = []
-        for chunk, result in zip(step.prefill, results, strict=False):
+        prefilled, decoded = results[: len(step.prefill)], results[len(step.prefill) :]
+        for chunk, result in zip(step.prefill, prefilled, strict=True):
             seq = chunk.seq
             seq.num_computed += chunk.length
             self.stats.prompt_tokens_computed += chunk.length
@@ -201,7 +202,7 @@ class Scheduler:
                 self.stats.prompt_cache_hit_tokens += seq.hit_tokens
                 self.stats.prompt_cache_miss_tokens += seq.prompt_len - seq.hit_tokens
                 deltas.append(self._extend(seq, result))
-        for seq, result in zip(step.decode, results[len(step.prefill) :], strict=True):
+        for seq, result in zip(step.decode, decoded, strict=True):
             assert result is not None
             seq.num_computed += 1 + result.accepted
             seq.num_draft_tokens += result.drafted
