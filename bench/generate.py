@@ -9,8 +9,9 @@ Timing: the two run interleaved (transformers, tinyseek, transformers, ...) `--r
 process and the MEDIAN of each is kept. The machine may be shared: absolute tokens/s are noisy, the
 ratio of the two medians measured side by side is the figure to read.
 
-Roofline: the same run measures the machine's read bandwidth (a sum over a 256 MB tensor) and fp32
-matmul peak (square matmuls), both best of several, and prints the config's bytes and FLOPs per
+Roofline: the same run measures the machine's read bandwidth (a sum over a 256 MB tensor, sampled
+between the timed runs, median: the roof under the load they ran under) and fp32 matmul peak (square
+matmuls, best of several), and prints the config's bytes and FLOPs per
 decoded token (tinyseek/cost/roofline.py) and each result's tokens/s as a share of the roofline's
 (an fp32 roofline; with `--dtype bfloat16/auto` tinyseek streams half the bytes and is not expected
 to stay greedy-identical to fp32 transformers).
@@ -68,15 +69,20 @@ def best_seconds(fn, repeats: int = 5) -> float:  # type: ignore[no-untyped-def]
     return min(times)
 
 
+def measure_bandwidth(device: str, repeats: int = 5) -> float:
+    """Read bandwidth in bytes/s: a sum over 256 MB, far beyond L2. A large L3 (480 MB on the 2-core
+    machine of the README's figures) may hold it, as it holds a small model's weights between steps."""
+    big = torch.ones(64 * 2**20, device=device)
+    return big.nbytes / best_seconds(lambda: big.sum(), repeats)
+
+
 def measure_machine(device: str) -> dict[str, float]:
     """Read bandwidth (bytes/s) and fp32 matmul peak (FLOP/s): the two roofs."""
-    big = torch.ones(64 * 2**20, device=device)  # 256 MB, far above any cache
-    bandwidth = big.nbytes / best_seconds(lambda: big.sum())
     peak = 0.0
     for n in (256, 512, 1024):
         a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
         peak = max(peak, 2 * n**3 / best_seconds(lambda a=a, b=b: a @ b))
-    return {"bandwidth_bytes_s": bandwidth, "fp32_peak_flops_s": peak}
+    return {"bandwidth_bytes_s": measure_bandwidth(device), "fp32_peak_flops_s": peak}
 
 
 def bench_preset(preset: str, args: argparse.Namespace, machine: dict[str, float]) -> dict[str, Any]:
@@ -96,7 +102,7 @@ def bench_preset(preset: str, args: argparse.Namespace, machine: dict[str, float
                   max_model_len=1024, enable_prefix_caching=False)  # fmt: skip
     n, p = args.new_tokens, args.prompt_len
     params = SamplingParams(temperature=0, max_tokens=n, ignore_eos=True)
-    bandwidth, peak = machine["bandwidth_bytes_s"], machine["fp32_peak_flops_s"]
+    peak = machine["fp32_peak_flops_s"]
     per_token = decode_roofline(config, 1, p + n // 2)
     report: dict[str, Any] = {
         "preset": preset,
@@ -123,7 +129,9 @@ def bench_preset(preset: str, args: argparse.Namespace, machine: dict[str, float
         hf_times, ts_times = [], []
         hf_out: torch.Tensor | None = None
         ts_out: list[Any] = []
+        bandwidths = []  # sampled between the timed runs: the roof under the same load as they ran
         for _ in range(args.repeats):  # interleaved: both see the same load
+            bandwidths.append(measure_bandwidth(args.device, repeats=2))
             sync()
             start = time.perf_counter()
             hf_out = hf_generate(ids.to(args.device))
@@ -136,6 +144,7 @@ def bench_preset(preset: str, args: argparse.Namespace, machine: dict[str, float
         assert hf_out is not None
         same = sum(o.token_ids == r for o, r in zip(ts_out, hf_out.tolist(), strict=True))
         hf_s, ts_s = statistics.median(hf_times), statistics.median(ts_times)
+        bandwidth = statistics.median(bandwidths)
         roof_s = generation_seconds(config, batch, p, n, bandwidth, peak)
         step = decode_roofline(config, batch, p + n // 2)
         run = {
@@ -148,6 +157,7 @@ def bench_preset(preset: str, args: argparse.Namespace, machine: dict[str, float
             "transformers_roofline_share": roof_s / hf_s,
             "decode_step_bound": step.bound(bandwidth, peak),
             "identical_sequences": f"{same}/{batch}",
+            "bandwidth_bytes_s": bandwidth,
             "seconds_tinyseek": ts_times,
             "seconds_transformers": hf_times,
         }
@@ -156,7 +166,8 @@ def bench_preset(preset: str, args: argparse.Namespace, machine: dict[str, float
             print(
                 f"{preset:>6} batch {batch:3d}: transformers {run['transformers_tok_s']:7.1f} tok/s | tinyseek "
                 f"{run['tinyseek_tok_s']:7.1f} tok/s | x{run['speedup']:.2f} | roofline {run['roofline_tok_s']:7.1f} "
-                f"tok/s ({run['decode_step_bound']}-bound): tinyseek {run['tinyseek_roofline_share']:.0%}, "
+                f"tok/s ({run['decode_step_bound']}-bound at {bandwidth / 1e9:.1f} GB/s): tinyseek "
+                f"{run['tinyseek_roofline_share']:.0%}, "
                 f"transformers {run['transformers_roofline_share']:.0%} | identical {run['identical_sequences']}",
                 flush=True,
             )
