@@ -303,10 +303,11 @@ def test_rollouts_stop_at_the_templates_stop_string(policy_dir: Path) -> None:
     items = PromptSource(parse_tasks("addition"), tokenizer, "r1zero", seed=3).take(3)
     assert PromptSource(parse_tasks("addition"), tokenizer, "r1zero").stop == ("</answer>",)
     rewards = RewardSet([RewardFunction("short", shortness)])
-    free = RolloutSampler(llm, rewards, group_size=4, max_new_tokens=MAX_NEW, seed=1).sample(items, 0)
+    sampling = GRPOConfig(group_size=4, max_new_tokens=MAX_NEW)
+    free = RolloutSampler(llm, rewards, sampling, seed=1).sample(items, 0)
     texts = [t for g in free.groups for t in g.texts if len(t) > 4]
     stop = texts[0][2:4]  # a string the free-running policy does write
-    cut = RolloutSampler(llm, rewards, group_size=4, max_new_tokens=MAX_NEW, seed=1, stop=[stop])
+    cut = RolloutSampler(llm, rewards, sampling, seed=1, stop=[stop])
     stopped = [
         (text, ids, reason)
         for g in cut.sample(items, 0).groups

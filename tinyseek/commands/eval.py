@@ -152,7 +152,7 @@ def _report(args: argparse.Namespace, greedy: bool) -> Any:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from tinyseek.train.atomic import write_text_atomically
+    from tinyseek.checkpoint.run import write_text_atomically
 
     _check(args)
     if args.base_url:

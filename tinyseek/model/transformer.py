@@ -166,12 +166,12 @@ class Transformer(nn.Module):
         dtype: torch.dtype = torch.float32,
         device: str | torch.device = "cpu",
     ) -> Transformer:
-        from tinyseek.checkpoint import load_model
+        from tinyseek.checkpoint.hf import load_model
 
         return load_model(path, dtype=dtype, device=device)
 
     def save_pretrained(self, path: str | Path, max_shard_bytes: int = 5 * 2**30) -> Path:
-        from tinyseek.checkpoint import save_model
+        from tinyseek.checkpoint.hf import save_model
 
         return save_model(self, path, max_shard_bytes=max_shard_bytes)
 

@@ -5,9 +5,8 @@ Design choices:
   stream, interleaved round-robin when several tasks are named (`addition,countdown`), so every step
   sees a fixed mix. Its only state is the number of prompts drawn, which a checkpoint stores; resuming
   replays the streams to that point (cheap: problems are generated, not trained on).
-- Two templates. `r1zero` is the plain-text R1-Zero preamble for base models (no chat tokens; the model
-  writes `<think>...</think><answer>...</answer>`, reward format style `think_answer`); `chat` is the
-  R1 chat template whose generation prompt already opens `<think>\\n` (format style `think`).
+- Two templates (tinyseek.tasks.completion): `r1zero`, the plain-text R1-Zero preamble for base
+  models (format style `think_answer`), and `chat`, the R1 chat template (format style `think`).
 - A benchmark file as the training task (`gsm8k:PATH`, `math:PATH`) is split by hash like procedural
   tasks; a separate evaluation file (`eval_task`) is test data as a whole, and the training file is then
   train data as a whole.
@@ -19,38 +18,19 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from tinyseek.chat_template import r1_zero_prompt
-from tinyseek.rl.think_format import ANSWER_CLOSE, FormatStyle
 from tinyseek.tasks import FileTask, Problem, Split, Task, get_task
+from tinyseek.tasks.completion import (
+    TEMPLATE_STOPS,
+    TEMPLATE_STYLES,
+    FormatStyle,
+    PromptItem,
+    Template,
+    check_template,
+    render_prompt,
+)
 from tinyseek.tasks.datasets import STYLES
-
-Template = Literal["r1zero", "chat"]
-TEMPLATES: tuple[Template, ...] = ("r1zero", "chat")
-TEMPLATE_STYLES: dict[str, FormatStyle] = {"r1zero": "think_answer", "chat": "think"}
-# Generation stops where the template's answer ends (R1-Zero: at `</answer>`, as evaluation does); the
-# chat template ends on EOS.
-TEMPLATE_STOPS: dict[str, tuple[str, ...]] = {"r1zero": (ANSWER_CLOSE,), "chat": ()}
-
-
-@dataclass(frozen=True)
-class PromptItem:
-    """One problem as the model sees it: the question text, the rendered prompt and its token ids."""
-
-    task: Task
-    problem: Problem
-    question: str
-    text: str
-    token_ids: list[int]
-    lang: str
-
-
-def check_template(template: str) -> Template:
-    if template not in TEMPLATES:
-        raise ValueError(f"unknown template {template!r}; expected one of {', '.join(TEMPLATES)}")
-    return template  # type: ignore[return-value]
 
 
 def parse_tasks(spec: str, split: Split | None = None) -> list[Task]:
@@ -66,15 +46,6 @@ def parse_tasks(spec: str, split: Split | None = None) -> list[Task]:
         else:
             tasks.append(get_task(name))
     return tasks
-
-
-def render_prompt(tokenizer: Any, question: str, template: Template) -> tuple[str, list[int]]:
-    """The prompt text and ids for `template`; the R1-Zero text gets the tokenizer's BOS, the chat one has it."""
-    if template == "r1zero":
-        text = r1_zero_prompt(question)
-        return text, list(tokenizer.encode(text))
-    text = str(tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False))
-    return text, list(tokenizer.encode(text, add_special_tokens=False))
 
 
 class PromptSource:

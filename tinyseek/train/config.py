@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tinyseek.train.atomic import write_text_atomically
+from tinyseek.checkpoint.run import write_text_atomically
 
 Mode = Literal["pretrain", "sft"]
 MODES: tuple[Mode, ...] = ("pretrain", "sft")
