@@ -7,10 +7,10 @@ import logging
 
 import pytest
 import torch
-from conftest import tiny_config
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 
+from tests.fixtures import tiny_config
 from tinyseek.checkpoint.hf import quantize_fp8
 from tinyseek.model.transformer import Transformer
 

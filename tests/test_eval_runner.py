@@ -12,8 +12,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from eval_models import markov_model_dir, random_model_dir
 
+from tests.fixtures import markov_model_dir, random_model_dir
 from tinyseek.chat_template import r1_zero_prompt
 from tinyseek.cli import main
 from tinyseek.eval.problems import data_source, detect_style, problem_sets, task_problems

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.distributed.checkpoint as dcp
 import torch.nn.functional as F
-from conftest import tiny_config
 
+from tests.fixtures import tiny_config
 from tinyseek import cli
 from tinyseek.checkpoint.run import (
     convert_to_hf,
@@ -21,14 +21,7 @@ from tinyseek.checkpoint.run import (
 from tinyseek.model.transformer import Transformer
 from tinyseek.parallel import ParallelDims, clip_grad_norm_, init_distributed
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny ops on 2 shared cores: OpenMP's second thread makes each op ~1000x slower under load."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def trained(seed: int = 0, **config) -> tuple[Transformer, torch.optim.Optimizer]:

@@ -26,13 +26,7 @@ LOSS_TOL = 1e-5
 GRAD_TOL = 1e-5  # relative to each gradient's largest entry
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny ops on 2 shared cores: OpenMP's second thread makes each op ~1000x slower under load."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def free_port() -> int:

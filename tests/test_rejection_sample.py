@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from eval_models import markov_model_dir
 
+from tests.fixtures import markov_model_dir
 from tinyseek.cli import main
 from tinyseek.eval.problems import data_source, task_problems
 from tinyseek.eval.rejection import select_traces, write_traces

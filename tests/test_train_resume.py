@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.train_fixtures import one_thread, popen, write_micro_model, write_tokenizer  # noqa: F401
+from tests.train_fixtures import popen, write_micro_model, write_tokenizer
 from tinyseek.checkpoint.run import list_checkpoints
 from tinyseek.cli import main
 from tinyseek.train.metrics import read_metrics
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 from torch.distributed.tensor import DTensor
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import tiny_config  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.fixtures import tiny_config  # noqa: E402
 
 from tinyseek.checkpoint.run import load_sharded, save_sharded, step_directory  # noqa: E402
 from tinyseek.model.transformer import Transformer  # noqa: E402

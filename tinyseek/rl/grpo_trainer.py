@@ -11,7 +11,8 @@ Design choices:
 - Micro-batches pass the whole batch's sequence and token counts to `grpo_loss`, so their gradients add
   up to one big batch's. With β = 0, samples whose advantage is exactly 0 (every sample of a
   zero-variance group) are left out of the backward: they contribute nothing but compute (~4x less
-  training compute, docs/architecture.md). Truncated samples are left out too when `mask_truncated` is on.
+  training compute, docs/architecture.md). Truncated samples are left out too when `mask_truncated`
+  is on.
 - Guards: an inner iteration whose loss, KL or gradient norm is not finite is skipped (gradients
   dropped, optimizer untouched) and logged; the step's remaining iterations are abandoned. A warning
   is logged when most groups have zero reward variance or most completions hit the length limit.
