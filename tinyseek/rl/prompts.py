@@ -20,16 +20,8 @@ import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from tinyseek.tasks import FileTask, Problem, Split, Task, get_task
-from tinyseek.tasks.completion import (
-    TEMPLATE_STOPS,
-    TEMPLATE_STYLES,
-    FormatStyle,
-    PromptItem,
-    Template,
-    check_template,
-    render_prompt,
-)
+from tinyseek.tasks import FileTask, Problem, Split, Task, completion, get_task
+from tinyseek.tasks.completion import PromptItem, Template
 from tinyseek.tasks.datasets import STYLES
 
 
@@ -66,7 +58,7 @@ class PromptSource:
             raise ValueError("PromptSource needs at least one task")
         self.tasks = list(tasks)
         self.tokenizer = tokenizer
-        self.template = check_template(template)
+        self.template = completion.check_template(template)
         self.split: Split = split
         self.seed = seed
         self.difficulty = difficulty
@@ -76,14 +68,14 @@ class PromptSource:
         self._stream = self._items()
 
     @property
-    def style(self) -> FormatStyle:
+    def style(self) -> completion.FormatStyle:
         """The format style the completions of this template follow (for the format reward)."""
-        return TEMPLATE_STYLES[self.template]
+        return completion.TEMPLATE_STYLES[self.template]
 
     @property
     def stop(self) -> tuple[str, ...]:
         """Stop strings of this template's completions."""
-        return TEMPLATE_STOPS[self.template]
+        return completion.TEMPLATE_STOPS[self.template]
 
     def _items(self) -> Iterator[tuple[Task, Problem]]:
         streams = [task.sample(self.seed, self.difficulty, self.split) for task in self.tasks]
@@ -93,7 +85,7 @@ class PromptSource:
 
     def render(self, task: Task, problem: Problem) -> PromptItem:
         question = task.prompt(problem, self.lang)
-        text, ids = render_prompt(self.tokenizer, question, self.template)
+        text, ids = completion.render_prompt(self.tokenizer, question, self.template)
         if self.max_prompt_tokens is not None and len(ids) > self.max_prompt_tokens:
             raise ValueError(
                 f"task {task.name}: a prompt of {len(ids)} tokens exceeds the {self.max_prompt_tokens} the "
