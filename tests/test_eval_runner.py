@@ -1,6 +1,6 @@
 """`tinyseek.eval.runner` / `problems` and `tinyseek eval`: exact metrics on a model whose outputs we set.
 
-The Markov model (tests/eval_models.py) writes `<think>x..</think><answer>D</answer>` with D = 7 half
+The Markov model (tests/fixtures.py) writes `<think>x..</think><answer>D</answer>` with D = 7 half
 the time, so every sample is well formed and its correctness is known from its text alone.
 """
 
