@@ -197,17 +197,25 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def _rank() -> int:
+    return dist.get_rank() if _distributed() else 0
+
+
 def _rank_state_file(directory: Path, rank: int) -> Path:
     return directory / f"trainer_state-rank{rank:05d}.pt"
 
 
-def load_state(checkpoint: str | Path, rank: int | None = None) -> dict[str, Any]:
-    """A checkpoint's trainer state: `trainer_state.pt`, or with `rank` that rank's sharded one
-    (rank 0's when the saving launch had fewer ranks)."""
+def load_state(checkpoint: str | Path, sharded: bool = False) -> dict[str, Any]:
+    """A checkpoint's trainer state: `trainer_state.pt`, or for a sharded checkpoint this process's
+    rank's (rank 0's when the saving launch had fewer ranks)."""
     directory = Path(checkpoint)
     file = directory / STATE_FILE
-    if rank is not None:
-        file = _rank_state_file(directory, rank)
+    if sharded:
+        file = _rank_state_file(directory, _rank())
         file = file if file.is_file() else _rank_state_file(directory, 0)
     if not file.is_file():
         raise FileNotFoundError(f"{file} not found: {directory} is not a tinyseek training checkpoint")
@@ -254,10 +262,6 @@ def save_checkpoint(
 
 
 # ---- sharded (DCP, under torchrun) -------------------------------------------------------------
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
 def _barrier() -> None:
     if _distributed():
         dist.barrier()
@@ -301,7 +305,7 @@ def save_sharded(
     Inside the same atomic write: config.json, each rank's trainer `state` (when given) and the
     tokenizer files (rank 0). With `keep`, rank 0 then removes all but the newest `keep` steps."""
     shards = _dcp_state(model, optimizer, step)
-    rank = dist.get_rank() if _distributed() else 0
+    rank = _rank()
     final = step_directory(root, step, sharded=True)
 
     def write(tmp: Path) -> None:

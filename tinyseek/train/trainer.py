@@ -307,7 +307,7 @@ def _train(config: TrainConfig, run: ParallelRun, progress: Progress | None) -> 
     if resume_from is not None:
         if run.distributed:
             load_sharded(resume_from, model, optimizer)
-            state = load_state(resume_from, run.rank)
+            state = load_state(resume_from, sharded=True)
         else:
             state = load_state(resume_from)
             optimizer.load_state_dict(state["optimizer"])
