@@ -25,8 +25,9 @@ import torch
 from tinyseek import LLM, SamplingParams, Transformer
 from tinyseek.config import ModelConfig
 from tinyseek.eval import evaluate, task_problems
-from tinyseek.eval.runner import TEMPLATE_STOPS, problem_seed, prompt_ids
+from tinyseek.eval.runner import problem_seed
 from tinyseek.tasks import get_task
+from tinyseek.tasks.completion import TEMPLATE_STOPS, render_prompt
 from tinyseek.tokenizer import Tokenizer
 
 
@@ -91,7 +92,7 @@ def main() -> None:
         start = time.perf_counter()
         loop_texts = []
         for problem in problems.problems:
-            ids = prompt_ids(llm, problems.task.prompt(problem), args.template)
+            _, ids = render_prompt(llm.tokenizer, problems.task.prompt(problem), args.template)
             params = SamplingParams(
                 max_tokens=args.max_tokens, temperature=0.6, top_p=0.95, n=args.k, stop=stops,
                 seed=problem_seed(0, problem, problems.lang),

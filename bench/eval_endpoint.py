@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.endpoint_proxy import FlakyProxy
-from tests.eval_models import markov_model_dir
+from tests.fixtures import markov_model_dir
 from tests.serve_harness import RunningServer
 from tinyseek.eval.endpoint import evaluate_endpoint
 from tinyseek.eval.endpoint_client import EndpointClient, EndpointError

@@ -1,8 +1,8 @@
 """The emergence curve of an r1zero base: held-out accuracy against pretraining tokens.
 
-A skill that appears abruptly (DESIGN notes: 3-digit addition at a few million tokens) decides whether
-RL has anything to build on; a recipe must train well past the jump, or a seed or a CPU's kernels
-decide the outcome. This reads the pretraining checkpoints an r1zero run keeps
+A skill that appears abruptly (docs/architecture.md: 3-digit addition at a few million tokens)
+decides whether RL has anything to build on; a recipe must train well past the jump, or a seed or a
+CPU's kernels decide the outcome. This reads the pretraining checkpoints an r1zero run keeps
 (`PretrainRecipe.checkpoints`, evenly spaced) and evaluates each on VALIDATION problems (never the
 test ones): greedy accuracy, pass@1 over k samples at T 0.6, and how often the sampled completions
 reason at all (a non-empty think block) or check.

@@ -7,11 +7,11 @@ import logging
 
 import pytest
 import torch
-from conftest import tiny_config
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 
-from tinyseek.checkpoint import quantize_fp8
+from tests.fixtures import tiny_config
+from tinyseek.checkpoint.hf import quantize_fp8
 from tinyseek.model.transformer import Transformer
 
 
@@ -87,7 +87,7 @@ def test_fp8_block_checkpoint_matches_dequantized_reference(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
 
     loaded = Transformer.from_pretrained(tmp_path)
-    from tinyseek.checkpoint import hf_tensors
+    from tinyseek.checkpoint.hf import hf_tensors
 
     got = hf_tensors(loaded)
     for name, deq in reference.items():
@@ -97,7 +97,7 @@ def test_fp8_block_checkpoint_matches_dequantized_reference(tmp_path):
 
 
 def load_file_original(model: Transformer, name: str) -> torch.Tensor:
-    from tinyseek.checkpoint import hf_tensors
+    from tinyseek.checkpoint.hf import hf_tensors
 
     return hf_tensors(model)[name].detach()
 

@@ -6,8 +6,7 @@ import json
 import subprocess
 import sys
 
-from conftest import tiny_config
-
+from tests.fixtures import tiny_config
 from tinyseek.cli import main
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import tiny_config
 
+from tests.fixtures import tiny_config
 from tinyseek.config import ModelConfig, load_config
 from tinyseek.model.transformer import Transformer
 from tinyseek.model_size import ModelSize

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from engine_models import CharTokenizer, greedy_reference, random_model
 
+from tests.fixtures import CharTokenizer, greedy_reference, random_model
 from tinyseek import LLM, SamplingParams
 from tinyseek.inference.engine import Engine
 

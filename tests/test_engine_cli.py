@@ -6,8 +6,8 @@ import argparse
 import json
 
 import pytest
-from engine_models import greedy_reference, random_model
 
+from tests.fixtures import greedy_reference, random_model
 from tinyseek.commands import generate
 
 

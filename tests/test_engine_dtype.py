@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from engine_models import random_model
 
+from tests.fixtures import random_model
 from tinyseek import LLM, SamplingParams
 from tinyseek.inference.auto_dtype import cpu_has_native_bf16, pick_dtype
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-from engine_models import greedy_reference, random_model
 
+from tests.fixtures import greedy_reference, random_model
 from tinyseek import LLM, SamplingParams
 from tinyseek.inference import block_manager
 from tinyseek.inference.block_manager import BlockManager, block_keys

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-from engine_models import greedy_reference, random_model
 
+from tests.fixtures import greedy_reference, random_model
 from tinyseek import SamplingParams
 from tinyseek.inference.engine import Engine
 from tinyseek.inference.model_runner import length_buckets, ragged_groups

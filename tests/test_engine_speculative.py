@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-from engine_models import bigram_drafted_model, random_model
 
+from tests.fixtures import bigram_drafted_model, random_model
 from tinyseek import LLM, SamplingParams
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import torch
-from engine_models import engine_config
 from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
 
+from tests.fixtures import ENGINE, tiny_config
 from tinyseek import LLM, SamplingParams
 
 
 def test_greedy_batch_equals_transformers_generate(tmp_path):
-    cfg = engine_config(num_nextn_predict_layers=0, eos_token_id=None)
+    cfg = tiny_config(**{**ENGINE, "num_nextn_predict_layers": 0})
     d = cfg.to_dict()
     for key in ("architectures", "model_type"):
         d.pop(key)

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from tests.endpoint_proxy import FlakyProxy
-from tests.eval_models import markov_model_dir
-from tests.serve_harness import RunningServer, build_model_dir
+from tests.fixtures import chat_model_dir, markov_model_dir
+from tests.serve_harness import RunningServer
 from tinyseek.chat_template import THINK_CLOSE
 from tinyseek.cli import main
 from tinyseek.eval.endpoint import evaluate_endpoint
@@ -43,7 +43,7 @@ SAMPLING = {"k": K, "temperature": 0.9, "top_p": 0.95, "max_tokens": 40, "seed":
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_model_dir(tmp_path_factory.mktemp("tiny-r1"))
+    return chat_model_dir(tmp_path_factory.mktemp("tiny-r1"))
 
 
 @pytest.fixture(scope="module")

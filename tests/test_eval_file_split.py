@@ -12,9 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
-from grpo_models import build_policy_dir
 
+from tests.fixtures import grpo_policy_dir
 from tinyseek.cli import main
 from tinyseek.eval.problems import task_problems
 from tinyseek.tasks import FileTask, Problem, get_task
@@ -22,12 +21,7 @@ from tinyseek.tasks import FileTask, Problem, get_task
 RECORDS = 120
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +55,7 @@ def test_eval_split_test_never_scores_a_problem_grpo_trained_on(
             yield problem
 
     monkeypatch.setattr(FileTask, "sample", recording)
-    policy = build_policy_dir(tmp_path / "policy")
+    policy = grpo_policy_dir(tmp_path / "policy")
     task = f"gsm8k:{benchmark}"
     argv = ["grpo", "--model", str(policy), "--run-dir", str(tmp_path / "run"), "--task", task,
             "--max-steps", "2", "--group-size", "2", "--prompts-per-step", "8", "--max-new-tokens", "4",

@@ -1,6 +1,6 @@
 """`tinyseek.eval.runner` / `problems` and `tinyseek eval`: exact metrics on a model whose outputs we set.
 
-The Markov model (tests/eval_models.py) writes `<think>x..</think><answer>D</answer>` with D = 7 half
+The Markov model (tests/fixtures.py) writes `<think>x..</think><answer>D</answer>` with D = 7 half
 the time, so every sample is well formed and its correctness is known from its text alone.
 """
 
@@ -12,8 +12,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from eval_models import markov_model_dir, random_model_dir
 
+from tests.fixtures import markov_model_dir, random_model_dir
 from tinyseek.chat_template import r1_zero_prompt
 from tinyseek.cli import main
 from tinyseek.eval.problems import data_source, detect_style, problem_sets, task_problems

@@ -6,13 +6,12 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from grpo_models import build_policy_dir
 
+from tests.fixtures import grpo_policy_dir
 from tinyseek import LLM, SamplingParams
 from tinyseek.cli import main
 from tinyseek.model.transformer import Transformer
@@ -30,19 +29,12 @@ from tinyseek.train.metrics import read_metrics
 MAX_NEW = 12
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """The tiny policy's ops are microseconds long: extra intra-op threads only add synchronisation,
-    and on a shared 2-core machine they made these tests ~8x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def policy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_policy_dir(tmp_path_factory.mktemp("policy"))
+    return grpo_policy_dir(tmp_path_factory.mktemp("policy"))
 
 
 def small_config(**overrides: object) -> GRPOConfig:
@@ -303,10 +295,11 @@ def test_rollouts_stop_at_the_templates_stop_string(policy_dir: Path) -> None:
     items = PromptSource(parse_tasks("addition"), tokenizer, "r1zero", seed=3).take(3)
     assert PromptSource(parse_tasks("addition"), tokenizer, "r1zero").stop == ("</answer>",)
     rewards = RewardSet([RewardFunction("short", shortness)])
-    free = RolloutSampler(llm, rewards, group_size=4, max_new_tokens=MAX_NEW, seed=1).sample(items, 0)
+    sampling = GRPOConfig(group_size=4, max_new_tokens=MAX_NEW)
+    free = RolloutSampler(llm, rewards, sampling, seed=1).sample(items, 0)
     texts = [t for g in free.groups for t in g.texts if len(t) > 4]
     stop = texts[0][2:4]  # a string the free-running policy does write
-    cut = RolloutSampler(llm, rewards, group_size=4, max_new_tokens=MAX_NEW, seed=1, stop=[stop])
+    cut = RolloutSampler(llm, rewards, sampling, seed=1, stop=[stop])
     stopped = [
         (text, ids, reason)
         for g in cut.sample(items, 0).groups

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from tinyseek.config import ModelConfig
+from tests.fixtures import tiny_config
 from tinyseek.model.transformer import Transformer
 from tinyseek.rl import (
     GRPOConfig,
@@ -256,26 +256,10 @@ def test_entropy_metric_is_masked_mean():
 
 def test_one_step_on_a_real_model_raises_the_rewarded_completion():
     """End to end through the tiny MLA+MoE model: a positive advantage makes its completion likelier."""
-    config = ModelConfig(
-        vocab_size=32,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        q_lora_rank=16,
-        kv_lora_rank=8,
-        qk_nope_head_dim=8,
-        qk_rope_head_dim=4,
-        v_head_dim=8,
-        intermediate_size=48,
-        moe_intermediate_size=16,
-        n_routed_experts=4,
-        num_experts_per_tok=2,
-        n_group=2,
-        topk_group=1,
-        first_k_dense_replace=1,
-        max_position_embeddings=64,
-        num_nextn_predict_layers=0,
-    )
+    config = tiny_config(
+        vocab_size=32, num_hidden_layers=2, n_routed_experts=4, n_group=2, topk_group=1,
+        max_position_embeddings=64, num_nextn_predict_layers=0, initializer_range=0.006,
+    )  # fmt: skip
     model = Transformer(config)
     model.train()
     prompt_len = 3

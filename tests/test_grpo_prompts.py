@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from grpo_models import corpus
 
+from tests.fixtures import addition_corpus
 from tinyseek.chat_template import ASSISTANT, BOS, R1_ZERO_TEMPLATE
 from tinyseek.rl.prompts import PromptSource, parse_tasks
 from tinyseek.tokenizer import Tokenizer
@@ -15,7 +15,7 @@ from tinyseek.tokenizer import Tokenizer
 
 @pytest.fixture(scope="module")
 def tokenizer() -> Tokenizer:
-    return Tokenizer.train(corpus(), vocab_size=160, full_byte_alphabet=False)
+    return Tokenizer.train(addition_corpus(), vocab_size=160, full_byte_alphabet=False)
 
 
 def gsm8k_file(path: Path, n: int = 30) -> Path:

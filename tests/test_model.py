@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import YARN, tiny_config
 
+from tests.fixtures import YARN, tiny_config
 from tinyseek.inference.latent_cache import LatentCache
 from tinyseek.model import moe as moe_module
 from tinyseek.model.moe import MoE, grouped_linear

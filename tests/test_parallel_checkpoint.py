@@ -8,28 +8,20 @@ import pytest
 import torch
 import torch.distributed.checkpoint as dcp
 import torch.nn.functional as F
-from conftest import tiny_config
 
+from tests.fixtures import tiny_config
 from tinyseek import cli
-from tinyseek.model.transformer import Transformer
-from tinyseek.parallel import (
-    ParallelDims,
-    clip_grad_norm_,
-    init_distributed,
+from tinyseek.checkpoint.run import (
+    convert_to_hf,
     latest_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
+    load_sharded,
+    save_sharded,
+    step_directory,
 )
-from tinyseek.parallel.checkpoint import convert_to_hf, step_directory
+from tinyseek.model.transformer import Transformer
+from tinyseek.parallel import ParallelDims, clip_grad_norm_, init_distributed
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny ops on 2 shared cores: OpenMP's second thread makes each op ~1000x slower under load."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def trained(seed: int = 0, **config) -> tuple[Transformer, torch.optim.Optimizer]:
@@ -46,12 +38,12 @@ def trained(seed: int = 0, **config) -> tuple[Transformer, torch.optim.Optimizer
 
 def test_round_trip_restores_model_optimizer_and_step(tmp_path):
     model, opt = trained(0)
-    path = save_checkpoint(tmp_path, 7, model, opt)
-    assert path == step_directory(tmp_path, 7) == latest_checkpoint(tmp_path)
+    path = save_sharded(tmp_path, 7, model, opt)
+    assert path == step_directory(tmp_path, 7, sharded=True) == latest_checkpoint(tmp_path)
     assert (path / "config.json").exists()
 
     other, other_opt = trained(1)
-    assert load_checkpoint(tmp_path, other, other_opt) == 7
+    assert load_sharded(tmp_path, other, other_opt) == 7
     for (name, a), b in zip(model.state_dict().items(), other.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     for p, q in zip(model.parameters(), other.parameters(), strict=True):
@@ -61,9 +53,9 @@ def test_round_trip_restores_model_optimizer_and_step(tmp_path):
 
 def test_tied_embeddings_round_trip_and_convert(tmp_path):
     model, opt = trained(0, tie_word_embeddings=True)
-    save_checkpoint(tmp_path / "ckpt", 1, model, opt)
+    save_sharded(tmp_path / "ckpt", 1, model, opt)
     other, other_opt = trained(1, tie_word_embeddings=True)
-    assert load_checkpoint(tmp_path / "ckpt", other, other_opt) == 1
+    assert load_sharded(tmp_path / "ckpt", other, other_opt) == 1
     assert other.lm_head.weight is other.embed_tokens.weight
     assert torch.equal(other.embed_tokens.weight, model.embed_tokens.weight)
     hf = Transformer.from_pretrained(convert_to_hf(tmp_path / "ckpt", tmp_path / "hf"))
@@ -74,13 +66,13 @@ def test_tied_embeddings_round_trip_and_convert(tmp_path):
 
 def test_no_checkpoint_yet_means_step_zero(tmp_path):
     model, opt = trained(0)
-    assert load_checkpoint(tmp_path / "run", model, opt) == 0
+    assert load_sharded(tmp_path / "run", model, opt) == 0
     assert latest_checkpoint(tmp_path / "run") is None
 
 
 def test_failed_save_leaves_latest_and_no_partial_directory(tmp_path, monkeypatch):
     model, opt = trained(0)
-    save_checkpoint(tmp_path, 1, model, opt)
+    save_sharded(tmp_path, 1, model, opt)
 
     def dies_midway(state, checkpoint_id):  # shards half written, then the process "dies"
         (checkpoint_id / "__0_0.distcp").write_bytes(b"partial")
@@ -88,8 +80,8 @@ def test_failed_save_leaves_latest_and_no_partial_directory(tmp_path, monkeypatc
 
     monkeypatch.setattr(dcp, "save", dies_midway)
     with pytest.raises(RuntimeError, match="killed during save"):
-        save_checkpoint(tmp_path, 2, model, opt)
-    assert latest_checkpoint(tmp_path) == step_directory(tmp_path, 1)
+        save_sharded(tmp_path, 2, model, opt)
+    assert latest_checkpoint(tmp_path) == step_directory(tmp_path, 1, sharded=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "step-00000001"]
 
 
@@ -103,7 +95,7 @@ def test_convert_names_what_is_missing_and_takes_a_config(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match=r"nowhere.*\.metadata"):
         convert_to_hf(tmp_path / "nowhere", tmp_path / "out")
     model, opt = trained(0)
-    path = save_checkpoint(tmp_path / "ckpt", 1, model, opt)
+    path = save_sharded(tmp_path / "ckpt", 1, model, opt)
     model.config.save_pretrained(tmp_path / "cfg")
     (path / "config.json").unlink()
     with pytest.raises(FileNotFoundError, match="config.json"):

@@ -17,8 +17,8 @@ import torch
 from transformers import DeepseekV3ForCausalLM
 
 from tinyseek import cli
+from tinyseek.checkpoint.run import latest_checkpoint, model_from_checkpoint, step_directory
 from tinyseek.model.transformer import Transformer
-from tinyseek.parallel.checkpoint import latest_checkpoint, model_from_checkpoint, step_directory
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tests" / "dist" / "parallel_parity.py"
@@ -26,13 +26,7 @@ LOSS_TOL = 1e-5
 GRAD_TOL = 1e-5  # relative to each gradient's largest entry
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny ops on 2 shared cores: OpenMP's second thread makes each op ~1000x slower under load."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def free_port() -> int:
@@ -126,7 +120,7 @@ def test_four_ranks_with_expert_replicas(tmp_path):
 
 def test_two_rank_checkpoint_loads_in_one_process(run):
     out, _ = run
-    assert latest_checkpoint(out / "ckpt") == step_directory(out / "ckpt", 5)
+    assert latest_checkpoint(out / "ckpt") == step_directory(out / "ckpt", 5, sharded=True)
     assert sorted(p.name for p in (out / "ckpt").iterdir()) == ["latest", "step-00000003", "step-00000005"]
     model = model_from_checkpoint(out / "ckpt")
     full = torch.load(out / "full.pt")

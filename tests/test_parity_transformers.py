@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import YARN, tiny_config
 from transformers import DeepseekV2Config, DeepseekV2ForCausalLM, DeepseekV3Config, DeepseekV3ForCausalLM
 
+from tests.fixtures import YARN, tiny_config
 from tinyseek.config import ModelConfig
 from tinyseek.model.transformer import Transformer
 

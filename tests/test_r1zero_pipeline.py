@@ -7,7 +7,6 @@ import json
 import statistics
 
 import pytest
-import torch
 
 from tinyseek.chat_template import r1_zero_prompt
 from tinyseek.cost.measured import read_throughput
@@ -23,13 +22,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FAMILIES = tuple(f.name for f in Recipe.preset("smoke").families)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The smoke model's ops are microseconds long: a second intra-op thread only adds synchronisation."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

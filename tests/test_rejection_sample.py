@@ -6,14 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-from eval_models import markov_model_dir
 
+from tests.fixtures import markov_model_dir
 from tinyseek.cli import main
 from tinyseek.eval.problems import data_source, task_problems
 from tinyseek.eval.rejection import select_traces, write_traces
-from tinyseek.eval.runner import ProblemRecord, Sample, evaluate, prompt_ids
+from tinyseek.eval.runner import ProblemRecord, Sample, evaluate
 from tinyseek.inference.llm import LLM
-from tinyseek.rl.think_format import parse_completion
+from tinyseek.tasks.completion import parse_completion, render_prompt
 
 
 def sums_file(path: Path, style: str) -> Path:
@@ -73,8 +73,8 @@ def test_kept_traces_verify_and_their_prompt_reencodes_exactly(markov_dir: Path,
         problem = by_canonical[row["canonical"]]
         assert task.score(problem, row["completion"]) == 1.0
         assert parse_completion(row["completion"], "think_answer").well_formed
-        ids = prompt_ids(llm, task.prompt(problem), "r1zero")
         assert llm.tokenizer is not None
+        _, ids = render_prompt(llm.tokenizer, task.prompt(problem), "r1zero")
         assert llm.tokenizer.encode(row["prompt"], add_special_tokens=False) == ids
     per_prompt = [[t["completion"] for t in traces if t["canonical"] == c] for c in by_canonical]
     assert all(len(texts) == len(set(texts)) for texts in per_prompt)

@@ -15,11 +15,11 @@ from tinyseek.rl import (
     language_reward,
     math_verify_score,
     overlong_reward,
-    parse_completion,
     parse_reward_weights,
 )
-from tinyseek.rl.language import detect_language, language_counts, language_share
 from tinyseek.tasks.base import Problem, Task
+from tinyseek.tasks.completion import parse_completion
+from tinyseek.tasks.language import detect_language, language_counts, language_share
 
 
 class _AdditionTask(Task):

@@ -16,7 +16,8 @@ import httpx
 import openai
 import pytest
 
-from tests.serve_harness import RunningServer, build_model_dir
+from tests.fixtures import chat_model_dir
+from tests.serve_harness import RunningServer
 from tinyseek.chat_template import THINK_CLOSE
 from tinyseek.serve.state import ServerSettings
 from tinyseek.tokenizer import Tokenizer
@@ -27,7 +28,7 @@ QUESTION = [{"role": "user", "content": "What is 12 + 30?"}]
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_model_dir(tmp_path_factory.mktemp("tiny-r1"))
+    return chat_model_dir(tmp_path_factory.mktemp("tiny-r1"))
 
 
 @pytest.fixture(scope="module")

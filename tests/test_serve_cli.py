@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.serve_harness import build_model_dir, free_port
+from tests.fixtures import chat_model_dir
+from tests.serve_harness import free_port
 
 KEY = "sk-from-env"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -24,7 +25,7 @@ QUESTION = [{"role": "user", "content": "What is 3 + 4?"}]
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory):
-    model_dir = build_model_dir(tmp_path_factory.mktemp("tiny-r1"))
+    model_dir = chat_model_dir(tmp_path_factory.mktemp("tiny-r1"))
     port = free_port()
     command = [
         sys.executable, "-m", "tinyseek", "serve", "--model", str(model_dir), "--port", str(port),

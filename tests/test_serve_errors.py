@@ -14,7 +14,8 @@ import hypothesis
 import pytest
 import schemathesis
 
-from tests.serve_harness import RunningServer, build_model_dir
+from tests.fixtures import chat_model_dir
+from tests.serve_harness import RunningServer
 from tinyseek.serve.state import ServerSettings
 
 MODEL = "tiny-r1"
@@ -27,7 +28,7 @@ GOOD = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_to
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
-    model_dir: Path = build_model_dir(tmp_path_factory.mktemp("tiny-r1"), context=CONTEXT)
+    model_dir: Path = chat_model_dir(tmp_path_factory.mktemp("tiny-r1"), context=CONTEXT)
     running = RunningServer(
         ServerSettings(model_dir=model_dir, served_model_name=MODEL, api_key=KEY, max_body_bytes=BODY_LIMIT)
     )

@@ -40,7 +40,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from schemathesis.core import NotSet
 
-from tests.serve_harness import build_model_dir
+from tests.fixtures import chat_model_dir
 from tests.serve_process import HealthWatch, ServerProcess
 
 KEY = "sk-fuzz-key"
@@ -112,7 +112,7 @@ class Fuzzer:
 @pytest.fixture(scope="module")
 def fuzz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzer]:
     directory = tmp_path_factory.mktemp("fuzz")
-    model_dir = build_model_dir(directory / "model", context=CONTEXT)
+    model_dir = chat_model_dir(directory / "model", context=CONTEXT)
     server = ServerProcess(
         model_dir, directory / "server.log", KEY,
         "--max-body-bytes", str(BODY_LIMIT), "--max-prompt-chars", "16384", "--max-queue", "128",

@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.serve_harness import RunningServer, build_model_dir
+from tests.fixtures import chat_model_dir
+from tests.serve_harness import RunningServer
 from tests.serve_process import HealthWatch, ServerProcess
 from tinyseek.serve.state import ServerSettings
 
@@ -30,7 +31,7 @@ PROMPT_CHARS = 64 * 1024
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    model_dir: Path = build_model_dir(tmp_path_factory.mktemp("tiny-r1"))
+    model_dir: Path = chat_model_dir(tmp_path_factory.mktemp("tiny-r1"))
     running = RunningServer(
         ServerSettings(
             model_dir=model_dir, served_model_name=MODEL, api_key=KEY, max_prompt_chars=PROMPT_CHARS
@@ -230,7 +231,7 @@ WORST_BODIES = {
 def default_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """`tinyseek serve` with its default limits, in its own process (so /health latency is its own)."""
     directory = tmp_path_factory.mktemp("limits")
-    server = ServerProcess(build_model_dir(directory / "model"), directory / "server.log", KEY)
+    server = ServerProcess(chat_model_dir(directory / "model"), directory / "server.log", KEY)
     yield server
     server.stop()
 

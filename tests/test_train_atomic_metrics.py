@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tinyseek.train.atomic import atomic_directory
+from tinyseek.checkpoint.run import atomic_directory
 from tinyseek.train.metrics import MetricsLogger, read_metrics
 
 

@@ -13,13 +13,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.train_fixtures import ROOT, child_env, one_thread, write_micro_model, write_tokenizer  # noqa: F401
+from tests.train_fixtures import ROOT, child_env, write_micro_model, write_tokenizer
 from tinyseek import LLM, SamplingParams
+from tinyseek.checkpoint.run import latest_checkpoint
 from tinyseek.cli import main
 from tinyseek.model.transformer import Transformer
-from tinyseek.parallel.checkpoint import latest_checkpoint
 from tinyseek.train.metrics import read_metrics
 from tinyseek.train.parallel_run import ParallelRun
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SCRIPT = ROOT / "tests" / "dist" / "train_parity.py"
 STEPS = 4

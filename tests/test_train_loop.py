@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.train_fixtures import cli, micro_config, one_thread, write_micro_model, write_tokenizer  # noqa: F401
+from tests.train_fixtures import cli, micro_config, write_micro_model, write_tokenizer
 from tinyseek.train.config import TrainConfig
 from tinyseek.train.metrics import read_metrics
 from tinyseek.train.plot import plot_run
 from tinyseek.train.trainer import train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

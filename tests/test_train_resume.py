@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.train_fixtures import one_thread, popen, write_micro_model, write_tokenizer  # noqa: F401
+from tests.train_fixtures import popen, write_micro_model, write_tokenizer
+from tinyseek.checkpoint.run import list_checkpoints
 from tinyseek.cli import main
 from tinyseek.train.metrics import read_metrics
-from tinyseek.train.run_checkpoint import list_checkpoints
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +46,10 @@ def test_sigkilled_run_resumes_bitwise(tmp_path: Path, run_args: list[str]) -> N
     killed = tmp_path / "killed"
     process = popen(*run_args, "--max-steps", "400", "--checkpoint-every", "3", "--out", str(killed))
     # Kill mid-run, at any point after a checkpoint exists and a few more steps were logged.
-    _wait_for(lambda: bool(list_checkpoints(killed)) and _steps_logged(killed) >= 5, process)
+    _wait_for(lambda: bool(list_checkpoints(killed / "checkpoints")) and _steps_logged(killed) >= 5, process)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    resume_at = int(list_checkpoints(killed)[-1].name.split("-")[1])
+    resume_at = int(list_checkpoints(killed / "checkpoints")[-1].name.split("-")[1])
     total = resume_at + 5
     # The resumed run keeps its stored 400-step schedule; only where it stops changes.
     # In-process from here on (the CLI's main, one thread as in the child): saves two interpreter starts.
@@ -72,6 +74,6 @@ def test_sigterm_saves_then_exits(tmp_path: Path, run_args: list[str]) -> None:
     assert process.wait(timeout=120) == 128 + signal.SIGTERM
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stop_reason"] == "SIGTERM" and 2 <= summary["steps"] < 400
-    assert list_checkpoints(out)[-1].name == f"step-{summary['steps']:06d}"
+    assert list_checkpoints(out / "checkpoints")[-1].name == f"step-{summary['steps']:06d}"
     assert read_metrics(out)[-1]["step"] == summary["steps"]
     assert (out / "model" / "model.safetensors").is_file()

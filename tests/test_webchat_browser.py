@@ -23,7 +23,8 @@ import httpx
 import pytest
 import torch
 
-from tests.serve_harness import RunningServer, build_model_dir
+from tests.fixtures import chat_model_dir
+from tests.serve_harness import RunningServer
 from tinyseek.model.transformer import Transformer
 from tinyseek.serve.state import ServerSettings
 
@@ -39,7 +40,7 @@ DRIVER = shutil.which("chromedriver") or next(
 
 def _never_ending_model(directory: Path) -> Path:
     """serve_harness's tiny model with a long context and the end-of-sequence token suppressed."""
-    build_model_dir(directory, context=4096)
+    chat_model_dir(directory, context=4096)
     model = Transformer.from_pretrained(directory)
     eos = model.config.eos_token_id
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""Shared pieces of the trainer tests: a micro model config, a tokenizer, CLI runs in a subprocess."""
+"""Shared pieces of the trainer tests: their model config, a tokenizer, CLI runs in a subprocess."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-import torch
-
+from tests.fixtures import tiny_config
 from tinyseek.config import ModelConfig
 from tinyseek.tokenizer import Tokenizer
 from tinyseek.train.documents import TaskSpec, task_documents
@@ -19,16 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def micro_config(**overrides: object) -> ModelConfig:
-    """A V3-shaped model (2 layers, one MoE with 8 experts, one MTP depth) that steps in milliseconds."""
-    base: dict[str, object] = dict(
-        vocab_size=512, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, q_lora_rank=16,
-        kv_lora_rank=8, qk_nope_head_dim=8, qk_rope_head_dim=4, v_head_dim=8, intermediate_size=64,
-        moe_intermediate_size=16, n_routed_experts=8, n_shared_experts=1, first_k_dense_replace=1,
-        num_experts_per_tok=2, n_group=1, topk_group=1, max_position_embeddings=256,
-        num_nextn_predict_layers=1, initializer_range=0.02,
+    """The tiny config as the trainer tests train it: 2 layers (one MoE with 8 experts), one MTP depth."""
+    micro: dict[str, object] = dict(
+        vocab_size=512, num_hidden_layers=2, intermediate_size=64, n_group=1, topk_group=1,
+        max_position_embeddings=256, initializer_range=0.02,
     )  # fmt: skip
-    base.update(overrides)
-    return ModelConfig(**base)  # type: ignore[arg-type]
+    return tiny_config(**{**micro, **overrides})
 
 
 def write_micro_model(directory: Path, **overrides: object) -> Path:
@@ -67,12 +61,3 @@ def popen(*args: str) -> subprocess.Popen[str]:
         [sys.executable, "-m", "tinyseek", *args], env=child_env(), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two OpenMP threads on a shared 2-core machine make these tiny ops ~100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -41,7 +41,7 @@ class ModelConfig:
     vocab_size: int = 129280
     hidden_size: int = 7168
     num_hidden_layers: int = 61
-    rms_norm_eps: float = 1e-6
+    rms_norm_eps: float = 1e-6  # every RMSNorm (block inputs, q/kv latents, final, MTP)
     tie_word_embeddings: bool = False
     bos_token_id: int | None = 0
     eos_token_id: int | None = 1
@@ -52,24 +52,24 @@ class ModelConfig:
     num_attention_heads: int = 128
     q_lora_rank: int | None = 1536
     kv_lora_rank: int = 512
-    qk_nope_head_dim: int = 128
+    qk_nope_head_dim: int = 128  # per-head query/key dims without rotation; the rope ones are shared
     qk_rope_head_dim: int = 64
     v_head_dim: int = 128
     # Feed-forward: dense layers first, then MoE every `moe_layer_freq` layers.
     intermediate_size: int = 18432
     moe_intermediate_size: int = 2048
     n_routed_experts: int = 256
-    n_shared_experts: int = 1
+    n_shared_experts: int = 1  # one shared expert is n_shared_experts x moe_intermediate_size wide
     first_k_dense_replace: int = 3
     moe_layer_freq: int = 1
     # Routing.
     num_experts_per_tok: int = 8
-    n_group: int = 8
+    n_group: int = 8  # expert groups; only the best topk_group groups are eligible
     topk_group: int = 4
     topk_method: str = "noaux_tc"
     scoring_func: str = "sigmoid"
     norm_topk_prob: bool = True
-    routed_scaling_factor: float = 2.5
+    routed_scaling_factor: float = 2.5  # applied to the normalized routing weights
     aux_loss_alpha: float = 0.001
     seq_aux: bool = True
     # Positions: RoPE on qk_rope_head_dim only, YaRN when rope_scaling is set.

@@ -22,21 +22,19 @@ import torch.nn.functional as F
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 from torch.distributed.tensor import DTensor
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import tiny_config  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.fixtures import tiny_config  # noqa: E402
 
+from tinyseek.checkpoint.run import load_sharded, save_sharded, step_directory  # noqa: E402
 from tinyseek.model.transformer import Transformer  # noqa: E402
 from tinyseek.parallel import (  # noqa: E402
     ParallelDims,
     build_mesh,
     clip_grad_norm_,
     init_distributed,
-    load_checkpoint,
     mean_over_ranks,
     parallelize,
-    save_checkpoint,
 )
-from tinyseek.parallel.checkpoint import step_directory  # noqa: E402
 
 STEPS, SAVE_AT, BATCH, LENGTH, SEED = 5, 3, 4, 16, 0
 CONFIG = tiny_config(n_routed_experts=8, n_group=2, topk_group=2, num_experts_per_tok=2)
@@ -143,7 +141,7 @@ def run_layout(
         loss = train_step(model, opt, local, norms, grads if step == 1 else None)
         losses.append(mean_over_ranks(loss, mesh).item())
         if save_root is not None and step in (SAVE_AT, STEPS):
-            save_checkpoint(save_root, step, model, opt)
+            save_sharded(save_root, step, model, opt)
     with torch.no_grad():  # plain forward() on the sharded model, rows of this rank
         logits = model(data[0][rank::world])
     gathered = [torch.empty_like(logits) for _ in range(world)]
@@ -210,7 +208,7 @@ def main(out: Path, eps: list[int], extras: bool) -> None:
     mesh = last["mesh"]
     model = parallelize(build("untied", seed=SEED + 1), mesh)
     opt = optimizer_for(model)
-    start = load_checkpoint(step_directory(out / "ckpt", SAVE_AT), model, opt)
+    start = load_sharded(step_directory(out / "ckpt", SAVE_AT, sharded=True), model, opt)
     results["resumed_at"] = start
     results["saved_losses"] = last["losses"]
     results["resumed"] = [

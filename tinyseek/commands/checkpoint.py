@@ -32,8 +32,8 @@ def add_parsers(subparsers: Any) -> None:
 
 
 def convert_checkpoint(args: argparse.Namespace) -> int:
+    from tinyseek.checkpoint.run import convert_to_hf, resolve_checkpoint
     from tinyseek.config import load_config
-    from tinyseek.parallel.checkpoint import convert_to_hf, resolve_checkpoint
 
     source = resolve_checkpoint(args.checkpoint)
     config = load_config(args.config) if args.config else None

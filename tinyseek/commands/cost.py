@@ -55,13 +55,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--mfu", type=float, metavar="F", help="model FLOPs utilization in (0, 1] → GPU-hours")
     p.add_argument("--gpu-hours", type=float, metavar="H", help="GPU-hours spent → implied MFU")
+    price = "dollars per GPU-hour, or per hour of the measured machine (default %(default)s)"
     p.add_argument(
-        "--price-per-gpu-hour",
-        type=float,
-        default=DEFAULT_PRICE_PER_GPU_HOUR,
-        metavar="P",
-        help=f"dollars per GPU-hour, or per hour of the measured machine (default "
-        f"{DEFAULT_PRICE_PER_GPU_HOUR})",
+        "--price-per-gpu-hour", type=float, default=DEFAULT_PRICE_PER_GPU_HOUR, metavar="P", help=price
     )
     p.add_argument(
         "--memory-gb",

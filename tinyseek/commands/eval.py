@@ -15,6 +15,14 @@ from typing import Any
 
 from tinyseek.commands.eval_endpoint import add_endpoint_args, check_mode_flags, endpoint_report
 
+EVAL = (
+    "Evaluate a model the way DeepSeek-R1 reports it: k samples per problem at temperature 0.6 / top-p "
+    "0.95, pass@1 averaged over them, unbiased pass@k, cons@k (majority vote), format compliance and "
+    "reasoning length, per task family. With --model all requests go to the engine in one batch; with "
+    "--base-url they go to any OpenAI-compatible endpoint (tinyseek serve, vLLM, SGLang, Ollama, a hosted "
+    "API), with retries, resumable results and the token usage and cost."
+)
+
 
 def _common_args(p: argparse.ArgumentParser, split: str, k: int) -> None:
     p.add_argument(
@@ -78,15 +86,8 @@ def _common_args(p: argparse.ArgumentParser, split: str, k: int) -> None:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    e = sub.add_parser(
-        "eval",
-        help="pass@1 over k samples, pass@k, cons@k, format rate, reasoning length of a model",
-        description="Evaluate a model the way DeepSeek-R1 reports it: k samples per problem at temperature "
-        "0.6 / top-p 0.95, pass@1 averaged over them, unbiased pass@k, cons@k (majority vote), format "
-        "compliance and reasoning length, per task family. With --model all requests go to the engine in "
-        "one batch; with --base-url they go to any OpenAI-compatible endpoint (tinyseek serve, vLLM, "
-        "SGLang, Ollama, a hosted API), with retries, resumable results and the token usage and cost.",
-    )
+    summary = "pass@1 over k samples, pass@k, cons@k, format rate, reasoning length of a model"
+    e = sub.add_parser("eval", help=summary, description=EVAL)
     _common_args(e, split="test", k=8)
     e.add_argument("--greedy", action="store_true", help="also one temperature-0 sample per problem")
     e.add_argument("--out", default=None, help="write the JSON report with every problem's samples here")
@@ -155,7 +156,7 @@ def _report(args: argparse.Namespace, greedy: bool) -> Any:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from tinyseek.train.atomic import write_text_atomically
+    from tinyseek.checkpoint.run import write_text_atomically
 
     _check(args)
     if args.base_url:

@@ -78,14 +78,8 @@ def _load(args: argparse.Namespace) -> Any:
 def _params(args: argparse.Namespace, n: int = 1) -> Any:
     from tinyseek import SamplingParams
 
-    return SamplingParams(
-        max_tokens=args.max_tokens,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        top_k=args.top_k,
-        seed=args.seed,
-        n=n,
-    )
+    sampling = ("max_tokens", "temperature", "top_p", "top_k", "seed")  # flags named as the fields
+    return SamplingParams(n=n, **{name: getattr(args, name) for name in sampling})
 
 
 def run_generate(args: argparse.Namespace) -> int:

@@ -1,7 +1,9 @@
 """`tinyseek grpo`: reinforcement learning with verifiable rewards (GRPO, Dr. GRPO, DAPO) on a model directory.
 
-A thin layer over `tinyseek.rl.run.run_grpo`: `--preset` picks a GRPOConfig preset and every objective
-flag given on the command line overrides it (flags left out keep the preset's value).
+GRPO (or Dr. GRPO / DAPO) on procedurally generated tasks or a JSONL benchmark. Writes metrics.jsonl +
+TensorBoard, evaluation samples, resumable checkpoints and RUN_DIR/final (an HF model directory for
+`tinyseek serve`). `--preset` picks a GRPOConfig preset and every objective flag given on the command
+line overrides it (flags left out keep the preset's value); a thin layer over `tinyseek.rl.run.run_grpo`.
 """
 
 from __future__ import annotations
@@ -10,23 +12,17 @@ import argparse
 import json
 from typing import Any
 
-# Flags that map one to one onto GRPOConfig fields (None = keep the preset's value).
-_OVERRIDES = {
-    "group_size": "group_size",
-    "prompts_per_step": "prompts_per_step",
-    "lr": "lr",
-    "beta": "beta",
-    "mu": "mu",
-    "epsilon_high": "epsilon_high",
-    "loss_type": "loss_type",
-    "max_new_tokens": "max_new_tokens",
-    "temperature": "temperature",
-    "top_p": "top_p",
-    "weight_decay": "weight_decay",
-    "max_grad_norm": "max_grad_norm",
-    "overlong_cache": "overlong_cache",
-    "max_sampling_rounds": "max_sampling_rounds",
-}
+# Flags named as the GRPOConfig field they set (None = keep the preset's value).
+_GRPO_FLAGS = (
+    "group_size", "prompts_per_step", "lr", "beta", "mu", "epsilon_high", "loss_type", "max_new_tokens",
+    "temperature", "top_p", "weight_decay", "max_grad_norm", "overlong_cache", "max_sampling_rounds",
+)  # fmt: skip
+# Flags named as the GRPORunConfig field they set.
+_RUN_FLAGS = (
+    "model", "run_dir", "task", "eval_task", "template", "max_steps", "max_minutes", "seed", "difficulty",
+    "lang", "bf16", "device", "micro_batch_tokens", "warmup_steps", "eval_every", "eval_problems",
+    "save_every", "keep_checkpoints", "resume",
+)  # fmt: skip
 
 
 # Spelled out rather than imported so `tinyseek --help` does not import torch; GRPOConfig validates them.
@@ -36,11 +32,7 @@ TEMPLATES = ("r1zero", "chat")
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "grpo",
-        help="train a model directory with GRPO on verifiable tasks",
-        description="GRPO (or Dr. GRPO / DAPO) on procedurally generated tasks or a JSONL benchmark. Writes "
-        "metrics.jsonl + TensorBoard, evaluation samples, resumable checkpoints and RUN_DIR/final (an HF "
-        "model directory for `tinyseek serve`).",
+        "grpo", help="train a model directory with GRPO on verifiable tasks", description=__doc__
     )
     p.add_argument("--model", required=True, help="HF model directory with its tokenizer (tokenizer.json)")
     p.add_argument(
@@ -109,7 +101,7 @@ def grpo_config(args: argparse.Namespace) -> Any:
     from tinyseek.rl.config import GRPOConfig
 
     overrides: dict[str, Any] = {
-        field: getattr(args, flag) for flag, field in _OVERRIDES.items() if getattr(args, flag) is not None
+        name: getattr(args, name) for name in _GRPO_FLAGS if getattr(args, name) is not None
     }
     if args.epsilon is not None:
         overrides["epsilon_low"] = args.epsilon
@@ -126,29 +118,11 @@ def run_grpo_command(args: argparse.Namespace) -> int:
     from tinyseek.rl.run import GRPORunConfig, run_grpo
 
     config = GRPORunConfig(
-        model=args.model,
-        run_dir=args.run_dir,
-        task=args.task,
-        eval_task=args.eval_task,
-        template=args.template,
         grpo=grpo_config(args),
         reward_weights=parse_reward_weights(args.rewards),
-        max_steps=args.max_steps,
-        max_minutes=args.max_minutes,
-        seed=args.seed,
-        difficulty=args.difficulty,
-        lang=args.lang,
-        bf16=args.bf16,
-        device=args.device,
-        micro_batch_tokens=args.micro_batch_tokens,
-        warmup_steps=args.warmup_steps,
-        eval_every=args.eval_every,
-        eval_problems=args.eval_problems,
-        save_every=args.save_every,
-        keep_checkpoints=args.keep_checkpoints,
-        resume=args.resume,
         tensorboard=not args.no_tensorboard,
         progress=not args.json,
+        **{name: getattr(args, name) for name in _RUN_FLAGS},
     )
     result = run_grpo(config)
     summary = {

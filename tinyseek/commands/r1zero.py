@@ -1,5 +1,11 @@
 """`tinyseek r1zero`: the whole R1-Zero pipeline (tokenizer, pretraining, eval, GRPO, eval, report).
 
+Train a tokenizer and a tiny MLA + MoE base model on column arithmetic where most documents answer
+directly and the rest work the problem, half of them checking their work, evaluate it on held-out
+problems, run pure GRPO (no SFT, accuracy reward only), evaluate again on the same problems and write
+OUT/report.md, plots, OUT/summary.json and the trained model OUT/model (HF layout). --seeds runs the
+whole pipeline per seed and aggregates with 95% intervals.
+
 A thin layer over `tinyseek.r1zero.pipeline.run_r1zero`: picks the recipe preset, prints one line per
 stage as it starts and ends, then the figures and how to chat with or serve the trained model.
 """
@@ -16,16 +22,8 @@ PRESETS = ("r1zero", "smoke")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "r1zero",
-        help="DeepSeek-R1-Zero in miniature: pretrain a base model, pure GRPO, evaluate before/after",
-        description="Train a tokenizer and a tiny MLA + MoE base model on column arithmetic where most "
-        "documents answer directly and the rest work the problem, half of them checking their work, "
-        "evaluate it on held-out problems, run pure GRPO (no SFT, accuracy reward only), evaluate again "
-        "on the same problems and write OUT/report.md, plots, OUT/summary.json and the trained model "
-        "OUT/model (HF layout). --seeds runs the whole pipeline per seed and aggregates with 95% "
-        "intervals.",
-    )
+    summary = "DeepSeek-R1-Zero in miniature: pretrain a base model, pure GRPO, evaluate before/after"
+    p = sub.add_parser("r1zero", help=summary, description=__doc__)
     p.add_argument(
         "--preset",
         choices=PRESETS,
@@ -86,6 +84,15 @@ def _print_stage(stage: str, event: str, info: dict[str, Any]) -> None:
           file=sys.stderr, flush=True)  # fmt: skip
 
 
+def _print_behaviour(summary: dict[str, Any]) -> str:
+    """Print the self-checking share and response length before and after RL; return the criteria line."""
+    share, length = summary["self_check_share"], summary["length_mean"]
+    print(f"self-checking share: {_pct(share['base'])} -> {_pct(share['rl'])}")
+    print(f"mean response length: {length['base']:.1f} -> {length['rl']:.1f} tokens")
+    met = sum(c["passed"] for c in summary["criteria"])
+    return f"criteria met: {met}/{len(summary['criteria'])}"
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
     print("\nfamily          base pass@1  RL pass@1  base greedy  RL greedy  problems")
     for name, f in summary["families"].items():
@@ -93,11 +100,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
             f"{name:<15} {_pct(f['base']['pass@1']):>11}  {_pct(f['rl']['pass@1']):>9}  "
             f"{_pct(f['base']['greedy']):>11}  {_pct(f['rl']['greedy']):>9}  {f['problems']:>8}"
         )
-    share, length = summary["self_check_share"], summary["length_mean"]
-    print(f"self-checking share: {_pct(share['base'])} -> {_pct(share['rl'])}")
-    print(f"mean response length: {length['base']:.1f} -> {length['rl']:.1f} tokens")
-    met = sum(c["passed"] for c in summary["criteria"])
-    print(f"criteria met: {met}/{len(summary['criteria'])}")
+    print(_print_behaviour(summary))
     seconds = summary["seconds"]
     print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
     print(f"\nreport: {summary['out_dir']}/report.md")
@@ -119,11 +122,7 @@ def _print_aggregate(summary: dict[str, Any], out: str) -> None:
             f"{100 * f['base']['greedy']:.1f}% -> {100 * f['rl']['greedy']:.1f}% "
             f"({100 * gain['greedy']:+.1f}{ci(gain['bootstrap_ci95']['greedy'])})"
         )
-    share, length = summary["self_check_share"], summary["length_mean"]
-    print(f"self-checking share: {_pct(share['base'])} -> {_pct(share['rl'])}")
-    print(f"mean response length: {length['base']:.1f} -> {length['rl']:.1f} tokens")
-    met = sum(c["passed"] for c in summary["criteria"])
-    print(f"criteria met: {met}/{len(summary['criteria'])}; seconds {summary['seconds']['total']:.0f}")
+    print(f"{_print_behaviour(summary)}; seconds {summary['seconds']['total']:.0f}")
     print(f"\nreport: {out}/report.md")
 
 

@@ -1,4 +1,10 @@
-"""`tinyseek serve --model DIR`: the OpenAI/DeepSeek-compatible HTTP server."""
+"""`tinyseek serve --model DIR`: the OpenAI/DeepSeek-compatible HTTP server.
+
+Serves POST /v1/chat/completions (reasoning_content beside content, streaming, usage with
+prefix-cache counts), a browser chat at /, POST /v1/completions, GET /v1/models, GET /health and
+GET /metrics (Prometheus), over the engine's continuous batching. SIGTERM drains in-flight requests,
+then exits.
+"""
 
 from __future__ import annotations
 
@@ -14,18 +20,13 @@ def _positive(text: str) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "serve",
-        help="serve a model over an OpenAI/DeepSeek-compatible HTTP API",
-        description="Serves POST /v1/chat/completions (reasoning_content beside content, streaming, "
-        "usage with prefix-cache counts), a browser chat at /, POST /v1/completions, GET /v1/models, GET /health and "
-        "GET /metrics (Prometheus), over the engine's continuous batching. SIGTERM drains in-flight "
-        "requests, then exits.",
+        "serve", help="serve a model over an OpenAI/DeepSeek-compatible HTTP API", description=__doc__
     )
     p.add_argument(
         "--model", required=True, help="model directory (config.json, *.safetensors, tokenizer.json)"
     )
-    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
     p.add_argument(
         "--api-key",
         default=None,

@@ -20,22 +20,22 @@ def add_parsers(subparsers: Any) -> None:
     sample.add_argument("task", help="a task name from `tinyseek tasks list`, or gsm8k:FILE / math:FILE")
     sample.add_argument("-n", type=int, default=5, help="how many problems (default 5)")
     sample.add_argument("--lang", default="en", help="language of prompt and solution: en, fr, zh")
-    sample.add_argument("--difficulty", type=int, default=1, help="difficulty knob, 1 = easiest")
     sample.add_argument(
         "--split", choices=("train", "validation", "test"), default="train", help="which split"
     )
     sample.add_argument("--seed", type=int, default=0, help="seed of the problem stream")
-    sample.add_argument(
-        "--error-rate", type=float, default=0.0, help="chance that each error-prone step slips (0-1)"
-    )
-    sample.add_argument(
-        "--self-check-rate", type=float, default=0.0, help="chance that a trace checks its answer (0-1)"
-    )
-    sample.add_argument(
-        "--direct-rate", type=float, default=0.0, help="chance that a trace answers without reasoning (0-1)"
-    )
+    add_trace_knobs(sample)
     sample.add_argument("--json", action="store_true", help="print one JSON object per line")
     sample.set_defaults(func=sample_tasks)
+
+
+def add_trace_knobs(parser: Any) -> None:
+    """How the worked solutions read: the knobs `tasks sample` and the trainers' task data share (0-1
+    rates: each error-prone step slips, a trace checks its answer, a document answers without reasoning)."""
+    parser.add_argument("--difficulty", type=int, default=1, help="task difficulty 1..8 (1: the easiest)")
+    parser.add_argument("--error-rate", type=float, default=0.0, help="chance that an error-prone step slips")
+    parser.add_argument("--self-check-rate", type=float, default=0.0, help="chance a trace checks its answer")
+    parser.add_argument("--direct-rate", type=float, default=0.0, help="chance a document answers directly")
 
 
 def list_tasks(args: argparse.Namespace) -> int:

@@ -16,6 +16,8 @@ import logging
 import signal
 from typing import Any
 
+from tinyseek.commands.tasks import add_trace_knobs
+
 _MODES = {"pretrain": "pretrain", "sft": "sft", "distill": "sft"}
 
 
@@ -66,19 +68,7 @@ def _add_train_flags(p: argparse.ArgumentParser, command: str) -> None:
     data.add_argument(
         "--lang", type=_csv, default=["en"], help="comma-separated languages of task data (default en)"
     )
-    data.add_argument("--difficulty", type=int, default=1, help="task difficulty 1..8 (default 1)")
-    data.add_argument(
-        "--error-rate", type=float, default=0.0, help="share of error-prone steps that slip in task traces"
-    )
-    data.add_argument(
-        "--self-check-rate", type=float, default=0.0, help="share of task traces that verify their answer"
-    )
-    data.add_argument(
-        "--direct-rate",
-        type=float,
-        default=0.0,
-        help="share of task documents that give the answer without reasoning (an empty think block)",
-    )
+    add_trace_knobs(data)
     data.add_argument(
         "--direct-from",
         type=int,

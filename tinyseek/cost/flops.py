@@ -21,7 +21,9 @@ Design choices (each term is printed with its formula, so a reader can redo the 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 from tinyseek.config import ModelConfig
 from tinyseek.model_size import ModelSize
@@ -48,13 +50,40 @@ def absorbed_attention_flops_per_layer(cfg: ModelConfig, context: float) -> floa
     return 2 * cfg.num_attention_heads * (2 * cfg.kv_lora_rank + cfg.qk_rope_head_dim) * context
 
 
+TRAINING_FORMULA = (
+    "6·N_act_nonemb + 6·vocab·hidden + 6·heads·(qk_head_dim+v_head_dim)·(L+1)/2·layers"
+    " + depths·[6·(N_mtp_act + vocab·hidden) + 6·heads·(qk_head_dim+v_head_dim)·(L+1)/2]"
+)
+
+
+DECODE_FORMULA = (
+    "2·(N_act_nonemb + vocab·hidden) + 2·heads·(2·kv_lora_rank + qk_rope_head_dim)·C·layers"
+    " (absorbed MLA; expanded would be 2·heads·(qk_head_dim+v_head_dim)·C·layers)"
+)
+
+
 @dataclass(frozen=True)
-class TrainingFlops:
+class FlopTerms:
+    """FLOPs split into the terms of a formula; `as_dict` adds their total and the formula itself."""
+
+    formula: ClassVar[str]
+
+    @property
+    def total(self) -> float:
+        raise NotImplementedError
+
+    def as_dict(self) -> dict[str, float | str]:
+        return {**dataclasses.asdict(self), "total": self.total, "formula": self.formula}
+
+
+@dataclass(frozen=True)
+class TrainingFlops(FlopTerms):
     """Training FLOPs per token (forward + backward), split into the terms of its formula."""
 
+    formula = TRAINING_FORMULA
     seq_len: int
-    mean_context: float
-    matmul: float
+    mean_context: float  # (seq_len + 1) / 2: the positions a token attends to, on average
+    matmul: float  # 6 x activated non-embedding parameters
     head: float
     attention: float
     mtp: float
@@ -62,24 +91,6 @@ class TrainingFlops:
     @property
     def total(self) -> float:
         return self.matmul + self.head + self.attention + self.mtp
-
-    def as_dict(self) -> dict[str, float | str]:
-        return {
-            "seq_len": self.seq_len,
-            "mean_context": self.mean_context,
-            "matmul": self.matmul,
-            "head": self.head,
-            "attention": self.attention,
-            "mtp": self.mtp,
-            "total": self.total,
-            "formula": TRAINING_FORMULA,
-        }
-
-
-TRAINING_FORMULA = (
-    "6·N_act_nonemb + 6·vocab·hidden + 6·heads·(qk_head_dim+v_head_dim)·(L+1)/2·layers"
-    " + depths·[6·(N_mtp_act + vocab·hidden) + 6·heads·(qk_head_dim+v_head_dim)·(L+1)/2]"
-)
 
 
 def training_flops_per_token(cfg: ModelConfig, seq_len: int) -> TrainingFlops:
@@ -101,33 +112,18 @@ def training_flops_per_token(cfg: ModelConfig, seq_len: int) -> TrainingFlops:
 
 
 @dataclass(frozen=True)
-class DecodeFlops:
+class DecodeFlops(FlopTerms):
     """FLOPs to decode one token with `context` tokens already cached (no MTP)."""
 
+    formula = DECODE_FORMULA
     context: int
     weights: float
     attention_absorbed: float
-    attention_expanded: float
+    attention_expanded: float  # what MLA would cost without absorption, for comparison (not in total)
 
     @property
     def total(self) -> float:
         return self.weights + self.attention_absorbed
-
-    def as_dict(self) -> dict[str, float | str]:
-        return {
-            "context": self.context,
-            "weights": self.weights,
-            "attention_absorbed": self.attention_absorbed,
-            "attention_expanded": self.attention_expanded,
-            "total": self.total,
-            "formula": DECODE_FORMULA,
-        }
-
-
-DECODE_FORMULA = (
-    "2·(N_act_nonemb + vocab·hidden) + 2·heads·(2·kv_lora_rank + qk_rope_head_dim)·C·layers"
-    " (absorbed MLA; expanded would be 2·heads·(qk_head_dim+v_head_dim)·C·layers)"
-)
 
 
 def decode_flops_per_token(cfg: ModelConfig, context: int) -> DecodeFlops:

@@ -14,6 +14,7 @@ Design choices:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -72,18 +73,12 @@ class CacheFit:
 
     memory_gb: float
     weights_gb: float
-    precision: str
+    weight_precision: str
     tokens_in_memory: dict[str, int]
     tokens_after_weights: dict[str, int] | None
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "memory_gb": self.memory_gb,
-            "weights_gb": self.weights_gb,
-            "weight_precision": self.precision,
-            "tokens_in_memory": self.tokens_in_memory,
-            "tokens_after_weights": self.tokens_after_weights,
-        }
+        return dataclasses.asdict(self)
 
 
 def cache_fit(cfg: ModelConfig, memory_gb: float, precision: str = "bf16") -> CacheFit:
@@ -99,7 +94,7 @@ def cache_fit(cfg: ModelConfig, memory_gb: float, precision: str = "bf16") -> Ca
     return CacheFit(
         memory_gb=memory_gb,
         weights_gb=weights / 1e9,
-        precision=precision,
+        weight_precision=precision,
         tokens_in_memory={k: int(memory // b) for k, b in layouts.items()},
         tokens_after_weights={k: int(left // b) for k, b in layouts.items()} if left > 0 else None,
     )

@@ -40,19 +40,18 @@ from tinyseek.eval.endpoint_client import EndpointClient, EndpointCompletion
 from tinyseek.eval.problems import ProblemSet
 from tinyseek.eval.result_log import ResultLog
 from tinyseek.eval.runner import (
-    TEMPLATE_STYLES,
     EvalReport,
     ProblemRecord,
-    Template,
-    check_template,
+    check_sets,
     family_metrics,
+    family_records,
     judge,
     problem_seed,
     run_settings,
     token_counter,
 )
-from tinyseek.rl.prompts import TEMPLATE_STOPS
 from tinyseek.tasks import Problem
+from tinyseek.tasks.completion import TEMPLATE_STOPS, TEMPLATE_STYLES, Template, check_template
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +80,7 @@ def _jobs(sets: Sequence[ProblemSet], k: int, seed: int, greedy: bool, template:
     jobs = []
     for problem_set in sets:
         for problem in problem_set.problems:
-            question = problem_set.task.prompt(problem, problem_set.lang)
-            prompt = question if template == "chat" else r1_zero_prompt(question)
+            prompt = _sent_prompt(problem_set, problem, template)
             base = problem_seed(seed, problem, problem_set.lang)
             for i in [*range(k), *([GREEDY] if greedy else [])]:
                 jobs.append(
@@ -93,6 +91,12 @@ def _jobs(sets: Sequence[ProblemSet], k: int, seed: int, greedy: bool, template:
                     )
                 )  # fmt: skip
     return jobs
+
+
+def _sent_prompt(problem_set: ProblemSet, problem: Problem, template: Template) -> str:
+    """What is sent: the question as a chat message, or the R1-Zero prompt text to /completions."""
+    question = problem_set.task.prompt(problem, problem_set.lang)
+    return question if template == "chat" else r1_zero_prompt(question)
 
 
 def _ask(
@@ -244,19 +248,12 @@ def evaluate_endpoint(
     progress: bool = False,
 ) -> EvalReport:
     """Ask the endpoint for k samples per problem (resuming from `results`), score them, report."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k = {k!r}: expected an integer >= 1 (samples per problem)")
+    sets = check_sets(sets, k)
     if concurrency < 1:
         raise ValueError(f"concurrency = {concurrency}: expected at least 1 request at a time")
     for name, price in (("price_in", price_in), ("price_out", price_out)):
         if price is not None and price < 0:
             raise ValueError(f"{name} = {price}: expected dollars per 1M tokens, >= 0")
-    sets = [sets] if isinstance(sets, ProblemSet) else list(sets)
-    if not sets or any(not s.problems for s in sets):
-        raise ValueError("nothing to evaluate: no problem sets, or sets with no problems")
-    names = [s.name for s in sets]
-    if len(set(names)) != len(names):
-        raise ValueError(f"task families must be distinct, got {names}")
     template = check_template(template)
     stops = list(TEMPLATE_STOPS[template])
     style = TEMPLATE_STYLES[template]
@@ -296,22 +293,10 @@ def evaluate_endpoint(
                 count,
             )
         )
-        family_records = []
-        for problem in problem_set.problems:
-            question = problem_set.task.prompt(problem, problem_set.lang)
-            family_records.append(
-                ProblemRecord(
-                    task=problem_set.name,
-                    canonical=problem.canonical,
-                    reference=problem.answer,
-                    lang=problem_set.lang,
-                    prompt=question if template == "chat" else r1_zero_prompt(question),
-                    samples=[next(samples) for _ in range(k)],
-                    greedy=next(samples) if greedy else None,
-                )
-            )
-        families[problem_set.name] = family_metrics(family_records, k)
-        records += family_records
+        sent = [_sent_prompt(problem_set, problem, template) for problem in problem_set.problems]
+        family = family_records(problem_set, sent, samples, k, greedy)
+        families[problem_set.name] = family_metrics(family, k)
+        records += family
         used += rows
     usage = _usage_totals(used, price_in, price_out)
     usage["retries"] = float(client.retries - retries_before)

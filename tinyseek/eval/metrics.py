@@ -21,7 +21,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tinyseek.rl.think_format import FormatStyle, parse_completion
+from tinyseek.tasks.completion import FormatStyle, parse_completion
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

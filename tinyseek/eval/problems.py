@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from tinyseek.tasks import LANGUAGES, FileTask, Problem, Split, Task, get_task
+from tinyseek.tasks import FileTask, Problem, Split, Task, get_task
+from tinyseek.tasks.base import check_language
 from tinyseek.tasks.datasets import STYLES, Style
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,7 @@ def task_problems(
     """
     if n is not None and n < 1:
         raise ValueError(f"n = {n}: expected at least 1 problem per task (or None for a whole file)")
-    if lang not in LANGUAGES:
-        raise ValueError(f"unknown language {lang!r}; expected one of {', '.join(LANGUAGES)}")
+    check_language(lang)
     task = get_task(task) if isinstance(task, str) else task
     if isinstance(task, FileTask):
         return _file_problems(task, n, split, lang)

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tinyseek.checkpoint.run import write_text_atomically
 from tinyseek.eval.runner import EvalReport, ProblemRecord
-from tinyseek.train.atomic import write_text_atomically
 
 
 @dataclass(frozen=True)

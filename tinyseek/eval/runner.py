@@ -4,6 +4,9 @@
     report = evaluate(llm, sets, k=4, template="r1zero")       # one batched generate call
     print(report.markdown()); json.dumps(report.to_json())
 
+The one evaluator: `evaluate` (the CLI, the R1-Zero pipeline), `evaluate_endpoint` (any server) and
+GRPO's periodic `evaluate_prompts` all score completions through `judge`.
+
 Design choices:
 - Every request of the run (k samples for each problem of every family, plus one temperature-0 sample
   per problem with `greedy=True`) goes to the engine in ONE `generate` call, so continuous batching
@@ -11,16 +14,15 @@ Design choices:
 - Reproducible: the k samples of a problem are one request with `n=k` and a seed derived from
   (seed, task, canonical problem, language), so a problem gets the same samples whatever else is
   evaluated with it and in whatever order (the engine gives completion i the seed + i).
-- Templates: `r1zero` is the R1-Zero plain-text template for base models (completions
-  `<think>..</think><answer>..</answer>`, format style `think_answer`); generation stops at
-  `</answer>`, as the GRPO rollouts of that template do, and the stop string (whichever of `stop` the decoded
-  tokens show) is put back so the format check and the SFT traces see it. `chat` is the R1 chat
-  template (the prompt ends with the forced `<think>\\n`, format style `think`). The default is
-  `chat` when the tokenizer carries a chat template, else `r1zero`.
+- Templates (tinyseek.tasks.completion): `r1zero`, the R1-Zero plain-text template for base models
+  (format style `think_answer`), stops at `</answer>` as the GRPO rollouts of that template do, and
+  the stop string (whichever of `stop` the decoded tokens show) is put back so the format check and
+  the SFT traces see it; `chat`, the R1 chat template (format style `think`). The default is `chat`
+  when the tokenizer carries a chat template, else `r1zero`.
 - Scoring is the RL reward's: the task's verifier on the answer section (the text after `</think>`, or
-  the whole completion when the reasoning was never closed), the format check of
-  `tinyseek.rl.think_format`, reasoning length in tokens of the model's tokenizer, and R1's language
-  consistency (share of the reasoning's words in the prompt's language, `tinyseek.rl.language`).
+  the whole completion when the reasoning was never closed), the format check, reasoning length in
+  tokens of the model's tokenizer, and R1's language consistency (share of the reasoning's words in
+  the prompt's language), all from tinyseek.tasks.
   A task with `score_many` (coding: sandboxed test runs) scores a family's completions in one call.
 - Votes for cons@k group answers by exact value when they are numbers (`0.5` and `1/2` agree), else
   by the stripped text.
@@ -33,29 +35,37 @@ import hashlib
 import logging
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from tinyseek.chat_template import r1_zero_prompt
 from tinyseek.eval.metrics import SampleResult, summarize
 from tinyseek.eval.problems import ProblemSet
 from tinyseek.inference.detokenizer import text_with_stop
 from tinyseek.inference.llm import LLM
 from tinyseek.inference.request import CompletionOutput
 from tinyseek.inference.sampling_params import SamplingParams
-from tinyseek.rl.language import language_share
-from tinyseek.rl.prompts import TEMPLATE_STOPS
-from tinyseek.rl.think_format import FormatStyle, parse_completion
 from tinyseek.tasks import Problem, Task
 from tinyseek.tasks.answer import extract_answer, format_number, parse_number
+from tinyseek.tasks.completion import (
+    TEMPLATE_STOPS,
+    TEMPLATE_STYLES,
+    FormatStyle,
+    PromptItem,
+    Template,
+    check_template,
+    default_template,
+    parse_completion,
+    render_prompt,
+)
+from tinyseek.tasks.language import language_share
 
 log = logging.getLogger(__name__)
 
-Template = Literal["r1zero", "chat"]
-TEMPLATES: tuple[Template, ...] = ("r1zero", "chat")
-TEMPLATE_STYLES: dict[Template, FormatStyle] = {"r1zero": "think_answer", "chat": "think"}
+# GRPO's periodic evaluation samples at R1's recommended settings beside its greedy pass.
+EVAL_TEMPERATURE = 0.6
+EVAL_TOP_P = 0.95
 
 
 def run_settings(
@@ -190,27 +200,6 @@ class EvalReport:
         return "\n".join(lines)
 
 
-def default_template(tokenizer: Any) -> Template:
-    """`chat` when the tokenizer carries a chat template, else the R1-Zero template for base models."""
-    return "chat" if getattr(tokenizer, "chat_template", None) else "r1zero"
-
-
-def check_template(template: str) -> Template:
-    if template not in TEMPLATES:
-        raise ValueError(f"unknown template {template!r}; expected one of {', '.join(TEMPLATES)}")
-    return template  # type: ignore[return-value]
-
-
-def prompt_ids(llm: LLM, question: str, template: Template) -> list[int]:
-    """The token ids the model sees for a question (BOS included) under a template."""
-    if template == "chat":
-        return llm.chat_prompt([{"role": "user", "content": question}])
-    tokenizer = llm.tokenizer
-    if tokenizer is None:
-        raise ValueError("evaluation needs an LLM with a tokenizer (prompts and answers are text)")
-    return list(tokenizer.encode(r1_zero_prompt(question)))
-
-
 def problem_seed(seed: int, problem: Problem, lang: str) -> int:
     """A per-problem sampling seed that does not depend on what else is evaluated, in which order, or
     where a benchmark file lives (`problem.task` is the family name, or the style of a file)."""
@@ -295,6 +284,38 @@ def family_metrics(records: Sequence[ProblemRecord], k: int) -> dict[str, float]
     return metrics
 
 
+def check_sets(sets: ProblemSet | Sequence[ProblemSet], k: int) -> list[ProblemSet]:
+    """What every evaluation asks of its request: k >= 1 and distinct, non-empty problem sets."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k = {k!r}: expected an integer >= 1 (samples per problem)")
+    sets = [sets] if isinstance(sets, ProblemSet) else list(sets)
+    if not sets or any(not s.problems for s in sets):
+        empty = [s.name for s in sets if not s.problems]
+        raise ValueError(f"nothing to evaluate: no problem sets, or sets with no problems {empty}")
+    names = [s.name for s in sets]
+    if len(set(names)) != len(names):
+        raise ValueError(f"task families must be distinct, got {names}")
+    return sets
+
+
+def family_records(
+    problem_set: ProblemSet, prompts: Sequence[str], samples: Iterator[Sample], k: int, greedy: bool
+) -> list[ProblemRecord]:
+    """One record per problem of a family from its judged samples, in order (k each, then the greedy one)."""
+    return [
+        ProblemRecord(
+            task=problem_set.name,
+            canonical=problem.canonical,
+            reference=problem.answer,
+            lang=problem_set.lang,
+            prompt=prompt,
+            samples=[next(samples) for _ in range(k)],
+            greedy=next(samples) if greedy else None,
+        )
+        for problem, prompt in zip(problem_set.problems, prompts, strict=True)
+    ]
+
+
 def evaluate(
     llm: LLM | str | Path,
     sets: ProblemSet | Sequence[ProblemSet],
@@ -311,20 +332,13 @@ def evaluate(
 
     `template=None` picks `default_template(llm.tokenizer)`; `stop=None` the template's stop strings.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k = {k!r}: expected an integer >= 1 (samples per problem)")
-    sets = [sets] if isinstance(sets, ProblemSet) else list(sets)
-    if not sets or any(not s.problems for s in sets):
-        empty = [s.name for s in sets if not s.problems]
-        raise ValueError(f"nothing to evaluate: no problem sets, or sets with no problems {empty}")
-    names = [s.name for s in sets]
-    if len(set(names)) != len(names):
-        raise ValueError(f"task families must be distinct, got {names}")
+    sets = check_sets(sets, k)
     sampling = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, n=k)
     llm = llm if isinstance(llm, LLM) else LLM(llm)
-    if llm.tokenizer is None:
+    tokenizer = llm.tokenizer
+    if tokenizer is None:
         raise ValueError("evaluation needs an LLM with a tokenizer (prompts and answers are text)")
-    template = check_template(template) if template is not None else default_template(llm.tokenizer)
+    template = check_template(template) if template is not None else default_template(tokenizer)
     stops = list(TEMPLATE_STOPS[template] if stop is None else stop)
     style = TEMPLATE_STYLES[template]
 
@@ -332,7 +346,7 @@ def evaluate(
     params: list[SamplingParams] = []
     for problem_set in sets:
         for problem in problem_set.problems:
-            ids = prompt_ids(llm, problem_set.task.prompt(problem, problem_set.lang), template)
+            _, ids = render_prompt(tokenizer, problem_set.task.prompt(problem, problem_set.lang), template)
             seeded = problem_seed(seed, problem, problem_set.lang)
             prompts.append(ids)
             params.append(
@@ -351,7 +365,7 @@ def evaluate(
     outputs = iter(llm.generate(prompts, params))
     seconds = time.perf_counter() - start
 
-    count = token_counter(llm.tokenizer)
+    count = token_counter(tokenizer)
     eos_ids = set(llm.engine.eos_token_ids)
     records: list[ProblemRecord] = []
     families: dict[str, dict[str, float]] = {}
@@ -365,30 +379,18 @@ def evaluate(
             flat_outputs += [*sampled.outputs, *extra]
             flat_problems += [problem] * (len(sampled.outputs) + len(extra))
         generated += sum(len(o.token_ids) for o in flat_outputs)
-        texts = [text_with_stop(o, stops, eos_ids, llm.tokenizer) for o in flat_outputs]
-        judged = iter(
-            judge(
-                problem_set.task, flat_problems, texts, style, problem_set.lang,
-                [len(o.token_ids) for o in flat_outputs], [o.finish_reason for o in flat_outputs],
-                lambda _, reasoning: count(reasoning),
-            )
+        texts = [text_with_stop(o, stops, eos_ids, tokenizer) for o in flat_outputs]
+        judged = judge(
+            problem_set.task, flat_problems, texts, style, problem_set.lang,
+            [len(o.token_ids) for o in flat_outputs], [o.finish_reason for o in flat_outputs],
+            lambda _, reasoning: count(reasoning),
         )  # fmt: skip
-        family_records = []
-        for problem, (sampled, _) in zip(problem_set.problems, requests, strict=True):
-            samples = [next(judged) for _ in range(k)]
-            family_records.append(
-                ProblemRecord(
-                    task=problem_set.name,
-                    canonical=problem.canonical,
-                    reference=problem.answer,
-                    lang=problem_set.lang,
-                    prompt=llm.tokenizer.decode(sampled.prompt_token_ids, skip_special_tokens=False),
-                    samples=samples,
-                    greedy=next(judged) if greedy else None,
-                )
-            )
-        families[problem_set.name] = family_metrics(family_records, k)
-        records += family_records
+        shown = [
+            tokenizer.decode(sampled.prompt_token_ids, skip_special_tokens=False) for sampled, _ in requests
+        ]
+        family = family_records(problem_set, shown, iter(judged), k, greedy)
+        families[problem_set.name] = family_metrics(family, k)
+        records += family
     settings = run_settings(
         sets, k, sampling.temperature, sampling.top_p, max_tokens, template, style, stops, seed, greedy
     )
@@ -399,3 +401,42 @@ def evaluate(
         len(records), seconds,
     )  # fmt: skip
     return report
+
+
+def evaluate_prompts(
+    llm: LLM, items: Sequence[PromptItem], style: FormatStyle, max_tokens: int, seeds: Sequence[int]
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """GRPO's periodic evaluation: greedy and sampled (T = 0.6, top-p 0.95, `seeds[i]` for item i)
+    accuracy on fixed, already rendered problems; returns the metrics and one row per completion.
+
+    Both passes end at EOS or `max_tokens`, with no template stop, so successive evaluations of a run
+    (and of runs before this evaluator was shared) compare alike."""
+    if not items:
+        raise ValueError("evaluate_prompts needs at least one problem")
+    modes = {
+        "greedy": [SamplingParams(max_tokens=max_tokens, temperature=0.0)] * len(items),
+        "sampled": [
+            SamplingParams(max_tokens=max_tokens, temperature=EVAL_TEMPERATURE, top_p=EVAL_TOP_P, seed=seed)
+            for seed in seeds
+        ],
+    }
+    count = token_counter(llm.tokenizer)
+    metrics: dict[str, float] = {}
+    rows: list[dict[str, Any]] = []
+    for mode, params in modes.items():
+        outputs = [out.outputs[0] for out in llm.generate([item.token_ids for item in items], params)]
+        samples = [
+            judge(item.task, [item.problem], [out.text], style, item.lang, [len(out.token_ids)],
+                  [out.finish_reason], lambda _, reasoning: count(reasoning))[0]
+            for item, out in zip(items, outputs, strict=True)
+        ]  # fmt: skip
+        metrics[f"eval/{mode}_accuracy"] = statistics.fmean(s.correct for s in samples)
+        metrics[f"eval/{mode}_length"] = statistics.fmean(s.completion_tokens for s in samples)
+        rows += [
+            {"mode": mode, "task": item.task.name, "question": item.question, "reference": item.problem.answer,
+             "completion": s.text, "finish_reason": s.finish_reason, "tokens": s.completion_tokens,
+             "score": float(s.correct)}
+            for item, s in zip(items, samples, strict=True)
+        ]  # fmt: skip
+    metrics["eval/problems"] = float(len(items))
+    return metrics, rows

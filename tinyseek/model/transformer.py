@@ -2,7 +2,7 @@
 
 Design choices:
 - Module names follow the Hugging Face checkpoint (`embed_tokens`, `layers.N.self_attn.q_a_proj`, ...)
-  so the state-dict adapter in tinyseek/checkpoint.py only has to add the `model.` prefix, split the
+  so the state-dict adapter in tinyseek/checkpoint/hf.py only has to add the `model.` prefix, split the
   stacked experts, and move MTP modules to `model.layers.{num_hidden_layers + d}`.
 - `hidden_states()` returns the post-final-norm states the head reads; MTP depth 1 takes those (as
   vLLM/SGLang feed the released MTP weights), combines them with the embedding of the next token, runs
@@ -168,7 +168,7 @@ class Transformer(nn.Module):
             outputs.append(module.shared_head_norm(h))
         return outputs
 
-    # ---- checkpoints (see tinyseek/checkpoint.py) ---------------------------------------------
+    # ---- checkpoints (see tinyseek/checkpoint/hf.py) ---------------------------------------------
     @classmethod
     def from_pretrained(
         cls,
@@ -176,12 +176,12 @@ class Transformer(nn.Module):
         dtype: torch.dtype = torch.float32,
         device: str | torch.device = "cpu",
     ) -> Transformer:
-        from tinyseek.checkpoint import load_model
+        from tinyseek.checkpoint.hf import load_model
 
         return load_model(path, dtype=dtype, device=device)
 
     def save_pretrained(self, path: str | Path, max_shard_bytes: int = 5 * 2**30) -> Path:
-        from tinyseek.checkpoint import save_model
+        from tinyseek.checkpoint.hf import save_model
 
         return save_model(self, path, max_shard_bytes=max_shard_bytes)
 

@@ -1,4 +1,4 @@
-"""Distributed training on PyTorch's own engine: DeviceMesh, FSDP2, expert parallelism, DCP checkpoints.
+"""Distributed training on PyTorch's own engine: DeviceMesh, FSDP2, expert parallelism.
 
 Applied after the model is built; tinyseek/model/ knows nothing of it (torchtitan style).
 
@@ -11,14 +11,14 @@ What a trainer does (launched with `torchrun --nproc-per-node=N`):
     model = Transformer(config).to(device)
     parallelize(model, mesh, param_dtype=torch.bfloat16 if device.type == "cuda" else None)
     optimizer = torch.optim.AdamW(model.parameters(), ...)   # after parallelize: params are DTensors
-    step = load_checkpoint(run_dir / "checkpoints", model, optimizer)  # 0 when there is none yet
+    step = load_sharded(run_dir / "checkpoints", model, optimizer)  # tinyseek.checkpoint.run; 0 if none
 
     dp = mesh[DP_SHARD]                                # the data dimension
     # each rank reads its own 1/dp.size() of the global batch: rows dp.get_local_rank()::dp.size()
     loss = cross_entropy(model(local_ids)...)          # mean over the LOCAL tokens (equal counts per rank)
     loss.backward(); clip_grad_norm_(model.parameters(), 1.0); optimizer.step(); optimizer.zero_grad()
     log_loss = mean_over_ranks(loss, mesh)             # the global-batch loss, for logging
-    save_checkpoint(run_dir / "checkpoints", step, model, optimizer)   # every rank calls it
+    save_sharded(run_dir / "checkpoints", step, model, optimizer)      # every rank calls it
 
 - Gradients: FSDP averages over dp_shard, so with equal token counts per rank the update equals one
   process's on the whole batch (tests/dist checks it to 1e-5). With unequal counts, scale each rank's
@@ -31,8 +31,9 @@ What a trainer does (launched with `torchrun --nproc-per-node=N`):
   skip the reduce-scatter on all but the last, `model.set_requires_gradient_sync(is_last_microbatch)`.
 - Every rank builds the full model before `parallelize` (each keeps its shards, no broadcast), so the
   seed must match and the model must fit one rank's host memory; meta-device init is not done yet.
-- Checkpoints: see tinyseek/parallel/checkpoint.py (one DCP directory per step, `latest` pointer,
-  loadable in one process, convertible to the HF layout with `tinyseek checkpoint convert`).
+- Checkpoints: tinyseek.checkpoint.run's `save_sharded` / `load_sharded` (one DCP directory per step,
+  `latest` pointer, loadable in one process, convertible to the HF layout with `tinyseek checkpoint
+  convert`).
 """
 
 from __future__ import annotations
@@ -41,12 +42,6 @@ import torch
 from torch.distributed.device_mesh import DeviceMesh
 
 from tinyseek.model.transformer import Transformer
-from tinyseek.parallel.checkpoint import (
-    latest_checkpoint,
-    load_checkpoint,
-    load_model_weights,
-    save_checkpoint,
-)
 from tinyseek.parallel.expert_parallel import ExpertParallelExperts, apply_expert_parallel
 from tinyseek.parallel.fsdp import apply_fsdp
 from tinyseek.parallel.grad_norm import clip_grad_norm_
@@ -69,12 +64,8 @@ __all__ = [
     "build_mesh",
     "clip_grad_norm_",
     "init_distributed",
-    "latest_checkpoint",
-    "load_checkpoint",
-    "load_model_weights",
     "mean_over_ranks",
     "parallelize",
-    "save_checkpoint",
 ]
 
 

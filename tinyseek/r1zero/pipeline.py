@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyseek.chat_template import R1_ZERO_CHAT_TEMPLATE
+from tinyseek.checkpoint.run import CHECKPOINTS, atomic_directory, write_text_atomically
 from tinyseek.eval.problems import ProblemSet, problem_sets
 from tinyseek.eval.runner import EvalReport, evaluate
 from tinyseek.r1zero.measurements import gain_intervals, problem_scores, validation_curves
@@ -67,8 +68,6 @@ from tinyseek.r1zero.report import (
     render_report,
 )
 from tinyseek.r1zero.self_check import is_self_checking
-from tinyseek.train.atomic import atomic_directory, write_text_atomically
-from tinyseek.train.run_checkpoint import CHECKPOINTS
 
 log = logging.getLogger(__name__)
 

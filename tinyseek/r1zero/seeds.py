@@ -29,12 +29,12 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from tinyseek.checkpoint.run import write_text_atomically
 from tinyseek.r1zero.intervals import bootstrap_gain, seed_interval
 from tinyseek.r1zero.measurements import problem_scores, validation_curves
 from tinyseek.r1zero.pipeline import R1ZeroResult, StageHook, run_r1zero
 from tinyseek.r1zero.recipe import Recipe
 from tinyseek.r1zero.report import VALIDATION_FILE, Curve, EvalResult, FamilyEval, acceptance, plot_validation
-from tinyseek.train.atomic import write_text_atomically
 
 log = logging.getLogger(__name__)
 

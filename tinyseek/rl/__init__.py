@@ -28,11 +28,9 @@ from tinyseek.rl.rewards import (
     parse_reward_weights,
 )
 from tinyseek.rl.run import GRPOResult, GRPORunConfig, run_grpo
-from tinyseek.rl.think_format import FORMAT_STYLES, ParsedCompletion, parse_completion
 
 __all__ = [
     "BUILTIN_REWARDS",
-    "FORMAT_STYLES",
     "LOSS_TYPES",
     "FilledBatch",
     "GRPOConfig",
@@ -40,7 +38,6 @@ __all__ = [
     "GRPORunConfig",
     "GRPOTrainer",
     "ObjectiveOutput",
-    "ParsedCompletion",
     "RewardFunction",
     "RewardOptions",
     "RewardScores",
@@ -59,7 +56,6 @@ __all__ = [
     "math_verify_score",
     "overlong_penalty",
     "overlong_reward",
-    "parse_completion",
     "parse_reward_weights",
     "run_grpo",
     "token_entropy",

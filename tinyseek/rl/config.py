@@ -44,20 +44,20 @@ class GRPOConfig:
     # Sampling: G completions per prompt, `prompts_per_step` prompts per optimisation step.
     group_size: int = 8
     prompts_per_step: int = 32
-    temperature: float = 1.0
+    temperature: float = 1.0  # of the rollouts (and of the log-probs the objective scores)
     top_p: float = 1.0
     max_new_tokens: int = 256
     # Objective.
     loss_type: LossType = "grpo"
     epsilon_low: float = 0.2
     epsilon_high: float = 0.2
-    beta: float = 0.0
+    beta: float = 0.0  # k3 KL coefficient; 0 keeps no reference model
     scale_rewards: bool = True
     advantage_eps: float = 1e-4
     mask_truncated: bool = False
     # Optimisation: `mu` inner iterations over each batch against the old-policy log-probs.
     mu: int = 1
-    lr: float = 1e-6
+    lr: float = 1e-6  # AdamW, constant after the run's warmup
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     # DAPO dynamic sampling: drop zero-variance groups, refill for at most `max_sampling_rounds` rounds.

@@ -10,8 +10,9 @@ Design choices:
   no extra forward, μ > 1 costs none either, and the first iteration's ratio is exactly 1.
 - Micro-batches pass the whole batch's sequence and token counts to `grpo_loss`, so their gradients add
   up to one big batch's. With β = 0, samples whose advantage is exactly 0 (every sample of a
-  zero-variance group) are left out of the backward: they contribute nothing but compute (DESIGN §4:
-  ~4x less training compute). Truncated samples are left out too when `mask_truncated` is on.
+  zero-variance group) are left out of the backward: they contribute nothing but compute (~4x less
+  training compute, docs/architecture.md). Truncated samples are left out too when `mask_truncated`
+  is on.
 - Guards: an inner iteration whose loss, KL or gradient norm is not finite is skipped (gradients
   dropped, optimizer untouched) and logged; the step's remaining iterations are abandoned. A warning
   is logged when most groups have zero reward variance or most completions hit the length limit.
@@ -96,16 +97,7 @@ class GRPOTrainer:
         self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
         batch = config.group_size * config.prompts_per_step
         self.llm = LLM(model, tokenizer, max_num_seqs=max(batch, 1))
-        self.sampler = RolloutSampler(
-            self.llm,
-            rewards,
-            config.group_size,
-            config.max_new_tokens,
-            config.temperature,
-            config.top_p,
-            seed,
-            prompts.stop,
-        )
+        self.sampler = RolloutSampler(self.llm, rewards, config, seed, prompts.stop)
 
     # ---- learning rate --------------------------------------------------------------------------
     def lr_at(self, step: int) -> float:

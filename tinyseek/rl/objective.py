@@ -107,7 +107,7 @@ def aggregate(
     token_losses: Tensor,
     mask: Tensor,
     loss_type: str,
-    max_len: int,
+    max_len: int,  # Dr. GRPO's constant: max_new_tokens
     num_sequences: int | None = None,
     num_tokens: int | None = None,
 ) -> Tensor:

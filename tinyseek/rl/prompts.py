@@ -5,9 +5,8 @@ Design choices:
   stream, interleaved round-robin when several tasks are named (`addition,countdown`), so every step
   sees a fixed mix. Its only state is the number of prompts drawn, which a checkpoint stores; resuming
   replays the streams to that point (cheap: problems are generated, not trained on).
-- Two templates. `r1zero` is the plain-text R1-Zero preamble for base models (no chat tokens; the model
-  writes `<think>...</think><answer>...</answer>`, reward format style `think_answer`); `chat` is the
-  R1 chat template whose generation prompt already opens `<think>\\n` (format style `think`).
+- Two templates (tinyseek.tasks.completion): `r1zero`, the plain-text R1-Zero preamble for base
+  models (format style `think_answer`), and `chat`, the R1 chat template (format style `think`).
 - A benchmark file as the training task (`gsm8k:PATH`, `math:PATH`) is split by hash like procedural
   tasks; a separate evaluation file (`eval_task`) is test data as a whole, and the training file is then
   train data as a whole.
@@ -19,38 +18,11 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from tinyseek.chat_template import r1_zero_prompt
-from tinyseek.rl.think_format import ANSWER_CLOSE, FormatStyle
-from tinyseek.tasks import FileTask, Problem, Split, Task, get_task
+from tinyseek.tasks import FileTask, Problem, Split, Task, completion, get_task
+from tinyseek.tasks.completion import PromptItem, Template
 from tinyseek.tasks.datasets import STYLES
-
-Template = Literal["r1zero", "chat"]
-TEMPLATES: tuple[Template, ...] = ("r1zero", "chat")
-TEMPLATE_STYLES: dict[str, FormatStyle] = {"r1zero": "think_answer", "chat": "think"}
-# Generation stops where the template's answer ends (R1-Zero: at `</answer>`, as evaluation does); the
-# chat template ends on EOS.
-TEMPLATE_STOPS: dict[str, tuple[str, ...]] = {"r1zero": (ANSWER_CLOSE,), "chat": ()}
-
-
-@dataclass(frozen=True)
-class PromptItem:
-    """One problem as the model sees it: the question text, the rendered prompt and its token ids."""
-
-    task: Task
-    problem: Problem
-    question: str
-    text: str
-    token_ids: list[int]
-    lang: str
-
-
-def check_template(template: str) -> Template:
-    if template not in TEMPLATES:
-        raise ValueError(f"unknown template {template!r}; expected one of {', '.join(TEMPLATES)}")
-    return template  # type: ignore[return-value]
 
 
 def parse_tasks(spec: str, split: Split | None = None) -> list[Task]:
@@ -66,15 +38,6 @@ def parse_tasks(spec: str, split: Split | None = None) -> list[Task]:
         else:
             tasks.append(get_task(name))
     return tasks
-
-
-def render_prompt(tokenizer: Any, question: str, template: Template) -> tuple[str, list[int]]:
-    """The prompt text and ids for `template`; the R1-Zero text gets the tokenizer's BOS, the chat one has it."""
-    if template == "r1zero":
-        text = r1_zero_prompt(question)
-        return text, list(tokenizer.encode(text))
-    text = str(tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False))
-    return text, list(tokenizer.encode(text, add_special_tokens=False))
 
 
 class PromptSource:
@@ -95,7 +58,7 @@ class PromptSource:
             raise ValueError("PromptSource needs at least one task")
         self.tasks = list(tasks)
         self.tokenizer = tokenizer
-        self.template = check_template(template)
+        self.template = completion.check_template(template)
         self.split: Split = split
         self.seed = seed
         self.difficulty = difficulty
@@ -105,14 +68,14 @@ class PromptSource:
         self._stream = self._items()
 
     @property
-    def style(self) -> FormatStyle:
+    def style(self) -> completion.FormatStyle:
         """The format style the completions of this template follow (for the format reward)."""
-        return TEMPLATE_STYLES[self.template]
+        return completion.TEMPLATE_STYLES[self.template]
 
     @property
     def stop(self) -> tuple[str, ...]:
         """Stop strings of this template's completions."""
-        return TEMPLATE_STOPS[self.template]
+        return completion.TEMPLATE_STOPS[self.template]
 
     def _items(self) -> Iterator[tuple[Task, Problem]]:
         streams = [task.sample(self.seed, self.difficulty, self.split) for task in self.tasks]
@@ -122,7 +85,7 @@ class PromptSource:
 
     def render(self, task: Task, problem: Problem) -> PromptItem:
         question = task.prompt(problem, self.lang)
-        text, ids = render_prompt(self.tokenizer, question, self.template)
+        text, ids = completion.render_prompt(self.tokenizer, question, self.template)
         if self.max_prompt_tokens is not None and len(ids) > self.max_prompt_tokens:
             raise ValueError(
                 f"task {task.name}: a prompt of {len(ids)} tokens exceeds the {self.max_prompt_tokens} the "

@@ -18,7 +18,7 @@ overlong shaping), each built from a `RewardOptions` by name in `BUILTIN_REWARDS
 - `format`: 1 when the completion follows the style (`think` for the R1 chat template, whose forced
   `<think>\\n` counts as the opening tag; `think_answer` for the R1-Zero tags), else 0.
 - `language`: share of the reasoning's words in the prompt's language (the `lang` column, else detected
-  from the prompt), see `tinyseek.rl.language`.
+  from the prompt), see `tinyseek.tasks.language`.
 - `overlong`: DAPO's soft overlong punishment from the `completion_lengths` column.
 """
 
@@ -32,8 +32,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tinyseek.rl.language import detect_language, language_share
-from tinyseek.rl.think_format import FormatStyle, check_style, parse_completion
+from tinyseek.tasks.completion import FormatStyle, check_style, parse_completion
+from tinyseek.tasks.language import detect_language, language_share
 
 RewardFn = Callable[..., Sequence[float | None]]
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
@@ -100,7 +100,7 @@ def accuracy_reward(
 
 
 def format_reward(style: FormatStyle = "think") -> RewardFn:
-    """1.0 for a completion that follows `style` exactly (see `tinyseek.rl.think_format`), else 0.0."""
+    """1.0 for a completion that follows `style` exactly (see `tinyseek.tasks.completion`), else 0.0."""
     check_style(style)
 
     def format_(prompts: Sequence[str], completions: Sequence[str], **columns: Any) -> list[float | None]:

@@ -1,6 +1,8 @@
 """Rollouts: G sampled completions per prompt from the inference engine, scored by a RewardSet.
 
 Design choices:
+- The sampler reads the group size, length limit, temperature and top-p from the run's GRPOConfig
+  itself, so a knob added there cannot be forgotten on the way.
 - Sampling goes through `tinyseek.LLM` over the very Transformer being trained: no weight copy, and
   the engine empties its prefix cache by itself when the optimizer changes the weights.
 - One request per prompt with `n = G`: the G completions share the prompt's cache blocks. Each request
@@ -26,8 +28,9 @@ from typing import Any
 from tinyseek.inference.detokenizer import text_with_stop
 from tinyseek.inference.llm import LLM
 from tinyseek.inference.sampling_params import SamplingParams
-from tinyseek.rl.prompts import PromptItem
+from tinyseek.rl.config import GRPOConfig
 from tinyseek.rl.rewards import RewardSet
+from tinyseek.tasks.completion import PromptItem
 
 
 def request_seed(run_seed: int, prompt_index: int) -> int:
@@ -68,35 +71,24 @@ class RolloutSampler:
     """Samples and scores groups of completions for a list of prompts."""
 
     def __init__(
-        self,
-        llm: LLM,
-        rewards: RewardSet,
-        group_size: int,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        seed: int = 0,
-        stop: Sequence[str] = (),
+        self, llm: LLM, rewards: RewardSet, config: GRPOConfig, seed: int = 0, stop: Sequence[str] = ()
     ) -> None:
         self.llm = llm
+        self.rewards = rewards
+        self.config = config
+        self.seed = seed
         self.stop = list(stop)
         self.eos_ids = set(llm.engine.eos_token_ids)
-        self.rewards = rewards
-        self.group_size = group_size
-        self.max_new_tokens = max_new_tokens
-        self.temperature = temperature
-        self.top_p = top_p
-        self.seed = seed
 
     def sample(self, items: list[PromptItem], first_index: int) -> RolloutRound:
         """Complete `items` (global prompt indices from `first_index`) G times each, then score."""
         start = time.perf_counter()
         params = [
             SamplingParams(
-                max_tokens=self.max_new_tokens,
-                temperature=self.temperature,
-                top_p=self.top_p,
-                n=self.group_size,
+                max_tokens=self.config.max_new_tokens,
+                temperature=self.config.temperature,
+                top_p=self.config.top_p,
+                n=self.config.group_size,
                 seed=request_seed(self.seed, first_index + i),
                 stop=self.stop,
             )

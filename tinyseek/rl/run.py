@@ -6,8 +6,12 @@ an HF model directory that `tinyseek.LLM` and `tinyseek serve` load).
 
 Design choices:
 - The run stops at `max_steps` or when `max_minutes` have passed (checked between steps), whichever
-  comes first, or at SIGINT/SIGTERM: the signal only raises a flag, the current step finishes, a
-  checkpoint is written, and a second signal falls back to the default handler.
+  comes first, or at SIGINT/SIGTERM (tinyseek.checkpoint.stop): the current step finishes and a
+  checkpoint is written; a second signal stops at once.
+- Checkpoints (tinyseek.checkpoint.run): `checkpoints/step-N/` is the policy as an HF model directory
+  (so it loads with `tinyseek.LLM` and `tinyseek serve` as is), `trainer_state.pt` (step, prompts
+  drawn, optimizer, RNG, config) and, when β > 0, `reference/` (the frozen reference policy, which
+  must stay the initial one across resumes).
 - `resume=True` continues from the newest complete checkpoint of `run_dir` (weights, optimizer, RNG,
   the prompt stream's position, the reference policy) and trims metrics.jsonl to the steps before it,
   so a resumed run logs the same next step as an uninterrupted one would.
@@ -20,32 +24,32 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from tinyseek.model.transformer import Transformer
-from tinyseek.rl.checkpointing import (
+from tinyseek.checkpoint.run import (
+    CHECKPOINTS,
     REFERENCE_DIR,
     latest_checkpoint,
     load_state,
     save_checkpoint,
-    save_policy,
+    save_model_dir,
+    write_text_atomically,
 )
+from tinyseek.checkpoint.stop import StopSignal
+from tinyseek.eval.runner import evaluate_prompts
+from tinyseek.model.transformer import Transformer
 from tinyseek.rl.config import GRPOConfig
-from tinyseek.rl.evaluation import evaluate, write_samples
 from tinyseek.rl.grpo_trainer import GRPOTrainer
-from tinyseek.rl.prompts import PromptSource, Template, check_template, parse_tasks
+from tinyseek.rl.prompts import PromptSource, parse_tasks
 from tinyseek.rl.rewards import RewardFunction, RewardOptions, RewardSet
-from tinyseek.rl.rollout import task_score
+from tinyseek.rl.rollout import request_seed, task_score
 from tinyseek.tasks import Split
+from tinyseek.tasks.completion import Template, check_template
 from tinyseek.train.metrics import MetricsLogger
 
 log = logging.getLogger(__name__)
@@ -113,30 +117,6 @@ class GRPOResult:
     checkpoint: Path | None
 
 
-@contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
-    """An event set by SIGINT/SIGTERM (main thread only); a second signal gets the default behaviour."""
-    stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def handler(signum: int, frame: Any) -> None:
-        log.warning("signal %d: finishing this step, saving a checkpoint, then stopping", signum)
-        stop.set()
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-    for sig in previous:
-        signal.signal(sig, handler)
-    try:
-        yield stop
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def build_rewards(config: GRPORunConfig, style: Any) -> RewardSet:
     grpo = config.grpo
     options = RewardOptions(
@@ -171,7 +151,7 @@ def run_grpo(config: GRPORunConfig) -> GRPOResult:
     tasks = parse_tasks(config.task, file_split)  # bad task names fail before any model is loaded
     tokenizer = Tokenizer.from_pretrained(model_dir)
     grpo = config.grpo
-    resume_from = latest_checkpoint(run_dir) if config.resume else None
+    resume_from = latest_checkpoint(run_dir / CHECKPOINTS) if config.resume else None
     if config.resume and resume_from is None:
         log.warning("resume: no checkpoint under %s; starting from %s", run_dir, model_dir)
     source = resume_from or model_dir
@@ -236,9 +216,12 @@ def run_grpo(config: GRPORunConfig) -> GRPOResult:
 
     def run_eval() -> None:
         nonlocal eval_metrics
-        result = evaluate(trainer.llm, eval_items, prompts.style, grpo.max_new_tokens, eval_seed)
-        eval_metrics = result.metrics
-        write_samples(run_dir / "samples" / f"eval-step-{trainer.step:06d}.jsonl", trainer.step, result.rows)
+        seeds = [request_seed(eval_seed, -1 - i) for i in range(len(eval_items))]
+        eval_metrics, rows = evaluate_prompts(
+            trainer.llm, eval_items, prompts.style, grpo.max_new_tokens, seeds
+        )
+        lines = (json.dumps({"step": trainer.step, **row}, ensure_ascii=False) + "\n" for row in rows)
+        write_text_atomically(run_dir / "samples" / f"eval-step-{trainer.step:06d}.jsonl", "".join(lines))
         logger.log(trainer.step, eval_metrics)
         log.info(
             "eval at step %d: greedy %.3f, sampled %.3f on %d problems",
@@ -251,19 +234,19 @@ def run_grpo(config: GRPORunConfig) -> GRPOResult:
     def save() -> None:
         nonlocal checkpoint
         checkpoint = save_checkpoint(
-            run_dir, trainer.step, model, tokenizer, trainer.state_dict(), trainer.reference,
-            config.keep_checkpoints or 1,
+            run_dir / CHECKPOINTS, trainer.step, model, tokenizer, trainer.state_dict(),
+            config.keep_checkpoints or 1, model_dir="", reference=trainer.reference,
         )  # fmt: skip
 
     bar = tqdm(
         total=config.max_steps, initial=trainer.step, desc="grpo", unit="step", disable=not config.progress
     )
     try:
-        with _stop_on_signals() as stop:
+        with StopSignal() as stop:
             if eval_items and trainer.step == 0:
                 run_eval()
             while trainer.step < config.max_steps:
-                if stop.is_set():
+                if stop.received:
                     stopped = "signal"
                     break
                 if config.max_minutes is not None and time.monotonic() - start >= 60 * config.max_minutes:
@@ -284,6 +267,6 @@ def run_grpo(config: GRPORunConfig) -> GRPOResult:
     finally:
         bar.close()
         logger.close()
-    final = save_policy(run_dir / "final", model, tokenizer)
+    final = save_model_dir(run_dir / "final", model, tokenizer)
     log.info("GRPO %s after %d steps; policy saved to %s", stopped, trainer.step, final)
     return GRPOResult(run_dir, final, trainer.step, stopped, metrics, eval_metrics, checkpoint)

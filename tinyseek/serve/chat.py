@@ -24,27 +24,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response
 
 from tinyseek.chat_template import ChatTemplateError
-from tinyseek.serve.choices import (
-    ClientGone,
-    close_runs,
-    merged_events,
-    record_metrics,
-    run_to_end,
-    start_runs,
-    stream_error_event,
-)
+from tinyseek.serve.choices import Accumulated, Reply, merged_events, start_runs
 from tinyseek.serve.errors import APIError
-from tinyseek.serve.generation import ChoiceEvent, ChoiceRun
-from tinyseek.serve.openapi_docs import generation_responses
+from tinyseek.serve.generation import ChoiceRun
+from tinyseek.serve.openapi_docs import generation_route
 from tinyseek.serve.planning import (
     build_usage,
     check_prompt_chars,
@@ -70,6 +60,7 @@ from tinyseek.serve.state import Ready, ServerState
 router = APIRouter()
 
 ROUTE = "/v1/chat/completions"
+SUMMARY = "Chat completion with reasoning_content (DeepSeek API shape)"
 
 
 def _template_message(message: ChatMessage) -> dict[str, str]:
@@ -107,35 +98,10 @@ def _render_prompt(ready: Ready, messages: list[dict[str, str]]) -> tuple[str, l
     return text, ready.tokenizer.encode_batch([text], add_special_tokens=False)[0]
 
 
-@dataclass
-class _Accumulated:
-    """One choice's whole answer, for the non-streaming reply."""
-
-    reasoning: list[str] = field(default_factory=list)
-    content: list[str] = field(default_factory=list)
-    token_ids: list[int] = field(default_factory=list)
-    logprobs: list[Mapping[int, float]] = field(default_factory=list)
-    finish_reason: str | None = None
-
-    def add(self, event: ChoiceEvent) -> None:
-        self.reasoning.append(event.reasoning)
-        self.content.append(event.content)
-        if event.logprobs is not None:
-            self.token_ids += event.token_ids
-            self.logprobs += event.logprobs
-        self.finish_reason = event.finish_reason or self.finish_reason
-
-
-@router.post(
-    ROUTE,
-    response_model=ChatCompletion,
-    responses=generation_responses(ChatCompletionChunk),
-    summary="Chat completion with reasoning_content (DeepSeek API shape)",
-)
+@generation_route(router, ROUTE, ChatCompletion, ChatCompletionChunk, SUMMARY)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     state: ServerState = request.app.state.server
-    ready = state.ready()
-    state.check_model(body.model)
+    ready = state.ready_for(body.model)
     _check_combinations(body)
     messages = [_template_message(m) for m in body.messages]
     check_prompt_chars(sum(len(m["content"]) for m in messages), state.settings.max_prompt_chars, "messages")
@@ -162,37 +128,19 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     plans = choice_plans(ready, prompt_ids, params, body.n, body.seed, in_reasoning, budget)
     started = time.perf_counter()
     runs = await start_runs(ready.loop, plans)
-    reply = _Reply(state, ready, body, len(prompt_ids), in_reasoning, runs, started)
-    if body.stream:
-        return StreamingResponse(reply.stream(), media_type="text/event-stream")
-    try:
-        return await reply.whole(request)
-    finally:
-        close_runs(runs)
+    return await _Reply(state, ready, body, len(prompt_ids), runs, started, in_reasoning).respond(request)
 
 
-class _Reply:
-    """Builds the response of one admitted chat request from its choices' events."""
+class _Reply(Reply[ChatCompletionRequest]):
+    """A chat request's response: reasoning apart from content, logprobs per token entry."""
 
-    def __init__(
-        self,
-        state: ServerState,
-        ready: Ready,
-        body: ChatCompletionRequest,
-        prompt_tokens: int,
-        in_reasoning: bool,
-        runs: list[ChoiceRun],
-        started: float,
-    ) -> None:
-        self.state, self.ready, self.body = state, ready, body
-        self.prompt_tokens, self.in_reasoning, self.runs, self.started = (
-            prompt_tokens,
-            in_reasoning,
-            runs,
-            started,
-        )
-        self.id = f"chatcmpl-{uuid.uuid4().hex}"
-        self.created = int(time.time())
+    route = ROUTE
+    id_prefix = "chatcmpl"
+
+    def __init__(self, state: ServerState, ready: Ready, body: ChatCompletionRequest, prompt_tokens: int,
+                 runs: list[ChoiceRun], started: float, in_reasoning: bool) -> None:  # fmt: skip
+        super().__init__(state, ready, body, prompt_tokens, runs, started)
+        self.in_reasoning = in_reasoning
         self.top = body.top_logprobs or 0
 
     def _usage(self) -> Any:
@@ -202,13 +150,7 @@ class _Reply:
     def _logprobs(self, token_ids: list[int], logprobs: list[Mapping[int, float]]) -> list[TokenLogprob]:
         return self.ready.token_bytes.chat_entries(token_ids, logprobs, self.top)
 
-    async def whole(self, request: Request) -> Response:
-        parts = [_Accumulated() for _ in self.runs]
-        try:
-            await run_to_end(request, self.runs, lambda i, event: parts[i].add(event))
-        except ClientGone:
-            return Response(status_code=499)
-        record_metrics(self.state.metrics, self.started, self.prompt_tokens, self.runs)
+    def answer(self, parts: list[Accumulated]) -> dict[str, Any]:
         choices = []
         for index, part in enumerate(parts):
             reasoning = "".join(part.reasoning) if self.in_reasoning else None
@@ -227,7 +169,7 @@ class _Reply:
         completion = ChatCompletion(
             id=self.id, created=self.created, model=self.body.model, choices=choices, usage=self._usage()
         )
-        return JSONResponse(completion.model_dump())
+        return completion.model_dump()
 
     def _chunk(self, index: int, delta: ChatDelta, finish: str | None = None, logprobs: Any = None) -> str:
         chunk = ChatCompletionChunk(
@@ -238,7 +180,7 @@ class _Reply:
         )
         return f"data: {json.dumps(chunk.model_dump(exclude_none=True), ensure_ascii=False)}\n\n"
 
-    async def stream(self) -> AsyncIterator[str]:
+    async def chunks(self) -> AsyncIterator[str]:
         pending: list[tuple[list[int], list[Mapping[int, float]]]] = [([], []) for _ in self.runs]
 
         def take_logprobs(index: int) -> ChatLogprobs | None:
@@ -248,30 +190,24 @@ class _Reply:
             pending[index] = ([], [])
             return ChatLogprobs(content=self._logprobs(ids, lps))
 
-        try:
-            for index in range(len(self.runs)):
-                yield self._chunk(index, ChatDelta(role="assistant", content=""))
-            async for index, event in merged_events(self.runs):
-                if event.logprobs is not None:
-                    pending[index][0].extend(event.token_ids)
-                    pending[index][1].extend(event.logprobs)
-                if event.reasoning:
-                    text = event.reasoning
-                    yield self._chunk(
-                        index, ChatDelta(reasoning_content=text, reasoning=text), None, take_logprobs(index)
-                    )
-                if event.content:
-                    yield self._chunk(index, ChatDelta(content=event.content), None, take_logprobs(index))
-                if event.finish_reason is not None:
-                    yield self._chunk(index, ChatDelta(), event.finish_reason, take_logprobs(index))
-            record_metrics(self.state.metrics, self.started, self.prompt_tokens, self.runs)
-            if self.body.stream_options is not None and self.body.stream_options.include_usage:
-                usage_chunk = ChatCompletionChunk(
-                    id=self.id, created=self.created, model=self.body.model, choices=[], usage=self._usage()
+        for index in range(len(self.runs)):
+            yield self._chunk(index, ChatDelta(role="assistant", content=""))
+        async for index, event in merged_events(self.runs):
+            if event.logprobs is not None:
+                pending[index][0].extend(event.token_ids)
+                pending[index][1].extend(event.logprobs)
+            if event.reasoning:
+                text = event.reasoning
+                yield self._chunk(
+                    index, ChatDelta(reasoning_content=text, reasoning=text), None, take_logprobs(index)
                 )
-                yield f"data: {json.dumps(usage_chunk.model_dump(exclude_none=True))}\n\n"
-        except Exception as err:
-            yield stream_error_event(self.state.metrics, ROUTE, err)
-        finally:
-            close_runs(self.runs)
-        yield "data: [DONE]\n\n"
+            if event.content:
+                yield self._chunk(index, ChatDelta(content=event.content), None, take_logprobs(index))
+            if event.finish_reason is not None:
+                yield self._chunk(index, ChatDelta(), event.finish_reason, take_logprobs(index))
+
+    def usage_chunk(self) -> str:
+        usage_chunk = ChatCompletionChunk(
+            id=self.id, created=self.created, model=self.body.model, choices=[], usage=self._usage()
+        )
+        return f"data: {json.dumps(usage_chunk.model_dump(exclude_none=True))}\n\n"

@@ -14,6 +14,8 @@ Design choices:
   `[DONE]`; it is counted in `tinyseek_stream_errors_total` and logged, with the traceback when it is
   a bug. A bug's message stays in the log, the client gets a generic one. Cancellation (a client
   that left) is not an Exception and passes through untouched.
+- `Reply` is that life cycle once for both generation endpoints: the chat and text replies only say
+  how their answer and their chunks look.
 """
 
 from __future__ import annotations
@@ -22,14 +24,21 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from fastapi import Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from tinyseek.serve.engine_loop import EngineLoop, EngineStopped, QueueFull
 from tinyseek.serve.errors import APIError, error_body
 from tinyseek.serve.generation import ChoiceEvent, ChoicePlan, ChoiceRun
 from tinyseek.serve.metrics import ServerMetrics
+from tinyseek.serve.protocol import ChatCompletionRequest, CompletionRequest
+from tinyseek.serve.state import Ready, ServerState
 
 log = logging.getLogger(__name__)
 
@@ -157,3 +166,93 @@ def stream_error_event(metrics: ServerMetrics, route: str, err: Exception) -> st
         log.error("stream on %s failed with %s", route, type(err).__name__, exc_info=err)
         body = error_body(500, "Internal server error; the stream was ended.", code="internal_error")
     return f"data: {json.dumps(body)}\n\n"
+
+
+@dataclass
+class Accumulated:
+    """One choice's whole answer, for the non-streaming reply."""
+
+    reasoning: list[str] = field(default_factory=list)
+    content: list[str] = field(default_factory=list)
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[Mapping[int, float]] = field(default_factory=list)
+    finish_reason: str | None = None
+
+    def add(self, event: ChoiceEvent) -> None:
+        self.reasoning.append(event.reasoning)
+        self.content.append(event.content)
+        if event.logprobs is not None:
+            self.token_ids += event.token_ids
+            self.logprobs += event.logprobs
+        self.finish_reason = event.finish_reason or self.finish_reason
+
+
+Body = TypeVar("Body", ChatCompletionRequest, CompletionRequest)
+
+
+class Reply(ABC, Generic[Body]):
+    """The response of one admitted request, built from its choices' events: whole, or streamed."""
+
+    route: str
+    id_prefix: str
+
+    def __init__(
+        self,
+        state: ServerState,
+        ready: Ready,
+        body: Body,
+        prompt_tokens: int,
+        runs: list[ChoiceRun],
+        started: float,
+    ) -> None:
+        self.state = state
+        self.ready = ready
+        self.body: Body = body
+        self.prompt_tokens = prompt_tokens
+        self.runs = runs
+        self.started = started
+        self.id = f"{self.id_prefix}-{uuid.uuid4().hex}"
+        self.created = int(time.time())
+
+    async def respond(self, request: Request) -> Response:
+        """The streamed response when asked for, else the whole one (the runs released either way)."""
+        if self.body.stream:
+            return StreamingResponse(self.stream(), media_type="text/event-stream")
+        try:
+            return await self.whole(request)
+        finally:
+            close_runs(self.runs)
+
+    async def whole(self, request: Request) -> Response:
+        parts = [Accumulated() for _ in self.runs]
+        try:
+            await run_to_end(request, self.runs, lambda i, event: parts[i].add(event))
+        except ClientGone:
+            return Response(status_code=499)
+        record_metrics(self.state.metrics, self.started, self.prompt_tokens, self.runs)
+        return JSONResponse(self.answer(parts))
+
+    async def stream(self) -> AsyncIterator[str]:
+        try:
+            async for chunk in self.chunks():
+                yield chunk
+            record_metrics(self.state.metrics, self.started, self.prompt_tokens, self.runs)
+            if self.body.stream_options is not None and self.body.stream_options.include_usage:
+                yield self.usage_chunk()
+        except Exception as err:
+            yield stream_error_event(self.state.metrics, self.route, err)
+        finally:
+            close_runs(self.runs)
+        yield "data: [DONE]\n\n"
+
+    @abstractmethod
+    def answer(self, parts: list[Accumulated]) -> dict[str, Any]:
+        """The whole response's JSON body."""
+
+    @abstractmethod
+    def chunks(self) -> AsyncIterator[str]:
+        """The stream's server-sent events, up to the last choice's end."""
+
+    @abstractmethod
+    def usage_chunk(self) -> str:
+        """The final event with the request's usage (when the client asked for it)."""

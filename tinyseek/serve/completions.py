@@ -16,25 +16,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response
 
-from tinyseek.serve.choices import (
-    ClientGone,
-    close_runs,
-    merged_events,
-    record_metrics,
-    run_to_end,
-    start_runs,
-    stream_error_event,
-)
+from tinyseek.serve.choices import Accumulated, Reply, merged_events, start_runs
 from tinyseek.serve.errors import APIError
-from tinyseek.serve.generation import ChoiceEvent, ChoicePlan, ChoiceRun
-from tinyseek.serve.openapi_docs import generation_responses
+from tinyseek.serve.generation import ChoicePlan
+from tinyseek.serve.openapi_docs import generation_route
 from tinyseek.serve.planning import (
     build_usage,
     check_prompt_chars,
@@ -99,31 +90,10 @@ def _prompt_ids(batch: list[str] | list[list[int]], ready: Ready) -> list[list[i
     return batch  # type: ignore[return-value]
 
 
-@dataclass
-class _Accumulated:
-    text: list[str] = field(default_factory=list)
-    token_ids: list[int] = field(default_factory=list)
-    logprobs: list[Mapping[int, float]] = field(default_factory=list)
-    finish_reason: str | None = None
-
-    def add(self, event: ChoiceEvent) -> None:
-        self.text.append(event.content)
-        if event.logprobs is not None:
-            self.token_ids += event.token_ids
-            self.logprobs += event.logprobs
-        self.finish_reason = event.finish_reason or self.finish_reason
-
-
-@router.post(
-    ROUTE,
-    response_model=Completion,
-    responses=generation_responses(Completion),
-    summary="Text completion (legacy OpenAI endpoint)",
-)
+@generation_route(router, ROUTE, Completion, Completion, "Text completion (legacy OpenAI endpoint)")
 async def completions(body: CompletionRequest, request: Request) -> Response:
     state: ServerState = request.app.state.server
-    ready = state.ready()
-    state.check_model(body.model)
+    ready = state.ready_for(body.model)
     if body.stream_options is not None and not body.stream:
         raise APIError(
             400, "stream_options is only allowed when stream is true.", "stream_options", "invalid_value"
@@ -145,29 +115,14 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     prompt_tokens = sum(len(ids) for ids in prompts)
     started = time.perf_counter()
     runs = await start_runs(ready.loop, plans)
-    reply = _Reply(state, ready, body, prompt_tokens, runs, started)
-    if body.stream:
-        return StreamingResponse(reply.stream(), media_type="text/event-stream")
-    try:
-        return await reply.whole(request)
-    finally:
-        close_runs(runs)
+    return await _Reply(state, ready, body, prompt_tokens, runs, started).respond(request)
 
 
-class _Reply:
-    def __init__(
-        self,
-        state: ServerState,
-        ready: Ready,
-        body: CompletionRequest,
-        prompt_tokens: int,
-        runs: list[ChoiceRun],
-        started: float,
-    ) -> None:
-        self.state, self.ready, self.body = state, ready, body
-        self.prompt_tokens, self.runs, self.started = prompt_tokens, runs, started
-        self.id = f"cmpl-{uuid.uuid4().hex}"
-        self.created = int(time.time())
+class _Reply(Reply[CompletionRequest]):
+    """A text request's response: exactly what was generated, logprobs as text offsets."""
+
+    route = ROUTE
+    id_prefix = "cmpl"
 
     def _completion(self, choices: list[CompletionChoice], with_usage: bool) -> Completion:
         usage = None
@@ -179,18 +134,12 @@ class _Reply:
             id=self.id, created=self.created, model=self.body.model, choices=choices, usage=usage
         )
 
-    async def whole(self, request: Request) -> Response:
-        parts = [_Accumulated() for _ in self.runs]
-        try:
-            await run_to_end(request, self.runs, lambda i, event: parts[i].add(event))
-        except ClientGone:
-            return Response(status_code=499)
-        record_metrics(self.state.metrics, self.started, self.prompt_tokens, self.runs)
+    def answer(self, parts: list[Accumulated]) -> dict[str, Any]:
         k = self.body.logprobs
         choices = [
             CompletionChoice(
                 index=i,
-                text="".join(part.text),
+                text="".join(part.content),
                 logprobs=None
                 if k is None
                 else self.ready.token_bytes.completion_logprobs(part.token_ids, part.logprobs, k),
@@ -198,38 +147,28 @@ class _Reply:
             )
             for i, part in enumerate(parts)
         ]
-        return JSONResponse(self._completion(choices, with_usage=True).model_dump())
+        return self._completion(choices, with_usage=True).model_dump()
 
-    async def stream(self) -> AsyncIterator[str]:
+    async def chunks(self) -> AsyncIterator[str]:
         offsets = [0] * len(self.runs)
         k = self.body.logprobs
-        try:
-            async for index, event in merged_events(self.runs):
-                if (
-                    not event.content
-                    and event.finish_reason is None
-                    and not (k is not None and event.token_ids)
-                ):
-                    continue
-                logprobs = None
-                if k is not None and event.logprobs is not None:
-                    logprobs = self.ready.token_bytes.completion_logprobs(
-                        event.token_ids, event.logprobs, k, offsets[index]
-                    )
-                offsets[index] += len(event.content)
-                choice = CompletionChoice(
-                    index=index,
-                    text=event.content,
-                    logprobs=logprobs,
-                    finish_reason=event.finish_reason,  # type: ignore[arg-type]
+        async for index, event in merged_events(self.runs):
+            if not event.content and event.finish_reason is None and not (k is not None and event.token_ids):
+                continue
+            logprobs = None
+            if k is not None and event.logprobs is not None:
+                logprobs = self.ready.token_bytes.completion_logprobs(
+                    event.token_ids, event.logprobs, k, offsets[index]
                 )
-                chunk = self._completion([choice], with_usage=False)
-                yield f"data: {json.dumps(chunk.model_dump(), ensure_ascii=False)}\n\n"
-            record_metrics(self.state.metrics, self.started, self.prompt_tokens, self.runs)
-            if self.body.stream_options is not None and self.body.stream_options.include_usage:
-                yield f"data: {json.dumps(self._completion([], with_usage=True).model_dump())}\n\n"
-        except Exception as err:
-            yield stream_error_event(self.state.metrics, ROUTE, err)
-        finally:
-            close_runs(self.runs)
-        yield "data: [DONE]\n\n"
+            offsets[index] += len(event.content)
+            choice = CompletionChoice(
+                index=index,
+                text=event.content,
+                logprobs=logprobs,
+                finish_reason=event.finish_reason,  # type: ignore[arg-type]
+            )
+            chunk = self._completion([choice], with_usage=False)
+            yield f"data: {json.dumps(chunk.model_dump(), ensure_ascii=False)}\n\n"
+
+    def usage_chunk(self) -> str:
+        return f"data: {json.dumps(self._completion([], with_usage=True).model_dump())}\n\n"

@@ -15,6 +15,7 @@ Design choices:
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,47 +31,36 @@ class ServerMetrics:
         self.registry = CollectorRegistry()
         self._hits = 0
         self._prompts = 0
-        r = self.registry
-        self.requests = Counter(
-            "tinyseek_requests", "HTTP requests by route and status code", ["route", "status"], registry=r
+        counter = functools.partial(Counter, registry=self.registry)
+        gauge = functools.partial(Gauge, registry=self.registry)
+        latency = functools.partial(Histogram, buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.requests = counter(
+            "tinyseek_requests", "HTTP requests by route and status code", ["route", "status"]
         )
-        self.prompt_tokens = Counter("tinyseek_prompt_tokens", "Prompt tokens received", registry=r)
-        self.completion_tokens = Counter("tinyseek_completion_tokens", "Tokens generated", registry=r)
-        self.cache_hit_tokens = Counter(
-            "tinyseek_prefix_cache_hit_tokens", "Prompt tokens served from the prefix cache", registry=r
+        self.prompt_tokens = counter("tinyseek_prompt_tokens", "Prompt tokens received")
+        self.completion_tokens = counter("tinyseek_completion_tokens", "Tokens generated")
+        self.cache_hit_tokens = counter(
+            "tinyseek_prefix_cache_hit_tokens", "Prompt tokens served from the prefix cache"
         )
-        self.cache_miss_tokens = Counter(
-            "tinyseek_prefix_cache_miss_tokens",
-            "Prompt tokens computed (not in the prefix cache)",
-            registry=r,
+        self.cache_miss_tokens = counter(
+            "tinyseek_prefix_cache_miss_tokens", "Prompt tokens computed (not in the prefix cache)"
         )
-        self.cache_hit_rate = Gauge(
-            "tinyseek_prefix_cache_hit_rate",
-            "Share of prompt tokens served from the prefix cache",
-            registry=r,
+        self.cache_hit_rate = gauge(
+            "tinyseek_prefix_cache_hit_rate", "Share of prompt tokens served from the prefix cache"
         )
-        self.queue_depth = Gauge("tinyseek_queue_depth", "Requests admitted and waiting to start", registry=r)
-        self.running = Gauge("tinyseek_requests_running", "Requests generating now", registry=r)
-        self.cancelled = Counter(
-            "tinyseek_requests_cancelled", "Generations cancelled (client gone or shutdown)", registry=r
+        self.queue_depth = gauge("tinyseek_queue_depth", "Requests admitted and waiting to start")
+        self.running = gauge("tinyseek_requests_running", "Requests generating now")
+        self.cancelled = counter(
+            "tinyseek_requests_cancelled", "Generations cancelled (client gone or shutdown)"
         )
-        self.stream_errors = Counter(
-            "tinyseek_stream_errors",
-            "Streams ended by an error event after their 200 was sent",
-            ["route"],
-            registry=r,
+        self.stream_errors = counter(
+            "tinyseek_stream_errors", "Streams ended by an error event after their 200 was sent", ["route"]
         )
-        self.ttft = Histogram(
-            "tinyseek_time_to_first_token_seconds",
-            "Time from admission to the first generated token",
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+        self.ttft = latency(
+            "tinyseek_time_to_first_token_seconds", "Time from admission to the first generated token"
         )
-        self.latency = Histogram(
-            "tinyseek_request_latency_seconds",
-            "Time from admission to the last generated token",
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+        self.latency = latency(
+            "tinyseek_request_latency_seconds", "Time from admission to the last generated token"
         )
 
     def record_prompt(self, prompt_tokens: int, cache_hit_tokens: int) -> None:

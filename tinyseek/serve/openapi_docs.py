@@ -14,9 +14,10 @@ Design choices:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
@@ -55,8 +56,11 @@ def sse_event_schema(chunk: type[BaseModel]) -> dict[str, Any]:
     }
 
 
-def generation_responses(chunk: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
-    return {
+def generation_route(
+    router: APIRouter, route: str, reply: type[BaseModel], chunk: type[BaseModel], summary: str
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The POST decorator of a generation endpoint: its JSON reply, its stream's chunk, its errors."""
+    responses: dict[int | str, dict[str, Any]] = {
         200: {
             "description": f"JSON when stream is false; with stream=true, server-sent events: `data: "
             f"<{chunk.__name__}>` events, an optional usage chunk, then `data: [DONE]`.",
@@ -64,6 +68,7 @@ def generation_responses(chunk: type[BaseModel]) -> dict[int | str, dict[str, An
         },
         **error_responses(400, 401, 404, 413, 429, 503),
     }
+    return router.post(route, response_model=reply, responses=responses, summary=summary)
 
 
 def install_openapi(

@@ -116,6 +116,12 @@ class ServerState:
             raise APIError(503, "The model is loading.", code="model_loading", headers={"Retry-After": "1"})
         return self._ready
 
+    def ready_for(self, model: str) -> Ready:
+        """The loaded engine, for a request that names `model` (503 while not ready, 404 for another model)."""
+        ready = self.ready()
+        self.check_model(model)
+        return ready
+
     def check_model(self, name: str) -> None:
         if name != self.settings.model_name:
             raise APIError(

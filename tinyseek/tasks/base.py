@@ -34,6 +34,12 @@ class Problem:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+def check_language(lang: str) -> str:
+    if lang not in LANGUAGES:
+        raise ValueError(f"unknown language {lang!r}; expected one of {', '.join(LANGUAGES)}")
+    return lang
+
+
 def split_of(canonical: str) -> Split:
     """Deterministic split from a hash of the canonical form (stable across runs and machines)."""
     h = int.from_bytes(hashlib.sha256(canonical.encode()).digest()[:8], "big") / 2**64

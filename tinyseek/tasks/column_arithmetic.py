@@ -41,7 +41,7 @@ from __future__ import annotations
 import random
 from abc import abstractmethod
 
-from tinyseek.tasks.base import Problem
+from tinyseek.tasks.base import Problem, check_language
 from tinyseek.tasks.reasoning import (
     BAD_MARK,
     CHECK,
@@ -51,7 +51,6 @@ from tinyseek.tasks.reasoning import (
     ReverseCheckedTask,
     Slip,
     check_difficulty,
-    check_language,
     check_line,
 )
 

@@ -23,8 +23,8 @@ from collections import Counter
 from fractions import Fraction
 
 from tinyseek.tasks.answer import format_number
-from tinyseek.tasks.base import Problem
-from tinyseek.tasks.reasoning import ReverseCheckedTask, Slip, check_difficulty, check_language, check_line
+from tinyseek.tasks.base import Problem, check_language
+from tinyseek.tasks.reasoning import ReverseCheckedTask, Slip, check_difficulty, check_line
 
 QUESTION = {
     "en": "Using the numbers {numbers}, make {target} with + - * / (each number at most once).",

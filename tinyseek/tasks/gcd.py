@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import random
 
-from tinyseek.tasks.base import Problem
-from tinyseek.tasks.reasoning import ReverseCheckedTask, Slip, check_difficulty, check_language, check_line
+from tinyseek.tasks.base import Problem, check_language
+from tinyseek.tasks.reasoning import ReverseCheckedTask, Slip, check_difficulty, check_line
 
 QUESTION = {
     "en": "Find the greatest common divisor of {a} and {b}.",

@@ -14,8 +14,8 @@ import random
 from fractions import Fraction
 
 from tinyseek.tasks.answer import format_number
-from tinyseek.tasks.base import Problem
-from tinyseek.tasks.reasoning import ReverseCheckedTask, Slip, check_difficulty, check_language, check_line
+from tinyseek.tasks.base import Problem, check_language
+from tinyseek.tasks.reasoning import ReverseCheckedTask, Slip, check_difficulty, check_line
 
 QUESTION = {"en": "Solve for x: {equation}", "fr": "Résolvez en x : {equation}", "zh": "解方程：{equation}"}
 

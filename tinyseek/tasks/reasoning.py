@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tinyseek.tasks.answer import extract_answer, numbers_equal
-from tinyseek.tasks.base import LANGUAGES, Problem, Task
+from tinyseek.tasks.base import Problem, Task, check_language
 
 REDO = {"en": "Redo:", "fr": "Je recommence :", "zh": "重新计算："}
 CHECK = {"en": "Check: ", "fr": "Vérification : ", "zh": "验算："}
@@ -56,12 +56,6 @@ class Trace:
     def text(self) -> str:
         """The reasoning, then the final answer in an answer tag (the `Task.solution` format)."""
         return f"{self.reasoning}\n<answer>{self.answer}</answer>"
-
-
-def check_language(lang: str) -> str:
-    if lang not in LANGUAGES:
-        raise ValueError(f"unknown language {lang!r}; expected one of {', '.join(LANGUAGES)}")
-    return lang
 
 
 def check_difficulty(difficulty: int, lowest: int = 1) -> int:

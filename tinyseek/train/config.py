@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tinyseek.train.atomic import write_text_atomically
+from tinyseek.checkpoint.run import write_text_atomically
 
 Mode = Literal["pretrain", "sft"]
 MODES: tuple[Mode, ...] = ("pretrain", "sft")
@@ -52,7 +52,7 @@ class TrainConfig:
     preset: str | None = "tiny"
     model_config: str | None = None
     init: str | None = None
-    all_dense: bool = False
+    all_dense: bool = False  # every layer a dense MLP (a distillation student)
     tokenizer: str | None = None
     vocab_size: int | None = None
     # Data: task worked solutions and/or JSONL files.
@@ -70,7 +70,7 @@ class TrainConfig:
     # Batch and length of the run (None: from the preset).
     seq_len: int | None = None
     batch_size: int | None = None
-    grad_accum: int = 1
+    grad_accum: int = 1  # micro-batches per optimizer step
     max_steps: int | None = None
     schedule_steps: int | None = None  # length of the lr schedule; default max_steps
     max_minutes: float | None = None
@@ -78,14 +78,14 @@ class TrainConfig:
     lr: float | None = None
     min_lr_ratio: float = 0.1
     warmup_steps: int | None = None
-    schedule: str = "cosine"
+    schedule: str = "cosine"  # or "wsd": warmup, stable, then decay over decay_fraction
     decay_fraction: float = 0.2
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0
     # Objective and balancing.
-    mtp_weight: float = 0.3
+    mtp_weight: float = 0.3  # λ of the MTP loss
     balance_rate: float = 0.001
     balance_alpha: float = 0.0001
     # Speed.
@@ -98,7 +98,7 @@ class TrainConfig:
     # Run bookkeeping.
     log_every: int = 1
     eval_every: int | None = None
-    eval_batches: int = 4
+    eval_batches: int = 4  # held-out rows = eval_batches x batch_size
     checkpoint_every: int | None = None
     keep_checkpoints: int = 2
     resume: bool = False

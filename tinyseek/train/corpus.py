@@ -77,16 +77,19 @@ def build_corpus(config: TrainConfig, data_ranks: int = 1) -> Corpus:
     """The run's documents; `data_ranks` data-parallel ranks each evaluate `eval_batches` batches."""
     spec = None
     if config.tasks:
+        same_names = (
+            "doc_format",
+            "difficulty",
+            "error_rate",
+            "self_check_rate",
+            "direct_rate",
+            "direct_from",
+        )
         spec = TaskSpec(
             names=tuple(config.tasks),
-            doc_format=config.doc_format,  # type: ignore[arg-type]
             langs=tuple(config.langs),
-            difficulty=config.difficulty,
-            error_rate=config.error_rate,
-            self_check_rate=config.self_check_rate,
-            direct_rate=config.direct_rate,
-            direct_from=config.direct_from,
             preamble_share=config.r1zero_preamble_share,
+            **{name: getattr(config, name) for name in same_names},
         )
     train_files: list[Document] = []
     held_files: list[Document] = []

@@ -49,9 +49,9 @@ R1_ZERO_QUESTION = R1_ZERO_TEMPLATE[R1_ZERO_TEMPLATE.index("User: ") :]
 
 @dataclass(frozen=True)
 class Document:
-    prompt: str
+    prompt: str  # not trained on in SFT (only the completion is)
     completion: str
-    source: str
+    source: str  # where it came from, for error messages: "task addition #12", "FILE:LINE"
 
 
 @dataclass(frozen=True)

@@ -7,15 +7,16 @@ Design choices:
   parallelism is applied, after the model is built and before the optimizer exists), optimizer and
   schedule, then the resumed states.
 - Under torchrun each rank trains on its dp_shard slice of every global batch (`--batch-size` rows
-  per rank), checkpoints are DCP-sharded (tinyseek.train.sharded_checkpoint) and the final model is
+  per rank), checkpoints are DCP-sharded (tinyseek.checkpoint.run) and the final model is
   converted to the same HF directory a one-process run writes; only rank 0 logs metrics and progress.
 - Weights stay fp32 (the master copy the optimizer updates); forward and backward run under bf16
   autocast. Losses are token sums divided by the whole step's trained-token count (all micro-batches,
   all ranks), so gradient accumulation and data parallelism give the gradient of one big batch.
 - After each optimizer step the expert loads of the step (LoadCounter) drive V3's bias update and the
   logged max-violation; the sequence-wise balance loss joins the objective when α > 0.
-- Stopping: `max_steps`, `max_minutes` (checked between steps) or SIGINT/SIGTERM (a flag the loop
-  reads after the current step); every stop writes a checkpoint and the final model directory.
+- Stopping: `max_steps`, `max_minutes` (checked between steps) or SIGINT/SIGTERM (the shared
+  tinyseek.checkpoint.stop flag, read after the current step); every stop writes a checkpoint and
+  the final model directory.
 - The library never prints: progress goes to a `progress(step, max_steps, record)` callback (the
   CLI's tqdm bar) and to `logging`.
 """
@@ -28,8 +29,6 @@ import json
 import logging
 import math
 import random
-import signal
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,10 +39,24 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from tinyseek.checkpoint.run import (
+    CHECKPOINTS,
+    MODEL_DIR,
+    export_model_dir,
+    is_sharded,
+    latest_checkpoint,
+    load_sharded,
+    load_state,
+    rng_state,
+    save_checkpoint,
+    save_model_dir,
+    save_sharded,
+    set_rng_state,
+)
+from tinyseek.checkpoint.stop import StopSignal
 from tinyseek.config import ModelConfig, load_config
 from tinyseek.model.transformer import Transformer
 from tinyseek.tokenizer import Tokenizer
-from tinyseek.train.atomic import atomic_directory
 from tinyseek.train.balance import LoadCounter, sequence_balance_loss
 from tinyseek.train.config import TrainConfig, TrainResult
 from tinyseek.train.corpus import Corpus, build_corpus
@@ -52,16 +65,7 @@ from tinyseek.train.metrics import MetricsLogger
 from tinyseek.train.packing import Packer
 from tinyseek.train.parallel_run import ParallelRun
 from tinyseek.train.peak import device_peak_flops, flops_per_token, use_bf16
-from tinyseek.train.run_checkpoint import (
-    MODEL_DIR,
-    latest_checkpoint,
-    load_state,
-    save_checkpoint,
-    save_model_dir,
-    set_rng_state,
-)
 from tinyseek.train.schedule import make_scheduler
-from tinyseek.train.sharded_checkpoint import export_model_dir, latest_sharded, load_sharded, save_sharded
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int, dict[str, Any]], None]
@@ -145,28 +149,6 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=config.lr or 0.0, betas=(config.beta1, config.beta2))
-
-
-class _StopSignal:
-    """SIGINT/SIGTERM set a flag the loop reads between steps (so the step in flight finishes and saves)."""
-
-    def __init__(self) -> None:
-        self.received: str | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopSignal:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.received = signal.Signals(signum).name
-        log.warning("%s received: saving a checkpoint after this step", self.received)
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 def _eval_metrics(model: Transformer, rows: tuple[torch.Tensor, torch.Tensor], config: TrainConfig,
@@ -283,15 +265,29 @@ def _load_model(config: TrainConfig, corpus: Corpus, run: ParallelRun, resume_fr
     )
 
 
+def _resume_point(root: Path, sharded: bool) -> Path:
+    """The checkpoint a resumed run continues from; an error saying why when there is none of its kind."""
+    found = latest_checkpoint(root)
+    if found is not None and is_sharded(found) == sharded:
+        return found
+    if found is None:
+        hint = ""
+    elif sharded:
+        hint = f"; {found} was written by a one-process run: resume it without torchrun"
+    else:
+        hint = ": its checkpoints are sharded (written under torchrun); resume it under torchrun"
+    kind = "sharded " if sharded else ""
+    raise FileNotFoundError(f"{root}: no complete {kind}checkpoint to resume from{hint}")
+
+
 def _train(config: TrainConfig, run: ParallelRun, progress: Progress | None) -> TrainResult:
     run_dir = Path(config.out)
+    checkpoints = run_dir / CHECKPOINTS
     device = run.device
     bf16 = use_bf16(config.precision, device)
     _seed_everything(config.seed)
     corpus = build_corpus(config, run.world)
-    resume_from = None
-    if config.resume:
-        resume_from = latest_sharded(run_dir) if run.distributed else latest_checkpoint(run_dir)
+    resume_from = _resume_point(checkpoints, run.distributed) if config.resume else None
     model, tokenizer = _load_model(config, corpus, run, resume_from)
     if tokenizer.vocab_size > model.config.vocab_size:
         raise ValueError(
@@ -310,7 +306,8 @@ def _train(config: TrainConfig, run: ParallelRun, progress: Progress | None) -> 
     step, tokens_seen = 0, 0
     if resume_from is not None:
         if run.distributed:
-            state = load_sharded(resume_from, model, optimizer)
+            load_sharded(resume_from, model, optimizer)
+            state = load_state(resume_from, sharded=True)
         else:
             state = load_state(resume_from)
             optimizer.load_state_dict(state["optimizer"])
@@ -333,24 +330,27 @@ def _train(config: TrainConfig, run: ParallelRun, progress: Progress | None) -> 
     step_fn = _Step(model, config, run, with_mtp, bf16)
     tokens_per_step = (config.batch_size or 1) * seq_len * config.grad_accum * run.world
     max_steps = config.max_steps or 0
-    last_saved, final_loss, stop_reason = -1, math.nan, "max_steps"
+    saved: dict[int, Path] = {}  # the checkpoint written at a step, so the final save is not repeated
+    final_loss, stop_reason = math.nan, "max_steps"
     timed_tokens, timed_seconds = 0, 0.0
     start = time.perf_counter()
 
-    def save(at: int) -> None:
-        nonlocal last_saved
-        if last_saved == at:
-            return
+    def save(at: int) -> Path:
+        if at in saved:
+            return saved[at]
         state = {"scheduler": scheduler.state_dict(), "data": packer.state_dict(), "step": at,
-                 "tokens": tokens_seen}  # fmt: skip
+                 "tokens": tokens_seen, "rng": rng_state()}  # fmt: skip
+        keep = config.keep_checkpoints
         if run.distributed:
-            save_sharded(run_dir, at, model, optimizer, tokenizer, state, config.keep_checkpoints)
+            saved[at] = save_sharded(
+                checkpoints, at, model, optimizer, tokenizer=tokenizer, state=state, keep=keep
+            )
         else:
             state["optimizer"] = optimizer.state_dict()
-            save_checkpoint(run_dir, at, model, tokenizer, state, config.keep_checkpoints)
-        last_saved = at
+            saved[at] = save_checkpoint(checkpoints, at, model, tokenizer, state, keep)
+        return saved[at]
 
-    with _StopSignal() as stop:
+    with StopSignal() as stop:
         while step < max_steps:
             began = time.perf_counter()
             record = step_fn(step_fn.micro_batches(packer))
@@ -396,16 +396,15 @@ def _train(config: TrainConfig, run: ParallelRun, progress: Progress | None) -> 
             if signal_name is not None or minutes_up:
                 stop_reason = signal_name or "max_minutes"
                 break
-    save(step)
+    final_checkpoint = save(step)
     model_dir = run_dir / MODEL_DIR
     tokens_per_s = timed_tokens / timed_seconds if timed_seconds else 0.0
     result = TrainResult(run_dir, model_dir, step, tokens_seen, tokens_per_s, final_loss, stop_reason)
     if run.is_main:
         if run.distributed:
-            export_model_dir(latest_sharded(run_dir), model_dir, tokenizer)
+            export_model_dir(final_checkpoint, model_dir, tokenizer)
         else:
-            with atomic_directory(model_dir) as tmp:
-                save_model_dir(tmp, model, tokenizer)
+            save_model_dir(model_dir, model, tokenizer)
         (run_dir / "summary.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n")
     run.barrier()  # no rank returns before the model directory is in place
     if logger is not None:

@@ -1,4 +1,4 @@
-"""A tiny script- and lexicon-based language detector for en / fr / zh, for the language reward.
+"""A tiny script- and lexicon-based language detector for en / fr / zh: R1's language consistency.
 
 R1 rewards "the proportion of target-language words in the chain of thought". A language-ID model is
 overkill for three languages with different scripts or function words, so:
@@ -18,7 +18,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-LANGUAGES = ("en", "fr", "zh")
+from tinyseek.tasks.base import LANGUAGES, check_language
+
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN_WORD = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿŒœ]+")
 _FRENCH_LETTERS = set("àâçéèêëîïôûùüÿœ")
@@ -51,12 +52,6 @@ def language_counts(text: str) -> Counter[str]:
         else:
             counts["latin"] += 1
     return counts
-
-
-def check_language(lang: str) -> str:
-    if lang not in LANGUAGES:
-        raise ValueError(f"unknown language {lang!r}; expected one of {', '.join(LANGUAGES)}")
-    return lang
 
 
 def language_share(text: str, lang: str) -> float | None:
