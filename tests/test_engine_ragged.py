@@ -12,12 +12,15 @@ from tinyseek.inference.model_runner import length_buckets, ragged_groups
 
 def test_buckets_and_groups_bound_the_padding():
     assert length_buckets([5, 100, 90, 4, 6]) == [[1, 2], [4, 0, 3]]
-    assert ragged_groups([10, 10, 1, 1, 1, 1]) == [(slice(0, 3), 10), (slice(3, 6), 1)]
+    assert ragged_groups([10, 10, 1, 1, 1, 1], waste=0.5) == [(slice(0, 3), 10), (slice(3, 6), 1)]
     assert ragged_groups([3, 3, 3]) == [(slice(0, 3), 3)]
-    for spans in ([9, 8, 5, 5, 4, 2, 1, 1], [40, 1], [2] * 10):
-        for group, widest in ragged_groups(spans):
-            assert widest == max(spans[group])
-            assert widest * len(spans[group]) <= 1.5 * sum(spans[group])
+    for waste in (0.1, 0.5):
+        for spans in ([9, 8, 5, 5, 4, 2, 1, 1], [40, 1], [2] * 10):
+            groups = ragged_groups(spans, waste)
+            assert [i for group, _ in groups for i in range(len(spans))[group]] == list(range(len(spans)))
+            for group, widest in groups:
+                assert widest == max(spans[group])
+                assert widest * len(spans[group]) <= (1 + waste) * sum(spans[group])
 
 
 def test_short_and_long_contexts_decode_together_exactly():

@@ -6,7 +6,9 @@ Design choices:
   batch then costs about what its tokens cost (prefill is compute-bound, so the extra forwards are
   cheap). All decoding sequences run in one forward, longest context first, and its attention is
   ragged: consecutive rows of similar context length form a group that gathers and attends over its
-  own span (a group pads at most half of its context), so a short row never pays for the longest.
+  own span (a group pads at most a tenth of its context: on an evaluation with scattered lengths,
+  0.1 gave ~6% more tokens per CPU-second than 0.25 and ~15% more than one padded group; 0.5 never
+  split), so a short row never pays for the longest.
 - The model's absorbed MLA path runs over the latent cache bound for that forward (`LatentCache.bind`),
   so prefill continues from cached prefixes for free.
 - The head runs only on the rows that produce a token (the last prompt position), not on padding.
@@ -33,7 +35,7 @@ from tinyseek.inference.scheduler import PrefillChunk, ScheduledStep
 from tinyseek.model.transformer import MTPModule, Transformer
 
 PADDING_WASTE = 0.25  # a prefill bucket pads at most this share of its tokens
-RAGGED_WASTE = 0.5  # a decode attention group pads at most this share of its context blocks
+RAGGED_WASTE = 0.1  # a decode attention group pads at most this share of its context blocks
 
 
 def length_buckets(lengths: Seq[int], waste: float = PADDING_WASTE) -> list[list[int]]:
