@@ -226,8 +226,12 @@ def test_slips_are_systematic_and_frequent(name: str) -> None:
     problems = list(itertools.islice(task.sample(seed=3), 400))
     wrong = [p for p in problems if not task.trace(p, error_rate=1.0).correct]
     share = len(wrong) / len(problems)
-    # Countdown slips only where a sum is then multiplied or divided: rarer with 3 numbers.
-    assert (0.1 if name == "countdown" else 0.2) <= share <= 0.8, (name, share)
+    if name in ("addition", "multiplication"):
+        # Any column may slip (its total misremembered by one): at rate 1 every trace is wrong.
+        assert share == 1.0, (name, share)
+    else:
+        # Countdown slips only where a sum is then multiplied or divided: rarer with 3 numbers.
+        assert (0.1 if name == "countdown" else 0.2) <= share <= 0.8, (name, share)
     for p in wrong[:50]:
         assert task.score(p, task.trace(p, error_rate=1.0).text()) == 0.0
         assert task.trace(p, error_rate=0.0).correct
@@ -239,7 +243,7 @@ def test_slips_are_systematic_and_frequent(name: str) -> None:
 
 
 def test_majority_answer_is_wrong_on_error_prone_problems() -> None:
-    task = get_task("addition")
+    task = get_task("subtraction")  # a rule on the operands decides where it slips
     assert isinstance(task, ReasoningTask)
     rng = random.Random(0)
     problems = list(itertools.islice(task.sample(seed=4), 200))
@@ -275,18 +279,21 @@ def test_addition_trace_format() -> None:
         "hundreds: 3+4+1=8, write 8 → 825."
     )
     assert task.trace(p).reasoning == read + right
-    # 8 > 7 makes the first carry error-prone: dropped, the trace reaches 815.
+    # A slip misremembers a column's total by one; the digit and the carry follow the wrong total.
     plain = task.trace(p, error_rate=1.0)
     slipped = (
-        "ones: 8+7=15, write 5 → 5.\ntens: 5+6=11, write 1, carry 1 → 15.\nhundreds: 3+4+1=8, write 8 → 815."
+        "ones: 8+7=14, write 4, carry 1 → 4.\ntens: 5+6+1=13, write 3, carry 1 → 34.\n"
+        "hundreds: 3+4+1=9, write 9 → 934."
     )
     assert plain.reasoning == read + slipped
-    assert plain.answer == "815" and plain.slipped and not plain.correct
-    # A self-checking trace does the work again (without slips) and compares; when the two differ it
-    # redoes the work, and the redo's result is the answer.
-    check = "Check: again, carefully.\n" + right
+    assert plain.answer == "934" and plain.slipped and not plain.correct
+    # A self-checking trace restates the question, does the work again (without slips) and compares;
+    # when the two differ it restates the question again and redoes the work: the redo's result is
+    # the answer.
+    question = f"What is {p.data['a']}+{p.data['b']}?"
+    check = f"Check: again, carefully.\n{question}\n" + right
     checked = task.trace(p, error_rate=1.0, self_check_rate=1.0)
-    assert checked.reasoning == f"{read}{slipped}\n{check}\n815 ≠ 825 ✗\nRedo:\n{right}"
+    assert checked.reasoning == f"{read}{slipped}\n{check}\n934 ≠ 825 ✗\nRedo:\n{question}\n{right}"
     assert checked.answer == "825" and checked.correct and checked.self_checked
     clean = task.trace(p, error_rate=0.0, self_check_rate=1.0)
     assert clean.reasoning == f"{read}{right}\n{check}\n825 = 825 ✓" and clean.answer == "825"
@@ -420,13 +427,13 @@ def test_multiplication_adds_the_carry_as_its_own_step() -> None:
         "ones: 6*6=36, write 6, carry 3 → 6.\n"
         "tens: 7*6=42, 42+3=45, write 5, carry 4 → 56.\nhundreds: 1*6=6, 6+4=10, write 10 → 1056."
     )
-    # 7 > 6 makes the tens carry error-prone; the check does the work again and catches the drop.
+    # Every column slips at error_rate 1; the check does the work again and catches it.
     checked = task.trace(p, error_rate=1.0, self_check_rate=1.0)
-    assert "tens: 7*6=42, 42+3=45, write 5 → 56.\n" in checked.reasoning
+    assert checked.reasoning.startswith("ones: 6*6=37, write 7, carry 3 → 7.\ntens: 7*6=42, 42+3=44,")
     assert (
-        "Check: again, carefully.\nones: 6*6=36, write 6, carry 3 → 6.\ntens: 7*6=42, 42+3=45"
+        "Check: again, carefully.\nWhat is 176*6?\nones: 6*6=36, write 6, carry 3 → 6.\ntens: 7*6=42, 42+3=45"
         in checked.reasoning
     )
-    assert "656 ≠ 1056 ✗\nRedo:\n" in checked.reasoning
+    assert "1147 ≠ 1056 ✗\nRedo:\nWhat is 176*6?\n" in checked.reasoning
     assert checked.reasoning.endswith("hundreds: 1*6=6, 6+4=10, write 10 → 1056.")
     assert checked.answer == "1056"

@@ -21,17 +21,24 @@ question (`[h3 t5 o8] + [h4 t6 o7]`), the same with the second operand's tags in
 column's digits listed under its place word (`ones: 8, 7; tens: 5, 6; ...`); the model writing the
 tags itself as its first line (`358 = h3 t5 o8`) copied the operands wrongly at 2.4M tokens.
 
-Systematic slips (see tinyseek.tasks.reasoning), each a rule on the column's operands:
-- addition: the carry out of a column is dropped when the top digit is larger than the bottom one;
-- subtraction: a borrow is forgotten by the next column when the bottom digit is odd;
-- multiplication: the carry is dropped when the top digit is larger than the multiplier.
+Slips (see tinyseek.tasks.reasoning):
+- addition and multiplication: a column's total misremembered by one (`5+6+1=13`), at random in any
+  column; the digit written and the carry follow the wrong total. A random slip, unlike the earlier
+  rule on the operands (a carry dropped when the top digit was the larger), cannot be predicted from
+  the question, so a check that copied the work's lines would miss it: in the corpus a check has to
+  compute its lines, which is what lets it catch the model's own slips later;
+- subtraction: a borrow is forgotten by the next column when the bottom digit is odd.
 
-Self-checks. Addition and multiplication check by doing the work again (`Check: again, carefully.`,
-then the same column lines, which never slip), then compare (`825 = 825 ✓`); when the results differ
-(`815 ≠ 825 ✗`) the work is redone (`Redo:`) and the redo's result is the answer. The check reads the
-operands in the same order as the work: a check that swapped them (`ones: 7+8` after `ones: 8+7`)
-slowed the tiny model's learning to read the operands (2-digit addition: the tens digits still
-misread after 2.1M tokens). Subtraction keeps the reverse operation (`Check: 358+467=825 ✓`).
+Self-checks. Addition and multiplication check by doing the work again: `Check: again, carefully.`,
+the question restated, the column lines again (they never slip), then a comparison (`825 = 825 ✓`);
+when the results differ (`815 ≠ 825 ✗`), `Redo:`, the question once more and the work, whose result
+is the answer. Restating the question puts the operands next to the lines that read them, as in the
+first pass: without it the check read the operands from ~50 tokens back and misread them where the
+work had read them right (seed 2 of the three-seed run: checked samples 18% right, unchecked 38%).
+The check reads the operands in the same order as the work: a check that swapped them (`ones: 7+8`
+after `ones: 8+7`) slowed the tiny model's learning to read the operands (2-digit addition: the tens
+digits still misread after 2.1M tokens). Subtraction keeps the reverse operation
+(`Check: 358+467=825 ✓`).
 
 Canonical forms sort the operands of commutative operations, so `a+b` and `b+a` share a split.
 """
@@ -82,8 +89,8 @@ COLON = {"en": ": ", "fr": " : ", "zh": "："}
 # The check's first line: a constant, so that starting a check copies nothing.
 AGAIN = {"en": "again, carefully.", "fr": "encore, avec soin.", "zh": "再仔细算一遍。"}
 
-# One column of a carry algorithm: (expression without the incoming carry, its value, error-prone).
-Column = tuple[str, int, bool]
+# One column of a carry algorithm: (expression without the incoming carry, its value).
+Column = tuple[str, int]
 
 
 def _digits(n: int, width: int) -> list[int]:
@@ -116,14 +123,15 @@ def _carry_columns(columns: list[Column], lang: str, slip: Slip, stepwise: bool)
     """Right-to-left columns; the carry joins the next column.
 
     The incoming carry is added in the expression (`5+6+1=12`) or, `stepwise`, after the column's
-    own value (`7*6=42, 42+3=45`). The last column writes its whole value (`3+6+1=10, write 10.`); a
-    slipped carry is simply lost.
+    own value (`7*6=42, 42+3=45`). The last column writes its whole value (`3+6+1=10, write 10.`).
     """
     lines: list[str] = []
     written = ""  # the digits written so far, most significant first
     carry = 0
-    for i, (expr, value, prone) in enumerate(columns):
+    for i, (expr, value) in enumerate(columns):
         total = value + carry
+        if slip(True):  # a fact misremembered by one; the digit and carry follow the wrong total
+            total += 1 if total % 2 == 0 else -1
         if not carry:
             head = f"{_place(i, lang)}{expr}={total}"
         elif stepwise:
@@ -132,8 +140,6 @@ def _carry_columns(columns: list[Column], lang: str, slip: Slip, stepwise: bool)
             head = f"{_place(i, lang)}{expr}+{carry}={total}"
         last = i == len(columns) - 1
         digit, carry = (total, 0) if last else (total % 10, total // 10)
-        if carry and slip(prone):
-            carry = 0
         written = f"{digit}{written}"
         lines.append(f"{head}{_outcome(lang, digit, carry)}{SO_FAR.format(written=written)}{END[lang]}")
     return lines, str(int(written))
@@ -158,11 +164,12 @@ class CarryColumnTask(ReasoningTask):
     def checked_work(self, problem: Problem, lang: str, slip: Slip) -> tuple[list[str], str]:
         lines, answer = self.work(problem, lang, slip)
         check, expected = _carry_columns(self.columns(problem), lang, _no_slip, self.stepwise)
-        lines += [f"{CHECK[lang]}{AGAIN[lang]}", *check]
+        question = self.prompt(problem, lang)
+        lines += [f"{CHECK[lang]}{AGAIN[lang]}", question, *check]
         if answer == expected:
             return [*lines, f"{answer} = {expected} {OK_MARK}"], answer
         redo, redone = _carry_columns(self.columns(problem), lang, _no_slip, self.stepwise)
-        return [*lines, f"{answer} ≠ {expected} {BAD_MARK}", REDO[lang], *redo], redone
+        return [*lines, f"{answer} ≠ {expected} {BAD_MARK}", REDO[lang], question, *redo], redone
 
 
 class AdditionTask(CarryColumnTask):
@@ -179,7 +186,7 @@ class AdditionTask(CarryColumnTask):
     def columns(self, problem: Problem) -> list[Column]:
         a, b = problem.data["a"], problem.data["b"]
         width = max(len(str(a)), len(str(b)))
-        return [(f"{x}+{y}", x + y, x > y) for x, y in zip(_digits(a, width), _digits(b, width), strict=True)]
+        return [(f"{x}+{y}", x + y) for x, y in zip(_digits(a, width), _digits(b, width), strict=True)]
 
 
 class MultiplicationTask(CarryColumnTask):
@@ -197,7 +204,7 @@ class MultiplicationTask(CarryColumnTask):
 
     def columns(self, problem: Problem) -> list[Column]:
         a, b = problem.data["a"], problem.data["b"]
-        return [(f"{x}*{b}", x * b, x > b) for x in _digits(a, len(str(a)))]
+        return [(f"{x}*{b}", x * b) for x in _digits(a, len(str(a)))]
 
 
 class SubtractionTask(ReverseCheckedTask):
