@@ -49,21 +49,26 @@ class FamilyRecipe:
     wrote the hundreds digit as a constant after 2.2M tokens, and three place-hint formats did not
     help at 1.2M (the module docstring there has the figures). 2-digit problems leave a direct answer
     out of reach (base direct answers: 1-2% right) while the column work is learnable in budget.
-    direct_rate 0.55: a majority, so that greedy decoding answers directly (base greedy 0-2% in the
-    runs), while T 0.6-1 samples reason in ≈ 40% of completions: the groups of G = 8 hold both.
+    direct_rate 0.65: a clear majority, so that greedy decoding answers directly. At 0.55 the
+    margin was too thin: one base of five took the reasoning path greedily (greedy 99.5% before RL,
+    nothing left for RL to show), the others answered directly (greedy 0-2%). T 0.6-1 samples still
+    reason in ≈ 25-35% of completions, so the groups of G = 8 hold both.
     self_check_rate 0.55 of the worked traces: checking is the larger part of the reasoning the base
-    samples (≈ 2 of 3 reasoning samples), so whether RL keeps, grows or drops it is measured.
-    error_rate 0.5: a slip at half of the error-prone steps (a carry dropped when the top digit is
-    the larger) in the plain work and in a check's first attempt, where the check catches it: in the
-    corpus a plain trace is wrong on ≈ 12% of problems and a checked one never, which gives checking
-    an edge that GRPO can see at T 1, and that it can also erase by unlearning the slips.
+    samples, so whether RL keeps, grows or drops it is measured.
+    error_rate 0.25: each column's total is misremembered by one at random in a quarter of the
+    columns of the plain work (and of a check's first attempt, which the check then catches): a
+    plain 2-column trace is wrong on ≈ 44% of problems, a checked one never. The slip used to be a
+    rule on the operands (a carry dropped when the top digit was the larger); the base's check then
+    copied the work's lines, and after RL its checked completions repeated the work's own mistakes
+    (seed 1: checked 85% right, unchecked 88%). A random slip can only be caught by a check that
+    computes its lines.
     """
 
     name: str
     difficulty: int = 0
-    error_rate: float = 0.5
+    error_rate: float = 0.25
     self_check_rate: float = 0.55
-    direct_rate: float = 0.55
+    direct_rate: float = 0.65
 
     def __post_init__(self) -> None:
         for attr in ("error_rate", "self_check_rate", "direct_rate"):
@@ -98,23 +103,28 @@ class CorpusRecipe:
 
 @dataclass(frozen=True)
 class PretrainRecipe:
-    """The `tiny` preset (hidden 128, 4 layers, MLA, 8 routed experts top-2 + 1 shared, ≈1.7M
-    parameters) without its MTP module: MTP costs a full extra block per token and RL-Zero does not
-    use it. Sequences of 256 tokens, batch 8 x 256 = 2048 tokens a step (RL and eval prompts carry
-    the ~90-token preamble, so positions up to ~250 must be trained).
+    """The `tiny` preset (hidden 128, 4 layers, MLA, 8 routed experts top-2 + 1 shared) without its
+    MTP module (MTP costs a full extra block per token and RL-Zero does not use it), with a KV
+    latent of 64 instead of 32 (every head's keys and values come from it; ≈1.7M parameters).
+    Sequences of 384 tokens, batch 5 x 384 = 1920 tokens a step: RL and eval prompts carry the
+    ~90-token preamble and the longest trace (a checked multiplication with a redo) is ≈ 210 tokens,
+    so positions up to ~310 must be trained; at 256 the redo ran past the trained positions.
     lr 3e-3 (50 warm-up steps, cosine decay to 10%), fp32: on the AVX-512-BF16 machine bf16 autocast
     ran at 2,000 tokens/s against 7,000 in fp32 (the tiny matmuls gain nothing), and on AVX2 it is
     emulated; one thread: a second one did not speed this model up (≈ 7,000 tokens/s either way).
     tokens 3.2M: the lr schedule runs over exactly this many tokens, so it completes on any machine;
-    `seconds` is only a safety net a 2-core machine does not reach.
+    `seconds` is only a safety net, far above the ≈ 7 minutes a run takes alone on 2 cores (a loaded
+    machine reached the earlier 900 s cap and cut pretraining short).
     """
 
     preset: str = "tiny"
-    model_overrides: dict[str, Any] = field(default_factory=lambda: {"num_nextn_predict_layers": 0})
+    model_overrides: dict[str, Any] = field(
+        default_factory=lambda: {"num_nextn_predict_layers": 0, "kv_lora_rank": 64}
+    )
     tokens: int = 3_200_000
-    seconds: float = 900.0
-    seq_len: int = 256
-    batch_size: int = 8
+    seconds: float = 3000.0
+    seq_len: int = 384
+    batch_size: int = 5
     lr: float = 3e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 50
@@ -135,8 +145,9 @@ class GRPORecipe:
     token of a long one, so at equal accuracy the shorter behaviour wins: measured with the same kind
     of base (seed 1, 2.1M tokens, lr 1.5e-4), accuracy rose (pass@1 28% → 93%) but the checking share
     fell from 21% to 6% and the length stopped rising after step 10.
-    max_new_tokens 192: the longest trace of the corpus (a checked multiplication with a redo) is
-    ≈ 150 tokens, so a completion can think longer than anything the base saw.
+    max_new_tokens 288: the longest trace of the corpus (a checked multiplication with a redo) is
+    ≈ 210 tokens, so a completion can think longer than anything the base saw; at 192 a redo was cut
+    short and scored 0 (a quarter of the wrong checked completions in one run).
     eval_every 10 / eval_problems 96: the validation curves (T 0.6), five points a run.
     """
 
@@ -146,7 +157,7 @@ class GRPORecipe:
     prompts_per_step: int = 8
     temperature: float = 1.0
     top_p: float = 1.0
-    max_new_tokens: int = 192
+    max_new_tokens: int = 288
     lr: float = 1e-4
     loss_type: LossType = "dr_grpo"
     beta: float = 0.0
@@ -170,7 +181,7 @@ class EvalRecipe:
     k: int = 4
     temperature: float = 0.6
     top_p: float = 0.95
-    max_new_tokens: int = 192
+    max_new_tokens: int = 288
     samples_per_family: int = 2
     seed: int = 1
 
