@@ -1,0 +1,119 @@
+"""Seconds per GRPO step with 1 and 2 ranks (torchrun, gloo), the same global batch: the speed-up.
+
+Builds the random-weight `tiny` model of bench/grpo.py (MTP off, BPE over R1-Zero addition prompts),
+then runs `run_grpo` on it once in one process and once under `torchrun --nproc-per-node 2`, each
+rank with one thread (OMP_NUM_THREADS=1), on the same settings: G completions for each of P prompts
+a step, the same max length, β = 0, fp32. The settings are rollout-dominated, as R1-style RL is: the
+reward is the share of digits in the completion (groups have reward variance, so every step also
+trains), random weights rarely end early, so most completions run the full length. Each rank
+samples its half of the prompts with its own engine, so rollouts should scale; the update then runs
+sharded (FSDP2) on the whole batch. The first step of each run is a warm-up; the median of the
+others is reported, with the mean completion length (equal in both: the same samples), and the
+1-minute load average before each run (the CPU may be shared).
+
+    PYTHONPATH=. python bench/grpo_scaling.py                  # tiny, G=8, 32 prompts, 32 new tokens
+    PYTHONPATH=. python bench/grpo_scaling.py --steps 4 --prompts 16
+
+The script is also the torchrun worker (`--worker RUN_DIR`), so the reward can be a Python function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.grpo import build_model_dir, device_name, digit_share
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def worker(args: argparse.Namespace) -> None:
+    """One GRPO run (every rank runs this under torchrun); rank 0 writes metrics.jsonl."""
+    import torch
+
+    from tinyseek.rl import GRPOConfig, GRPORunConfig, run_grpo
+    from tinyseek.rl.rewards import RewardFunction
+
+    torch.set_num_threads(1)
+    config = GRPORunConfig(
+        model=args.model_dir,
+        run_dir=args.worker,
+        task="addition",
+        grpo=GRPOConfig(
+            group_size=args.group_size,
+            prompts_per_step=args.prompts,
+            max_new_tokens=args.new_tokens,
+            lr=1e-5,
+            beta=0.0,
+        ),  # fmt: skip
+        reward_weights={},
+        extra_rewards=[RewardFunction("digits", digit_share)],
+        max_steps=args.steps,
+        seed=1,
+        eval_every=0,
+        save_every=0,
+        tensorboard=False,
+        progress=False,
+    )
+    run_grpo(config)
+
+
+def timed(world: int, model_dir: Path, run_dir: Path, args: argparse.Namespace) -> dict[str, float]:
+    """Launch one run with `world` ranks; the median step seconds after the warm-up and what it sampled."""
+    load = os.getloadavg()[0]
+    flags = [str(Path(__file__).resolve()), "--worker", str(run_dir), "--model-dir", str(model_dir),
+             "--steps", str(args.steps), "--prompts", str(args.prompts), "--group-size", str(args.group_size),
+             "--new-tokens", str(args.new_tokens)]  # fmt: skip
+    launcher = [sys.executable] if world == 1 else [sys.executable, "-m", "torch.distributed.run",
+                                                    "--standalone", f"--nproc-per-node={world}"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    subprocess.run([*launcher, *flags], env=env, check=True, capture_output=True, text=True)
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "step_seconds" in r]
+    timed_steps = steps[1:]  # the first step pays for warm-up
+    return {
+        "ranks": world,
+        "step_seconds": statistics.median(r["step_seconds"] for r in timed_steps),
+        "rollout_seconds": statistics.median(r["rollout_seconds"] for r in timed_steps),
+        "train_seconds": statistics.median(r["train_seconds"] for r in timed_steps),
+        "completion_length": statistics.fmean(r["completion_length/mean"] for r in steps),
+        "load_average_1min": load,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--steps", type=int, default=5, help="GRPO steps per run (the first is a warm-up)")
+    parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--group-size", type=int, default=8)
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--model-dir", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker is not None:
+        worker(args)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = build_model_dir(Path(tmp) / "model", args.preset)
+        results = [timed(world, model_dir, Path(tmp) / f"run{world}", args) for world in (1, 2)]
+    one, two = results
+    print(f"device: {device_name()}, one thread per rank, gloo; {os.cpu_count()} CPUs")
+    print(f"{args.preset}, G={args.group_size}, {args.prompts} prompts/step, {args.new_tokens} new tokens, "
+          f"median of {args.steps - 1} steps after a warm-up")  # fmt: skip
+    for r in results:
+        print(f"  {r['ranks']} rank(s): {r['step_seconds']:.3f} s/step (rollout {r['rollout_seconds']:.3f} s, "
+              f"train {r['train_seconds']:.3f} s), mean completion {r['completion_length']:.1f} tokens, "
+              f"load average {r['load_average_1min']:.2f}")  # fmt: skip
+    print(f"speed-up at 2 ranks: x{one['step_seconds'] / two['step_seconds']:.2f}")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
