@@ -4,8 +4,11 @@ Builds the random-weight `tiny` model of bench/grpo.py (MTP off, BPE over R1-Zer
 then runs `run_grpo` on it once in one process and once under `torchrun --nproc-per-node 2`, each
 rank with one thread (OMP_NUM_THREADS=1), on the same settings: G completions for each of P prompts
 a step, the same max length, β = 0, fp32. The settings are rollout-dominated, as R1-style RL is: the
-reward is the share of digits in the completion (groups have reward variance, so every step also
-trains), random weights rarely end early, so most completions run the full length. Each rank
+reward is the share of digits in the completion for a fixed quarter of the problems (`--informative`,
+by a hash of the problem) and 0 for the rest, so, as in the R1-Zero demo where most groups are all
+right or all wrong, most groups have no reward variance and skip the backward pass while every
+completion is still generated; random weights rarely end early, so most completions run the full
+length. Each rank
 samples its half of the prompts with its own engine, so rollouts should scale; the update then runs
 sharded (FSDP2) on the whole batch. The first step of each run is a warm-up; the median of the
 others is reported, with the mean completion length (equal in both: the same samples), and the
@@ -26,9 +29,20 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import zlib
 from pathlib import Path
 
 from bench.grpo import build_model_dir, device_name, digit_share
+
+INFORMATIVE = 0.25  # share of problems whose groups get reward variance (the rest train nothing)
+
+
+def sparse_digit_share(prompts: list[str], completions: list[str], problem: list, **_: object) -> list[float]:
+    """digit_share on a fixed `INFORMATIVE` share of the problems (by a hash), 0 on the others."""
+    shares = digit_share(prompts, completions)
+    return [s if zlib.crc32(p.canonical.encode()) % 1000 < 1000 * INFORMATIVE else 0.0
+            for s, p in zip(shares, problem, strict=True)]  # fmt: skip
+
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,7 +67,7 @@ def worker(args: argparse.Namespace) -> None:
             beta=0.0,
         ),  # fmt: skip
         reward_weights={},
-        extra_rewards=[RewardFunction("digits", digit_share)],
+        extra_rewards=[RewardFunction("digits", sparse_digit_share)],
         max_steps=args.steps,
         seed=1,
         eval_every=0,
@@ -83,6 +97,7 @@ def timed(world: int, model_dir: Path, run_dir: Path, args: argparse.Namespace) 
         "rollout_seconds": statistics.median(r["rollout_seconds"] for r in timed_steps),
         "train_seconds": statistics.median(r["train_seconds"] for r in timed_steps),
         "completion_length": statistics.fmean(r["completion_length/mean"] for r in steps),
+        "trained_sequences": statistics.fmean(r["trained_sequences"] for r in steps),
         "load_average_1min": load,
     }
 
@@ -110,6 +125,7 @@ def main() -> None:
     for r in results:
         print(f"  {r['ranks']} rank(s): {r['step_seconds']:.3f} s/step (rollout {r['rollout_seconds']:.3f} s, "
               f"train {r['train_seconds']:.3f} s), mean completion {r['completion_length']:.1f} tokens, "
+              f"{r['trained_sequences']:.0f} sequences trained/step, "
               f"load average {r['load_average_1min']:.2f}")  # fmt: skip
     print(f"speed-up at 2 ranks: x{one['step_seconds'] / two['step_seconds']:.2f}")
     print(json.dumps(results))

@@ -28,7 +28,7 @@ STEPS, KILL_AFTER = 4, 2
 TOL = 1e-5
 COMPARED = ("loss", "grad_norm", "entropy", "kl", "reward/total/mean", "completion_length/mean")
 SHARED = ["--task", "addition", "-G", "4", "--prompts-per-step", "6", "--max-new-tokens", "12",
-          "--lr", "3e-3", "--overlong-cache", "10", "--micro-batch-tokens", "150", "--max-steps", str(STEPS), "--eval-every", "2", "--eval-problems", "3",
+          "--lr", "1e-3", "--overlong-cache", "10", "--micro-batch-tokens", "150", "--max-steps", str(STEPS), "--eval-every", "2", "--eval-problems", "3",
           "--save-every", "2", "--keep-checkpoints", "2", "--log-rollouts", "--no-tensorboard", "--json"]  # fmt: skip
 EVAL = ["--task", "addition", "-k", "3", "--n", "5", "--max-tokens", "12", "--seed", "1"]
 
@@ -101,8 +101,8 @@ def test_two_ranks_equal_one_process(runs: Path, layout: str, reference: str) ->
     if layout == "beta":
         assert diffs["kl"] <= TOL
     assert weight_diff(runs / layout / "final", runs / reference / "final") <= TOL
-    # The run really trains (lr 3e-3): equal weights are not equal by standing still.
-    assert weight_diff(runs / reference / "final", runs / "policy") > 1000 * TOL
+    # The run really trains (lr 1e-3): equal weights are not equal by standing still.
+    assert weight_diff(runs / reference / "final", runs / "policy") > 100 * TOL
     # Periodic evaluation: split over the ranks, the same samples and metrics.
     for step in (0, 2, 4):
         name = f"samples/eval-step-{step:06d}.jsonl"
