@@ -19,6 +19,7 @@ from tests.fixtures import grpo_policy_dir
 from tests.train_fixtures import ROOT, child_env
 from tinyseek.checkpoint.run import latest_checkpoint
 from tinyseek.cli import main
+from tinyseek.parallel.ranks import shard_range
 from tinyseek.train.metrics import read_metrics
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -151,3 +152,14 @@ def test_sigkilled_run_resumes_on_two_ranks_and_on_one(runs: Path) -> None:
         assert weight_diff(runs / copy / "final", runs / "ep1" / "final") <= TOL
         steps = [r["step"] for r in read_metrics(runs / copy) if "loss" in r]
         assert steps == list(range(1, STEPS + 1)), "metrics.jsonl trimmed and continued, one line per step"
+
+
+def test_shard_range_cuts_contiguous_balanced_blocks() -> None:
+    """Gathering the blocks in rank order must restore the global order (what parity rests on)."""
+    for n in range(10):
+        for world in range(1, 5):
+            blocks = [shard_range(n, rank, world) for rank in range(world)]
+            assert [i for b in blocks for i in b] == list(range(n))
+            assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
+    with pytest.raises(ValueError, match="rank 2 of world 2"):
+        shard_range(4, 2, 2)
