@@ -134,24 +134,31 @@ def test_eval_and_rejection_sampling_equal_one_process(runs: Path) -> None:
     assert (runs / "traces.jsonl").read_text() == (runs / "traces-single.jsonl").read_text()
 
 
-def test_sigkilled_run_resumes_on_two_ranks_and_on_one(runs: Path) -> None:
+def test_sigkilled_run_resumes_on_two_ranks_and_on_one_and_one_process_run_on_two(runs: Path) -> None:
     killed = runs / "kill"
     finish(launch("kill", runs, runs / "policy"), ok=False)
     assert latest_checkpoint(killed / "checkpoints") == killed / "checkpoints" / f"step-{KILL_AFTER:08d}"
     for copy in ("kill-1", "kill-2"):
         shutil.copytree(killed, runs / copy)
+    # And the other way: a one-process run cut back to step KILL_AFTER, resumed on 2 ranks.
+    shutil.copytree(runs / "single", runs / "single-2")
+    shutil.rmtree(runs / "single-2" / "checkpoints" / f"step-{STEPS:06d}")
     launched = launch("resume", runs, runs / "policy")
     grpo(runs / "policy", runs / "kill-1", "--resume")  # one process, from the 2-rank shards
     finish(launched)
     after = range(KILL_AFTER + 1, STEPS + 1)
-    for copy in ("kill-1", "kill-2"):
+    for copy, reference in (("kill-1", "ep1"), ("kill-2", "ep1"), ("single-2", "single")):
         for step in after:
-            assert rollouts(runs / copy, step) == rollouts(runs / "ep1", step), f"{copy} step {step}"
-        diffs = max_diffs(runs / copy, runs / "ep1", after)
+            assert rollouts(runs / copy, step) == rollouts(runs / reference, step), f"{copy} step {step}"
+        diffs = max_diffs(runs / copy, runs / reference, after)
         assert all(d <= TOL for d in diffs.values()), (copy, diffs)
-        assert weight_diff(runs / copy / "final", runs / "ep1" / "final") <= TOL
+        assert weight_diff(runs / copy / "final", runs / reference / "final") <= TOL
         steps = [r["step"] for r in read_metrics(runs / copy) if "loss" in r]
         assert steps == list(range(1, STEPS + 1)), "metrics.jsonl trimmed and continued, one line per step"
+    assert (
+        latest_checkpoint(runs / "single-2" / "checkpoints")
+        == runs / "single-2" / "checkpoints" / "step-00000004"
+    )
 
 
 def test_shard_range_cuts_contiguous_balanced_blocks() -> None:

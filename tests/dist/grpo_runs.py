@@ -16,6 +16,7 @@ MODE kill:
     OUT/kill        every rank SIGKILLs itself while sampling step KILL_AFTER + 1 (checkpoints each step)
 MODE resume:
     OUT/kill-2      (a copy of OUT/kill) resumed with --resume to STEPS on 2 ranks
+    OUT/single-2    (the one-process run cut back to step KILL_AFTER) resumed on 2 ranks
 
 The group is joined here once, so each run reuses it (and leaves it alone at its end).
 """
@@ -111,6 +112,7 @@ def main(mode: str, out: Path, model: str, shared: list[str]) -> None:
         raise SystemExit("the run was meant to be killed")
     elif mode == "resume":
         cli(*grpo, "--run-dir", str(out / "kill-2"), "--resume")
+        cli(*grpo, "--run-dir", str(out / "single-2"), "--resume")
     else:
         raise SystemExit(f"unknown mode {mode!r}")
     dist.barrier()

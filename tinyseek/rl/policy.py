@@ -26,8 +26,10 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 from torch.distributed.fsdp import FSDPModule
 from torch.distributed.tensor import DTensor
 
@@ -90,3 +92,18 @@ def sync_rollout(models: PolicyModels) -> None:
     buffers = dict(models.rollout.named_buffers())  # not sharded: e.g. a loaded routing bias
     for name, buffer in models.policy.named_buffers():
         buffers[name].copy_(buffer)
+
+
+def load_full_optimizer_state(
+    models: PolicyModels, optimizer: torch.optim.Optimizer, state: dict[str, Any]
+) -> None:
+    """A one-process optimizer state (`optimizer.state_dict()` of the plain policy) into the sharded
+    policy's optimizer (collective under torchrun)."""
+    names = dict(enumerate(name for name, p in models.rollout.named_parameters() if p.requires_grad))
+    named: dict[str, Any] = {
+        "state": {names[index]: values for index, values in state["state"].items()},
+        "param_groups": [
+            {**group, "params": [names[i] for i in group["params"]]} for group in state["param_groups"]
+        ],
+    }
+    set_optimizer_state_dict(models.policy, optimizer, named, options=StateDictOptions(full_state_dict=True))

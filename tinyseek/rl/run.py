@@ -22,10 +22,10 @@ Design choices:
   checkpoints are sharded DCP directories (`save_sharded`, optimizer inside), and rank 0 alone writes
   metrics, samples and `final/` (from its engine's full copy of the policy). A signal or the time
   budget on any rank stops every rank after the same step (`ParallelRun.agreed_stop`).
-- Resuming: a sharded checkpoint resumes on any number of ranks, one process included (the shards
-  are resharded on load); the run then keeps writing sharded checkpoints. A one-process checkpoint
-  resumes in one process only. The reference (β > 0) is the initial policy: `reference/` of a
-  one-process checkpoint, else `--model` itself.
+- Resuming: any checkpoint resumes on any number of ranks. A sharded one is resharded on load (one
+  process included, which then keeps writing sharded checkpoints); a one-process one gives every rank
+  its full weights before sharding and its optimizer state is sharded by parameter name. The
+  reference (β > 0) is the initial policy: `reference/` of a one-process checkpoint, else `--model`.
 - Built-in rewards by name and weight (`reward_weights`) score with the task's own verifier; any extra
   `RewardFunction` can be added. Overlong shaping (`overlong_cache > 0`) adds the `overlong` reward.
 """
@@ -57,7 +57,7 @@ from tinyseek.checkpoint.stop import StopSignal
 from tinyseek.eval.sharded import evaluate_prompts_sharded
 from tinyseek.rl.config import GRPOConfig
 from tinyseek.rl.grpo_trainer import GRPOTrainer
-from tinyseek.rl.policy import build_models
+from tinyseek.rl.policy import build_models, load_full_optimizer_state
 from tinyseek.rl.prompts import PromptSource, parse_tasks
 from tinyseek.rl.rewards import RewardFunction, RewardOptions, RewardSet
 from tinyseek.rl.rollout import RolloutGroup, request_seed, task_score
@@ -165,18 +165,13 @@ def run_grpo(config: GRPORunConfig) -> GRPOResult:
         run.close()
 
 
-def _resume_point(config: GRPORunConfig, run: ParallelRun) -> Path | None:
-    """The checkpoint to continue from (None: start from the model); refuses what this launch cannot load."""
+def _resume_point(config: GRPORunConfig) -> Path | None:
+    """The checkpoint to continue from (None: start from the model)."""
     if not config.resume:
         return None
     found = latest_checkpoint(Path(config.run_dir) / CHECKPOINTS)
     if found is None:
         log.warning("resume: no checkpoint under %s; starting from %s", config.run_dir, config.model)
-    elif run.distributed and not is_sharded(found):
-        raise ValueError(
-            f"resume: {found} was written by a one-process run; resume it without torchrun "
-            "(sharded checkpoints, written under torchrun, resume on any number of ranks)"
-        )
     return found
 
 
@@ -193,13 +188,14 @@ def _run_grpo(config: GRPORunConfig, run: ParallelRun) -> GRPOResult:
     tasks = parse_tasks(config.task, file_split)  # bad task names fail before any model is loaded
     tokenizer = Tokenizer.from_pretrained(model_dir)
     grpo = config.grpo
-    resume_from = _resume_point(config, run)
-    sharded = run.distributed or (resume_from is not None and is_sharded(resume_from))
+    resume_from = _resume_point(config)
+    from_shards = resume_from is not None and is_sharded(resume_from)
+    sharded = run.distributed or from_shards  # the kind of checkpoint this run writes
     reference_dir = None
     if grpo.beta > 0:
         kept = resume_from / REFERENCE_DIR if resume_from is not None else None
         reference_dir = kept if kept is not None and kept.is_dir() else model_dir
-    weights = resume_from if resume_from is not None and not sharded else model_dir
+    weights = resume_from if resume_from is not None and not from_shards else model_dir
     models = build_models(weights, run, reference_weights=reference_dir, bf16=config.bf16)
 
     context = models.rollout.config.max_position_embeddings
@@ -231,9 +227,11 @@ def _run_grpo(config: GRPORunConfig, run: ParallelRun) -> GRPOResult:
         rollout_model=models.rollout,
     )
     if resume_from is not None:
-        if sharded:
+        if from_shards:
             load_sharded(resume_from, models.policy, trainer.optimizer)
-        state = load_state(resume_from, sharded=is_sharded(resume_from))
+        state = load_state(resume_from, sharded=from_shards)
+        if run.distributed and not from_shards:  # a one-process checkpoint on several ranks
+            load_full_optimizer_state(models, trainer.optimizer, state.pop("optimizer"))
         changed = sorted(k for k, v in state["config"].items() if grpo.to_dict().get(k) != v)
         if changed:
             log.warning("resume: GRPOConfig differs from the checkpoint's in %s", ", ".join(changed))
