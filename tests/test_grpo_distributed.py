@@ -57,6 +57,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # The one-process references meanwhile (their own core while the ranks start up).
     grpo(policy, root / "single")
     grpo(policy, root / "single-beta", "--beta", "0.1")
+    grpo(policy, root / "single-dapo", "--preset", "dapo")
     assert (
         main(["eval", "--model", str(policy), *EVAL, "--greedy", "--out", str(root / "eval-single.json")])
         == 0
@@ -92,7 +93,8 @@ def weight_diff(a: Path, b: Path) -> float:
 
 
 @pytest.mark.parametrize(
-    ("layout", "reference"), [("ep1", "single"), ("ep2", "single"), ("beta", "single-beta")]
+    ("layout", "reference"),
+    [("ep1", "single"), ("ep2", "single"), ("beta", "single-beta"), ("dapo", "single-dapo")],
 )
 def test_two_ranks_equal_one_process(runs: Path, layout: str, reference: str) -> None:
     for step in range(1, STEPS + 1):
@@ -101,6 +103,10 @@ def test_two_ranks_equal_one_process(runs: Path, layout: str, reference: str) ->
     assert set(diffs) >= {"loss", "grad_norm", "entropy"} and all(d <= TOL for d in diffs.values()), diffs
     if layout == "beta":
         assert diffs["kl"] <= TOL
+    if layout == "dapo":  # dynamic sampling drew more groups than a step keeps, the same ones on every rank
+        drawn = [r["sampling/groups_drawn"] for r in read_metrics(runs / layout) if "loss" in r]
+        theirs = [r["sampling/groups_drawn"] for r in read_metrics(runs / reference) if "loss" in r]
+        assert drawn == theirs and max(drawn) > 6
     assert weight_diff(runs / layout / "final", runs / reference / "final") <= TOL
     # The run really trains (lr 1e-3): equal weights are not equal by standing still.
     assert weight_diff(runs / reference / "final", runs / "policy") > 100 * TOL

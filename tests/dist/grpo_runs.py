@@ -10,6 +10,7 @@ MODE parity:
     OUT/ep1         FSDP2, STEPS steps
     OUT/ep2         FSDP2 + EP(2)
     OUT/beta        FSDP2 + EP(2) with β > 0 (the reference sharded too)
+    OUT/dapo        FSDP2, `--preset dapo`: dynamic sampling refills, token-level loss over all ranks
     OUT/term        rank 1 alone gets SIGTERM during step 2: every rank stops after step 2 and saves
     OUT/eval.json   `tinyseek eval --out`, OUT/traces.jsonl `tinyseek rejection-sample`
 MODE kill:
@@ -92,6 +93,7 @@ def main(mode: str, out: Path, model: str, shared: list[str]) -> None:
         cli(*grpo, "--run-dir", str(out / "ep1"))
         cli(*grpo, "--run-dir", str(out / "ep2"), "--ep", "2")
         cli(*grpo, "--run-dir", str(out / "beta"), "--ep", "2", "--beta", "0.1")
+        cli(*grpo, "--run-dir", str(out / "dapo"), "--preset", "dapo")
 
         def term() -> None:
             if rank == 1:
