@@ -14,6 +14,12 @@ sharded (FSDP2) on the whole batch. The first step of each run is a warm-up; the
 others is reported, with the mean completion length (equal in both: the same samples), and the
 1-minute load average before each run (the CPU may be shared).
 
+Wall-clock seconds need a free core per rank. On a shared machine the script also reports the CPU
+seconds each rank spends per step (process time between its successive reward calls, which come
+once per step after its rollouts): the busiest rank's figure is the step time it would take with a
+core of its own, so the CPU-time speed-up is what the ranks would give on idle cores (time spent
+waiting in a gloo collective counts when gloo spins, so it errs on the low side).
+
     PYTHONPATH=. python bench/grpo_scaling.py                  # tiny, G=8, 32 prompts, 32 new tokens
     PYTHONPATH=. python bench/grpo_scaling.py --steps 4 --prompts 16
 
@@ -29,16 +35,19 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 import zlib
 from pathlib import Path
 
 from bench.grpo import build_model_dir, device_name, digit_share
 
 INFORMATIVE = 0.25  # share of problems whose groups get reward variance (the rest train nothing)
+CPU_TIMES: list[float] = []  # this process's CPU time at each reward call (one per step)
 
 
 def sparse_digit_share(prompts: list[str], completions: list[str], problem: list, **_: object) -> list[float]:
     """digit_share on a fixed `INFORMATIVE` share of the problems (by a hash), 0 on the others."""
+    CPU_TIMES.append(time.process_time())
     shares = digit_share(prompts, completions)
     return [s if zlib.crc32(p.canonical.encode()) % 1000 < 1000 * INFORMATIVE else 0.0
             for s, p in zip(shares, problem, strict=True)]  # fmt: skip
@@ -76,6 +85,8 @@ def worker(args: argparse.Namespace) -> None:
         progress=False,
     )
     run_grpo(config)
+    rank = os.environ.get("RANK", "0")
+    (Path(args.worker) / f"cpu-rank{rank}.json").write_text(json.dumps(CPU_TIMES))
 
 
 def timed(world: int, model_dir: Path, run_dir: Path, args: argparse.Namespace) -> dict[str, float]:
@@ -89,6 +100,10 @@ def timed(world: int, model_dir: Path, run_dir: Path, args: argparse.Namespace) 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     subprocess.run([*launcher, *flags], env=env, check=True, capture_output=True, text=True)
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    per_rank = []
+    for rank in range(world):
+        marks = json.loads((run_dir / f"cpu-rank{rank}.json").read_text())
+        per_rank.append(statistics.median(b - a for a, b in zip(marks[1:], marks[2:], strict=False)))
     steps = [r for r in records if "step_seconds" in r]
     timed_steps = steps[1:]  # the first step pays for warm-up
     return {
@@ -99,6 +114,7 @@ def timed(world: int, model_dir: Path, run_dir: Path, args: argparse.Namespace) 
         "completion_length": statistics.fmean(r["completion_length/mean"] for r in steps),
         "trained_sequences": statistics.fmean(r["trained_sequences"] for r in steps),
         "load_average_1min": load,
+        "cpu_seconds_busiest_rank": max(per_rank),
     }
 
 
@@ -126,8 +142,12 @@ def main() -> None:
         print(f"  {r['ranks']} rank(s): {r['step_seconds']:.3f} s/step (rollout {r['rollout_seconds']:.3f} s, "
               f"train {r['train_seconds']:.3f} s), mean completion {r['completion_length']:.1f} tokens, "
               f"{r['trained_sequences']:.0f} sequences trained/step, "
+              f"CPU {r['cpu_seconds_busiest_rank']:.3f} s/step on the busiest rank, "
               f"load average {r['load_average_1min']:.2f}")  # fmt: skip
-    print(f"speed-up at 2 ranks: x{one['step_seconds'] / two['step_seconds']:.2f}")
+    print(
+        f"speed-up at 2 ranks: x{one['step_seconds'] / two['step_seconds']:.2f} wall-clock, "
+        f"x{one['cpu_seconds_busiest_rank'] / two['cpu_seconds_busiest_rank']:.2f} in CPU time of the busiest rank"
+    )
     print(json.dumps(results))
 
 
