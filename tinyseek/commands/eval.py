@@ -3,7 +3,9 @@
 
 Both are thin over `tinyseek.eval`: the problems come from `problem_sets` / `data_source`, the sampling
 and scoring from `evaluate`, the filter from `select_traces`. Arguments are checked before the model is
-loaded, so a typo costs no loading time.
+loaded, so a typo costs no loading time. Under `torchrun --nproc-per-node N -m tinyseek eval ...` (and
+`rejection-sample`) the problems are split over the ranks (`evaluate_sharded`) and rank 0 writes the one
+merged report or JSONL, identical to one process's.
 """
 
 from __future__ import annotations
@@ -139,20 +141,28 @@ def _sets(args: argparse.Namespace) -> list[Any]:
     return problem_sets(tasks, args.n, args.seed, args.difficulty, args.split, args.lang)
 
 
-def _report(args: argparse.Namespace, greedy: bool) -> Any:
+def _report(args: argparse.Namespace, greedy: bool) -> tuple[Any, bool]:
+    """The in-process report and whether this process writes it: under torchrun every rank evaluates
+    its block of the problems (tinyseek.eval.sharded) and rank 0 writes the merged report."""
     import torch
 
     from tinyseek import LLM
-    from tinyseek.eval.runner import evaluate
+    from tinyseek.eval.sharded import evaluate_sharded
+    from tinyseek.train.parallel_run import ParallelRun
 
     _check(args)
     sets = _sets(args)
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "auto": "auto"}[args.dtype]
-    llm = LLM(args.model, dtype=dtype, device=args.device, max_num_seqs=args.max_num_seqs)
-    return evaluate(
-        llm, sets, k=args.k, temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,
-        template=args.template, seed=args.seed, greedy=greedy,
-    )  # fmt: skip
+    run = ParallelRun.start(torch.device(args.device), ep=1)
+    try:
+        llm = LLM(args.model, dtype=dtype, device=run.device, max_num_seqs=args.max_num_seqs)
+        report = evaluate_sharded(
+            llm, sets, k=args.k, temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,
+            template=args.template, seed=args.seed, greedy=greedy,
+        )  # fmt: skip
+        return report, run.is_main
+    finally:
+        run.close()
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -171,7 +181,9 @@ def run_eval(args: argparse.Namespace) -> int:
             print("tinyseek eval: interrupted; finished samples are kept, rerun to resume", file=sys.stderr)
             return 130
     else:
-        report = _report(args, greedy=args.greedy)
+        report, main = _report(args, greedy=args.greedy)
+        if not main:
+            return 0
     if args.out:
         write_text_atomically(
             args.out, json.dumps(report.to_json(include_records=True), ensure_ascii=False) + "\n"
@@ -190,7 +202,9 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_rejection_sample(args: argparse.Namespace) -> int:
     from tinyseek.eval.rejection import select_traces, write_traces
 
-    report = _report(args, greedy=False)
+    report, main = _report(args, greedy=False)
+    if not main:
+        return 0
     traces, summary = select_traces(report, args.max_per_prompt)
     write_traces(args.out, traces)
     if args.json:

@@ -2,7 +2,9 @@
 
 GRPO (or Dr. GRPO / DAPO) on procedurally generated tasks or a JSONL benchmark. Writes metrics.jsonl +
 TensorBoard, evaluation samples, resumable checkpoints and RUN_DIR/final (an HF model directory for
-`tinyseek serve`). `--preset` picks a GRPOConfig preset and every objective flag given on the command
+`tinyseek serve`). Under `torchrun --nproc-per-node N -m tinyseek grpo ...` (same flags) the rollouts are
+split over the ranks and the policy is trained sharded (FSDP2, `--ep` expert parallelism); rank 0
+prints. `--preset` picks a GRPOConfig preset and every objective flag given on the command
 line overrides it (flags left out keep the preset's value); a thin layer over `tinyseek.rl.run.run_grpo`.
 """
 
@@ -21,7 +23,7 @@ _GRPO_FLAGS = (
 _RUN_FLAGS = (
     "model", "run_dir", "task", "eval_task", "template", "max_steps", "max_minutes", "seed", "difficulty",
     "lang", "bf16", "device", "micro_batch_tokens", "warmup_steps", "eval_every", "eval_problems",
-    "save_every", "keep_checkpoints", "resume",
+    "save_every", "keep_checkpoints", "resume", "ep", "log_rollouts",
 )  # fmt: skip
 
 
@@ -92,6 +94,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps (and at the end)")
     p.add_argument("--keep-checkpoints", type=int, default=2, help="checkpoints kept (newest)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --run-dir")
+    p.add_argument(
+        "--ep",
+        type=int,
+        default=1,
+        help="expert-parallel degree under torchrun (divides the number of ranks)",
+    )
+    p.add_argument(
+        "--log-rollouts",
+        action="store_true",
+        help="write every step's completions to samples/rollouts-step-N.jsonl",
+    )
     p.add_argument("--no-tensorboard", action="store_true", help="write metrics.jsonl only")
     p.add_argument("--json", action="store_true", help="print the result as JSON (no progress bar)")
     p.set_defaults(func=run_grpo_command)
@@ -116,6 +129,7 @@ def grpo_config(args: argparse.Namespace) -> Any:
 def run_grpo_command(args: argparse.Namespace) -> int:
     from tinyseek.rl.rewards import parse_reward_weights
     from tinyseek.rl.run import GRPORunConfig, run_grpo
+    from tinyseek.train.parallel_run import is_main_process
 
     config = GRPORunConfig(
         grpo=grpo_config(args),
@@ -125,6 +139,8 @@ def run_grpo_command(args: argparse.Namespace) -> int:
         **{name: getattr(args, name) for name in _RUN_FLAGS},
     )
     result = run_grpo(config)
+    if not is_main_process():
+        return 0
     summary = {
         "run_dir": str(result.run_dir),
         "final_model": str(result.final_model),

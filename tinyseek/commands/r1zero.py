@@ -7,7 +7,9 @@ OUT/report.md, plots, OUT/summary.json and the trained model OUT/model (HF layou
 whole pipeline per seed and aggregates with 95% intervals.
 
 A thin layer over `tinyseek.r1zero.pipeline.run_r1zero`: picks the recipe preset, prints one line per
-stage as it starts and ends, then the figures and how to chat with or serve the trained model.
+stage as it starts and ends, then the figures and how to chat with or serve the trained model. Under
+`torchrun --nproc-per-node N -m tinyseek r1zero ...` every stage runs over the ranks (pretraining and
+GRPO sharded, evaluations split by problem) and rank 0 prints.
 """
 
 from __future__ import annotations
@@ -131,11 +133,14 @@ def run(args: argparse.Namespace) -> int:
 
     from tinyseek.r1zero.pipeline import StageInterrupted, run_r1zero
     from tinyseek.r1zero.recipe import Recipe
+    from tinyseek.train.parallel_run import is_main_process, launched_distributed
 
     for flag in ("threads", "pretrain_threads"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise ValueError(f"--{flag.replace('_', '-')} {value}: expected an integer >= 1")
+    if args.seeds is not None and launched_distributed():
+        raise ValueError("--seeds runs its own processes; under torchrun run one seed (--seed) per launch")
     if args.threads is not None:
         import torch
 
@@ -176,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
     except StageInterrupted as err:
         print(f"[r1zero] {err}; rerun with --resume to continue", file=sys.stderr)
         return 130
+    if not is_main_process():  # under torchrun rank 0 prints
+        return 0
     if args.json:
         print(json.dumps(summary, indent=2))
     elif args.seeds is not None:

@@ -36,6 +36,13 @@ Design choices:
 - SIGINT/SIGTERM: pretraining and GRPO finish their step and checkpoint, then the pipeline raises
   `StageInterrupted` instead of going on to the next stage; `resume=True` continues from there.
 - Only `logging` and the `on_stage` callback report progress; the CLI prints.
+- Under torchrun (`torchrun --nproc-per-node N -m tinyseek r1zero ...`) the process group is joined
+  once and every stage runs on every rank: pretraining with FSDP2 and the recipe's batch split over
+  the ranks (the same global batch and token budget; the batch must divide), both evaluations split
+  over the ranks by problem (`evaluate_sharded`: the same samples as one process), GRPO with
+  per-rank rollouts and a sharded policy (`run_grpo`). Rank 0 alone writes the run-level files
+  (recipe, stages, evaluations, report, model) and hears `on_stage`; barriers keep the others from
+  reading them early.
 """
 
 from __future__ import annotations
@@ -51,10 +58,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch.distributed as dist
+
 from tinyseek.chat_template import R1_ZERO_CHAT_TEMPLATE
 from tinyseek.checkpoint.run import CHECKPOINTS, atomic_directory, write_text_atomically
 from tinyseek.eval.problems import ProblemSet, problem_sets
-from tinyseek.eval.runner import EvalReport, evaluate
+from tinyseek.eval.runner import EvalReport
+from tinyseek.eval.sharded import evaluate_sharded
+from tinyseek.parallel.mesh import init_distributed
+from tinyseek.parallel.ranks import rank_and_world
 from tinyseek.r1zero.measurements import gain_intervals, problem_scores, validation_curves
 from tinyseek.r1zero.metric_names import LENGTH, SELF_CHECK, SELF_CHECK_REWARD
 from tinyseek.r1zero.recipe import Recipe
@@ -68,6 +80,7 @@ from tinyseek.r1zero.report import (
     render_report,
 )
 from tinyseek.r1zero.self_check import is_self_checking
+from tinyseek.train.parallel_run import launched_distributed
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +167,10 @@ class _Run:
 
     def __init__(self, recipe: Recipe, out: Path, seed: int, resume: bool, on_stage: StageHook | None):
         self.recipe, self.out, self.seed, self.resume = recipe, out, seed, resume
-        self.on_stage = on_stage or (lambda stage, event, info: None)
+        rank, self.world = rank_and_world()
+        self.main = rank == 0
+        quiet: StageHook = lambda stage, event, info: None  # noqa: E731
+        self.on_stage = (on_stage or quiet) if self.main else quiet
         self.difficulty, self.error_rate, self.self_check_rate, self.direct_rate = _same_rates(recipe)
         self.tasks = [f.name for f in recipe.families]
         self.seconds: dict[str, float] = {}
@@ -171,8 +187,10 @@ class _Run:
                     f"{recipe_file}: the directory was started with another recipe or seed; "
                     "expected the same ones to resume (or choose another --out)"
                 )
-        self.out.mkdir(parents=True, exist_ok=True)
-        write_text_atomically(recipe_file, json.dumps(recorded, indent=2) + "\n")
+        self.barrier()  # every rank has looked at OUT before rank 0 writes into it
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            write_text_atomically(recipe_file, json.dumps(recorded, indent=2) + "\n")
         stages = self.out / "stages.json"
         if self.resume and stages.is_file():
             self.seconds = {k: float(v) for k, v in json.loads(stages.read_text()).items()}
@@ -186,8 +204,14 @@ class _Run:
         began = time.monotonic()
         info = body()
         self.seconds[name] = time.monotonic() - began
-        write_text_atomically(self.out / "stages.json", json.dumps(self.seconds, indent=2) + "\n")
+        if self.main:
+            write_text_atomically(self.out / "stages.json", json.dumps(self.seconds, indent=2) + "\n")
+        self.barrier()  # the stage's files are in place before any rank reads them
         self.on_stage(name, "done", {"seconds": self.seconds[name], **info})
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
 
     # ---- stages ---------------------------------------------------------------------------------
     def pretrain(self, progress: Any, threads: int | None) -> dict[str, Any]:
@@ -207,13 +231,20 @@ class _Run:
 
         p, corpus = self.recipe.pretrain, self.recipe.corpus
         config_file = self.out / "model_config.json"
-        ModelConfig.preset(p.preset, **p.model_overrides).save_pretrained(self.out / ".model_config")
-        shutil.move(self.out / ".model_config" / "config.json", config_file)
-        shutil.rmtree(self.out / ".model_config")
         run_dir = self.out / "pretrain"
         resume = self.resume and any((run_dir / CHECKPOINTS).glob("*"))
-        if run_dir.exists() and not resume:  # stopped before its first checkpoint: start it afresh
-            shutil.rmtree(run_dir)
+        if self.main:
+            ModelConfig.preset(p.preset, **p.model_overrides).save_pretrained(self.out / ".model_config")
+            shutil.move(self.out / ".model_config" / "config.json", config_file)
+            shutil.rmtree(self.out / ".model_config")
+            if run_dir.exists() and not resume:  # stopped before its first checkpoint: start it afresh
+                shutil.rmtree(run_dir)
+        self.barrier()
+        if p.batch_size % self.world:
+            raise ValueError(
+                f"pretraining batch {p.batch_size} does not split over {self.world} ranks; "
+                "launch a number of ranks that divides it"
+            )
         tokens_per_step = p.batch_size * p.seq_len
         steps = max(p.warmup_steps + 1, round(p.tokens / tokens_per_step))
         result = train(
@@ -233,7 +264,7 @@ class _Run:
                 r1zero_preamble_share=corpus.template_share,
                 seed=corpus.seed + self.seed,
                 seq_len=p.seq_len,
-                batch_size=p.batch_size,
+                batch_size=p.batch_size // self.world,  # rows per rank: the recipe's global batch
                 max_steps=steps,
                 max_minutes=p.seconds / 60,
                 lr=p.lr,
@@ -280,7 +311,7 @@ class _Run:
 
         e = self.recipe.eval
         sets = self.problem_sets()
-        report = evaluate(
+        report = evaluate_sharded(
             LLM(model_dir, max_num_seqs=EVAL_BATCH),
             sets,
             k=e.k,
@@ -293,6 +324,8 @@ class _Run:
         )
         result = to_eval_result(report, sets, e.samples_per_family)
         eval_dir = self.out / "eval"
+        if not self.main:
+            return {}
         write_text_atomically(
             eval_dir / f"{name}_report.json",
             json.dumps(report.to_json(include_records=True), ensure_ascii=False) + "\n",
@@ -353,7 +386,8 @@ class _Run:
         if result.stopped == "signal":
             raise StageInterrupted(f"GRPO stopped by a signal at step {result.steps}")
         info = {"steps": result.steps, "stopped": result.stopped}
-        write_text_atomically(self.out / "grpo" / "result.json", json.dumps(info) + "\n")
+        if self.main:
+            write_text_atomically(self.out / "grpo" / "result.json", json.dumps(info) + "\n")
         return info
 
 
@@ -467,7 +501,28 @@ def run_r1zero(
     slow down (measured on 2 cores: pretraining 7,100 vs 4,900 tokens/s with 2 threads vs 1 on a
     quiet machine; an eval 94 s vs 17 s with 2 vs 1 on a loaded one).
     """
-    run = _Run(recipe, Path(out_dir), seed, resume, on_stage)
+    joined = launched_distributed() and not dist.is_initialized()
+    if joined:  # every stage reuses this group (and leaves it alone)
+        init_distributed("cpu")
+    try:
+        return _run_stages(recipe, Path(out_dir), seed, resume, on_stage, pretrain_progress, show_progress,
+                           pretrain_threads)  # fmt: skip
+    finally:
+        if joined:
+            dist.destroy_process_group()
+
+
+def _run_stages(
+    recipe: Recipe,
+    out_dir: Path,
+    seed: int,
+    resume: bool,
+    on_stage: StageHook | None,
+    pretrain_progress: Any,
+    show_progress: bool,
+    pretrain_threads: int | None,
+) -> R1ZeroResult:
+    run = _Run(recipe, out_dir, seed, resume, on_stage)
     out = run.out
     run.start()
     run.stage(
@@ -483,6 +538,8 @@ def run_r1zero(
     base, rl = EvalResult.load(out / "eval" / "base.json"), EvalResult.load(out / "eval" / "rl.json")
 
     def report() -> dict[str, Any]:
+        if not run.main:
+            return {}
         with atomic_directory(out / "model") as tmp:
             shutil.copytree(out / "grpo" / "final", tmp, dirs_exist_ok=True)
             use_r1_zero_chat_template(tmp)
@@ -500,7 +557,9 @@ def run_r1zero(
     )
     run.stage("report", out / "summary.json", report)
     summary = _summary(run, base, rl, validation, gain_ci)
-    write_text_atomically(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    if run.main:
+        write_text_atomically(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    run.barrier()
     log.info(
         "r1zero: %s; report %s",
         "criteria met" if summary["criteria_met"] else "criteria NOT met",

@@ -21,6 +21,16 @@ Design choices:
   inner iterations.
 - DAPO dynamic sampling (`dynamic_sampling`) draws more prompts until `prompts_per_step` informative
   groups are kept (`tinyseek.rl.dynamic_sampling.fill_batch`); reward metrics cover every drawn group.
+- Under torchrun (a distributed `ParallelRun`, models from tinyseek.rl.policy) each rank samples its
+  block of every round and then holds every group (RolloutSampler), so advantages, the kept groups,
+  the batch's sequence and token counts and the rollout metrics are computed identically on every
+  rank. The groups with trainable samples are then split into contiguous blocks, one per rank; each
+  rank's loss carries the global denominators, times the world size because FSDP averages gradients,
+  so the update is one process's on the whole batch. FSDP (and the EP all-to-all) need every rank in
+  every forward, so ranks with fewer micro-batches run zero-weighted padding ones. Training metrics
+  are gathered and merged as one process would sum them; the gradient norm is taken over all shards,
+  so the skip decision is the same on every rank. After each optimizer step every rank's engine gets
+  the new weights (`sync_rollout`).
 """
 
 from __future__ import annotations
@@ -36,13 +46,16 @@ import torch
 
 from tinyseek.inference.llm import LLM
 from tinyseek.model.transformer import Transformer
+from tinyseek.parallel.ranks import gather_objects, shard_range
 from tinyseek.rl.config import GRPOConfig
 from tinyseek.rl.dynamic_sampling import fill_batch, is_informative
 from tinyseek.rl.objective import group_advantages, grpo_loss, token_entropy, token_logprobs
 from tinyseek.rl.packing import MicroBatch, Sample, completion_logits, pack
+from tinyseek.rl.policy import PolicyModels, sync_rollout
 from tinyseek.rl.prompts import PromptSource
 from tinyseek.rl.rewards import RewardScores, RewardSet
 from tinyseek.rl.rollout import RolloutGroup, RolloutSampler
+from tinyseek.train.parallel_run import ParallelRun
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +88,12 @@ class GRPOTrainer:
         micro_batch_tokens: int = 16384,
         warmup_steps: int = 0,
         reference: Transformer | None = None,
+        run: ParallelRun | None = None,
+        rollout_model: Transformer | None = None,
     ) -> None:
+        """`model` is trained; under torchrun it is already sharded (tinyseek.rl.policy), `run` is the
+        distributed ParallelRun, `rollout_model` the rank's full copy for its engine and `reference`
+        (β > 0) is required, sharded like the model."""
         if warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
         self.model = model
@@ -89,14 +107,18 @@ class GRPOTrainer:
         self.warmup_steps = warmup_steps
         self.step = 0  # completed GRPO steps
         self.pad_id = getattr(tokenizer, "pad_token_id", None) or 0
+        self.run = run if run is not None else ParallelRun(next(model.parameters()).device)
         self.reference: Transformer | None = None
         if config.beta > 0:
+            if reference is None and self.run.distributed:
+                raise ValueError("beta > 0 under torchrun: pass the reference, sharded like the model")
             self.reference = reference if reference is not None else copy.deepcopy(model)
             self.reference.eval().requires_grad_(False)
+        self.models = PolicyModels(model, rollout_model or model, self.reference)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
         batch = config.group_size * config.prompts_per_step
-        self.llm = LLM(model, tokenizer, max_num_seqs=max(batch, 1))
+        self.llm = LLM(self.models.rollout, tokenizer, max_num_seqs=max(batch, 1))
         self.sampler = RolloutSampler(self.llm, rewards, config, seed, prompts.stop)
 
     # ---- learning rate --------------------------------------------------------------------------
@@ -116,7 +138,7 @@ class GRPOTrainer:
         def draw(n: int) -> list[RolloutGroup]:
             nonlocal seconds, tokens
             first = self.prompts.drawn
-            result = self.sampler.sample(self.prompts.take(n), first)
+            result = self.sampler.sample(self.prompts.take(n), first, self.run.group)
             seconds += result.seconds
             tokens += result.completion_tokens
             drawn.extend(result.groups)
@@ -152,7 +174,7 @@ class GRPOTrainer:
 
     # ---- the update -----------------------------------------------------------------------------
     def samples(self, groups: list[RolloutGroup]) -> tuple[list[Sample], int, int]:
-        """Trainable samples, and the whole batch's sequence and (unmasked) token counts."""
+        """This rank's trainable samples, and the whole batch's sequence and (unmasked) token counts."""
         if not groups:
             return [], 0, 0
         rewards = torch.tensor([r for g in groups for r in g.rewards], dtype=torch.float32)
@@ -173,29 +195,35 @@ class GRPOTrainer:
             for s in everything
             if not (masked and s.truncated) and (self.config.beta > 0 or s.advantage != 0.0)
         ]
+        if self.run.distributed:  # whole groups per rank, contiguous blocks of the trainable ones
+            trainable = sorted({s.group for s in kept})
+            mine = {trainable[i] for i in shard_range(len(trainable), self.run.rank, self.run.world)}
+            kept = [s for s in kept if s.group in mine]
         return kept, len(everything), tokens
 
     def update(self, groups: list[RolloutGroup]) -> tuple[dict[str, float], bool]:
         """μ optimizer steps on `groups`; returns metrics and whether an iteration was skipped."""
         start = time.perf_counter()
         samples, num_sequences, num_tokens = self.samples(groups)
+        real = pack(samples, self.micro_batch_tokens, self.pad_id) if samples else []
+        trained, computed = self._summed([len(samples), sum(b.num_tokens for b in real)])
         metrics: dict[str, float] = {
             "lr": self.optimizer.param_groups[0]["lr"],
-            "trained_sequences": float(len(samples)),
+            "trained_sequences": trained,
             "batch_sequences": float(num_sequences),
         }
-        if not samples:
+        if not trained:  # the same decision on every rank: the counts are summed over them
             log.info("step %d: no sample with a non-zero advantage; no update", self.step + 1)
             metrics["train_seconds"] = time.perf_counter() - start
             return metrics, False
-        batches = pack(samples, self.micro_batch_tokens, self.pad_id)
+        batches = real + self._padding(len(real))
         if self.reference is not None:
             self._reference_logprobs(batches)
         skipped = False
-        trained_tokens = 0
+        trained_tokens = 0.0
         for iteration in range(self.config.mu):
-            result = self._inner_iteration(batches, iteration, num_sequences, num_tokens)
-            trained_tokens += sum(b.num_tokens for b in batches)
+            result = self._inner_iteration(batches, len(real), iteration, num_sequences, num_tokens)
+            trained_tokens += computed
             prefix = f"inner/{iteration}/" if self.config.mu > 1 else ""
             for key, value in result.items():
                 metrics[prefix + key] = value
@@ -210,6 +238,23 @@ class GRPOTrainer:
         metrics["skipped"] = float(skipped)
         return metrics, skipped
 
+    def _summed(self, values: list[float]) -> list[float]:
+        """`values` summed over the ranks (themselves in one process)."""
+        if not self.run.distributed:
+            return [float(v) for v in values]
+        total = torch.tensor(values, dtype=torch.float64, device=self.run.device)
+        return [float(v) for v in self.run.all_reduce(total).tolist()]
+
+    def _padding(self, have: int) -> list[MicroBatch]:
+        """Zero-weighted one-token micro-batches so this rank runs as many forwards as the busiest rank
+        (FSDP's all-gathers and the EP all-to-all are collectives); none in one process."""
+        if not self.run.distributed:
+            return []
+        most = torch.tensor([have], device=self.run.device)
+        torch.distributed.all_reduce(most, op=torch.distributed.ReduceOp.MAX, group=self.run.group)
+        filler = Sample(0, [self.pad_id], [self.pad_id], 0.0, False)
+        return [pack([filler], self.micro_batch_tokens, self.pad_id)[0] for _ in range(int(most) - have)]
+
     @torch.no_grad()
     def _reference_logprobs(self, batches: list[MicroBatch]) -> None:
         assert self.reference is not None
@@ -220,14 +265,19 @@ class GRPOTrainer:
             )
 
     def _inner_iteration(
-        self, batches: list[MicroBatch], iteration: int, num_sequences: int, num_tokens: int
+        self, batches: list[MicroBatch], real: int, iteration: int, num_sequences: int, num_tokens: int
     ) -> dict[str, float]:
+        """One optimizer step over `batches`, of which the first `real` are this rank's samples and the
+        rest padding (their loss is multiplied by 0)."""
         config = self.config
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
+        # FSDP averages gradients over the ranks; the losses already divide by the whole batch's counts.
+        scale = float(self.run.world) if self.run.distributed else 1.0
         totals: dict[str, float] = {}
         weights = 0.0
-        for batch in batches:
+        for index, batch in enumerate(batches):
+            self.run.sync_gradients(self.model, index == len(batches) - 1)
             logits = completion_logits(self.model, batch, self.amp_dtype)
             targets = batch.targets.to(logits.device)
             logprobs = token_logprobs(logits, targets, config.temperature)
@@ -246,7 +296,9 @@ class GRPOTrainer:
             )
             if iteration == 0 and config.mu > 1:
                 batch.old_logprobs = logprobs.detach()
-            out.loss.backward()
+            (out.loss * (scale if index < real else 0.0)).backward()
+            if index >= real:
+                continue
             weight = out.metrics["tokens"]
             weights += weight
             for key, value in out.metrics.items():
@@ -256,11 +308,13 @@ class GRPOTrainer:
                     totals[key] = _EXTREMES[key](totals.get(key, value), value)
                 else:  # token-weighted mean over micro-batches
                     totals[key] = totals.get(key, 0.0) + value * weight
+        totals, weights = merge_totals(gather_objects((totals, weights), self.run.group)
+                                       if self.run.distributed else [(totals, weights)])  # fmt: skip
         result = {
             key: value if key in _SUMMED or key in _EXTREMES else value / max(weights, 1.0)
             for key, value in totals.items()
         }
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm))
+        grad_norm = float(self.run.clip_grad_norm_(self.params, config.max_grad_norm))
         result["grad_norm"] = grad_norm
         checked = {"loss": result.get("loss", 0.0), "kl": result.get("kl", 0.0), "grad_norm": grad_norm}
         bad = {name: value for name, value in checked.items() if not math.isfinite(value)}
@@ -275,6 +329,7 @@ class GRPOTrainer:
             )
         else:
             self.optimizer.step()
+            sync_rollout(self.models)
         self.model.eval()
         return result
 
@@ -293,21 +348,40 @@ class GRPOTrainer:
         return StepResult(self.step, metrics, skipped, groups)
 
     # ---- resumable state ------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        return {
+    def state_dict(self, optimizer: bool = True) -> dict[str, Any]:
+        """What a resumed run needs beside the weights; `optimizer=False` when a sharded (DCP)
+        checkpoint holds the optimizer with the weights."""
+        state = {
             "step": self.step,
             "prompts_drawn": self.prompts.drawn,
-            "optimizer": self.optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "config": self.config.to_dict(),
             "seed": self.seed,
         }
+        if optimizer:
+            state["optimizer"] = self.optimizer.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step = int(state["step"])
         self.prompts.skip_to(int(state["prompts_drawn"]))
-        self.optimizer.load_state_dict(state["optimizer"])
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
+        sync_rollout(self.models)  # weights loaded into the shards reach every rank's engine
+
+
+def merge_totals(parts: list[tuple[dict[str, float], float]]) -> tuple[dict[str, float], float]:
+    """Per-rank metric totals of one inner iteration combined as one process's loop would: sums add,
+    extremes take the extreme, token-weighted sums add (their weights too)."""
+    totals: dict[str, float] = {}
+    for part, _ in parts:
+        for key, value in part.items():
+            if key in _EXTREMES:
+                totals[key] = _EXTREMES[key](totals.get(key, value), value)
+            else:
+                totals[key] = totals.get(key, 0.0) + value
+    return totals, sum(weight for _, weight in parts)
 
 
 def rollout_metrics(groups: list[RolloutGroup], max_new_tokens: int) -> dict[str, float]:

@@ -12,6 +12,10 @@ Design choices:
   `problem` (a Problem), `task` (its Task), `task_problem` ((Task, Problem), what the built-in
   accuracy reward scores with), `answer`, `lang`, `completion_ids`, `completion_lengths`, `truncated`.
 - Rewards see the question (not the templated prompt), so language detection reads the user's text.
+- Under torchrun (`sample` with a process group) each rank completes and scores only its contiguous
+  block of the round's prompts (tinyseek.parallel.ranks.shard_range: whole groups on one rank), with
+  the seeds of their global indices, so a sample does not depend on the number of ranks; then every
+  rank receives every group (ids, texts, rewards; the prompts it already holds), in global order.
 - Generation stops at the template's stop strings (R1-Zero: `</answer>`, as evaluation does), put
   back into the text for the format reward; without the stop a policy learns to append text after
   the answer that no reward sees (measured in a 290-step prototype run).
@@ -25,9 +29,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch.distributed as dist
+
 from tinyseek.inference.detokenizer import text_with_stop
 from tinyseek.inference.llm import LLM
 from tinyseek.inference.sampling_params import SamplingParams
+from tinyseek.parallel.ranks import gather_objects, rank_and_world, shard_range
 from tinyseek.rl.config import GRPOConfig
 from tinyseek.rl.rewards import RewardSet
 from tinyseek.tasks.completion import PromptItem
@@ -80,9 +87,32 @@ class RolloutSampler:
         self.stop = list(stop)
         self.eos_ids = set(llm.engine.eos_token_ids)
 
-    def sample(self, items: list[PromptItem], first_index: int) -> RolloutRound:
-        """Complete `items` (global prompt indices from `first_index`) G times each, then score."""
+    def sample(
+        self, items: list[PromptItem], first_index: int, group: dist.ProcessGroup | None = None
+    ) -> RolloutRound:
+        """Complete `items` (global prompt indices from `first_index`) G times each, then score.
+
+        With a process group this rank samples its block of `items` and all ranks return all groups;
+        without one (None) the process samples them all."""
         start = time.perf_counter()
+        rank, world = rank_and_world(group) if group is not None else (0, 1)
+        mine = shard_range(len(items), rank, world)
+        groups = self._sample_local([items[i] for i in mine], first_index + mine.start)
+        local = RolloutRound(groups, time.perf_counter() - start, _tokens(groups))
+        if world == 1:
+            return local
+        shared = [(g.completion_ids, g.texts, g.finish_reasons, g.rewards, g.reward_values) for g in groups]
+        parts = gather_objects((shared, local.seconds), group)
+        everything = [
+            RolloutGroup(item, *fields)
+            for item, fields in zip(items, (row for rows, _ in parts for row in rows), strict=True)
+        ]
+        # Wall time of the round: the slowest rank's, as every rank waits for it.
+        return RolloutRound(everything, max(seconds for _, seconds in parts), _tokens(everything))
+
+    def _sample_local(self, items: list[PromptItem], first_index: int) -> list[RolloutGroup]:
+        if not items:
+            return []
         params = [
             SamplingParams(
                 max_tokens=self.config.max_new_tokens,
@@ -105,8 +135,11 @@ class RolloutSampler:
             for item, out in zip(items, outputs, strict=True)
         ]
         score_groups(groups, self.rewards)
-        tokens = sum(len(ids) for g in groups for ids in g.completion_ids)
-        return RolloutRound(groups, time.perf_counter() - start, tokens)
+        return groups
+
+
+def _tokens(groups: list[RolloutGroup]) -> int:
+    return sum(len(ids) for g in groups for ids in g.completion_ids)
 
 
 def score_groups(groups: list[RolloutGroup], rewards: RewardSet) -> None:

@@ -16,6 +16,16 @@ Design choices:
   the prompt stream's position, the reference policy) and trims metrics.jsonl to the steps before it,
   so a resumed run logs the same next step as an uninterrupted one would.
 - The model directory must carry its tokenizer (tokenizer.json), as `tinyseek.LLM` loads it.
+- Under torchrun (`torchrun --nproc-per-node N -m tinyseek grpo ...`, same flags) every rank runs
+  this function: the policy (and reference) are sharded with FSDP2 (+ `ep` expert parallelism),
+  rollouts and evaluation problems are split over the ranks (tinyseek.rl.rollout, tinyseek.eval.sharded),
+  checkpoints are sharded DCP directories (`save_sharded`, optimizer inside), and rank 0 alone writes
+  metrics, samples and `final/` (from its engine's full copy of the policy). A signal or the time
+  budget on any rank stops every rank after the same step (`ParallelRun.agreed_stop`).
+- Resuming: any checkpoint resumes on any number of ranks. A sharded one is resharded on load (one
+  process included, which then keeps writing sharded checkpoints); a one-process one gives every rank
+  its full weights before sharding and its optimizer state is sharded by parameter name. The
+  reference (β > 0) is the initial policy: `reference/` of a one-process checkpoint, else `--model`.
 - Built-in rewards by name and weight (`reward_weights`) score with the task's own verifier; any extra
   `RewardFunction` can be added. Overlong shaping (`overlong_cache > 0`) adds the `overlong` reward.
 """
@@ -34,23 +44,27 @@ import torch
 from tinyseek.checkpoint.run import (
     CHECKPOINTS,
     REFERENCE_DIR,
+    is_sharded,
     latest_checkpoint,
+    load_sharded,
     load_state,
     save_checkpoint,
     save_model_dir,
+    save_sharded,
     write_text_atomically,
 )
 from tinyseek.checkpoint.stop import StopSignal
-from tinyseek.eval.runner import evaluate_prompts
-from tinyseek.model.transformer import Transformer
+from tinyseek.eval.sharded import evaluate_prompts_sharded
 from tinyseek.rl.config import GRPOConfig
 from tinyseek.rl.grpo_trainer import GRPOTrainer
+from tinyseek.rl.policy import build_models, load_full_optimizer_state
 from tinyseek.rl.prompts import PromptSource, parse_tasks
 from tinyseek.rl.rewards import RewardFunction, RewardOptions, RewardSet
-from tinyseek.rl.rollout import request_seed, task_score
+from tinyseek.rl.rollout import RolloutGroup, request_seed, task_score
 from tinyseek.tasks import Split
 from tinyseek.tasks.completion import Template, check_template
 from tinyseek.train.metrics import MetricsLogger
+from tinyseek.train.parallel_run import ParallelRun
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +98,14 @@ class GRPORunConfig:
     save_every: int = 50
     keep_checkpoints: int = 2
     resume: bool = False
+    ep: int = 1  # expert-parallel degree under torchrun (a divisor of the world size)
+    log_rollouts: bool = False  # samples/rollouts-step-N.jsonl: every completion of every step
     tensorboard: bool = True
     progress: bool = True
 
     def __post_init__(self) -> None:
         check_template(self.template)
-        for name in ("max_steps", "micro_batch_tokens"):
+        for name in ("max_steps", "micro_batch_tokens", "ep"):
             if getattr(self, name) < 1:
                 raise ValueError(f"GRPORunConfig.{name} = {getattr(self, name)!r}; expected an integer >= 1")
         for name in ("eval_every", "eval_problems", "save_every", "keep_checkpoints", "warmup_steps"):
@@ -138,7 +154,28 @@ def build_rewards(config: GRPORunConfig, style: Any) -> RewardSet:
 
 
 def run_grpo(config: GRPORunConfig) -> GRPOResult:
-    """Train a policy with GRPO (see the module docstring for the run directory and stopping rules)."""
+    """Train a policy with GRPO (see the module docstring for the run directory and stopping rules).
+
+    Under torchrun every rank calls this; it joins the process group (unless the caller already did)
+    and leaves it at the end if it joined it."""
+    run = ParallelRun.start(torch.device(config.device), config.ep)
+    try:
+        return _run_grpo(config, run)
+    finally:
+        run.close()
+
+
+def _resume_point(config: GRPORunConfig) -> Path | None:
+    """The checkpoint to continue from (None: start from the model)."""
+    if not config.resume:
+        return None
+    found = latest_checkpoint(Path(config.run_dir) / CHECKPOINTS)
+    if found is None:
+        log.warning("resume: no checkpoint under %s; starting from %s", config.run_dir, config.model)
+    return found
+
+
+def _run_grpo(config: GRPORunConfig, run: ParallelRun) -> GRPOResult:
     from tqdm.auto import tqdm
 
     from tinyseek.tokenizer import Tokenizer
@@ -151,16 +188,17 @@ def run_grpo(config: GRPORunConfig) -> GRPOResult:
     tasks = parse_tasks(config.task, file_split)  # bad task names fail before any model is loaded
     tokenizer = Tokenizer.from_pretrained(model_dir)
     grpo = config.grpo
-    resume_from = latest_checkpoint(run_dir / CHECKPOINTS) if config.resume else None
-    if config.resume and resume_from is None:
-        log.warning("resume: no checkpoint under %s; starting from %s", run_dir, model_dir)
-    source = resume_from or model_dir
-    model = Transformer.from_pretrained(source, dtype=torch.float32, device=config.device)
-    reference = None
-    if resume_from is not None and grpo.beta > 0 and (resume_from / REFERENCE_DIR).is_dir():
-        reference = Transformer.from_pretrained(resume_from / REFERENCE_DIR, device=config.device)
+    resume_from = _resume_point(config)
+    from_shards = resume_from is not None and is_sharded(resume_from)
+    sharded = run.distributed or from_shards  # the kind of checkpoint this run writes
+    reference_dir = None
+    if grpo.beta > 0:
+        kept = resume_from / REFERENCE_DIR if resume_from is not None else None
+        reference_dir = kept if kept is not None and kept.is_dir() else model_dir
+    weights = resume_from if resume_from is not None and not from_shards else model_dir
+    models = build_models(weights, run, reference_weights=reference_dir, bf16=config.bf16)
 
-    context = model.config.max_position_embeddings
+    context = models.rollout.config.max_position_embeddings
     if grpo.max_new_tokens >= context:
         raise ValueError(f"max_new_tokens = {grpo.max_new_tokens}; expected fewer than the context {context}")
     prompts = PromptSource(
@@ -175,7 +213,7 @@ def run_grpo(config: GRPORunConfig) -> GRPOResult:
     )
     rewards = build_rewards(config, prompts.style)
     trainer = GRPOTrainer(
-        model,
+        models.policy,
         tokenizer,
         grpo,
         rewards,
@@ -184,10 +222,16 @@ def run_grpo(config: GRPORunConfig) -> GRPOResult:
         amp_dtype=torch.bfloat16 if config.bf16 else None,
         micro_batch_tokens=config.micro_batch_tokens,
         warmup_steps=config.warmup_steps,
-        reference=reference,
+        reference=models.reference,
+        run=run,
+        rollout_model=models.rollout,
     )
     if resume_from is not None:
-        state = load_state(resume_from)
+        if from_shards:
+            load_sharded(resume_from, models.policy, trainer.optimizer)
+        state = load_state(resume_from, sharded=from_shards)
+        if run.distributed and not from_shards:  # a one-process checkpoint on several ranks
+            load_full_optimizer_state(models, trainer.optimizer, state.pop("optimizer"))
         changed = sorted(k for k, v in state["config"].items() if grpo.to_dict().get(k) != v)
         if changed:
             log.warning("resume: GRPOConfig differs from the checkpoint's in %s", ", ".join(changed))
@@ -204,11 +248,15 @@ def run_grpo(config: GRPORunConfig) -> GRPOResult:
         )  # fmt: skip
         eval_items = eval_source.take(config.eval_problems)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "grpo_config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str) + "\n")
-    logger = MetricsLogger(
-        run_dir, config.tensorboard, resume_step=trainer.step + 1 if resume_from is not None else None
-    )
+    main = run.is_main
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "grpo_config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str) + "\n")
+    logger = (
+        MetricsLogger(run_dir, config.tensorboard, resume_step=trainer.step + 1 if resume_from is not None else None)
+        if main
+        else None
+    )  # fmt: skip
     metrics: dict[str, float] = {}
     eval_metrics: dict[str, float] = {}
     checkpoint: Path | None = resume_from
@@ -217,9 +265,11 @@ def run_grpo(config: GRPORunConfig) -> GRPOResult:
     def run_eval() -> None:
         nonlocal eval_metrics
         seeds = [request_seed(eval_seed, -1 - i) for i in range(len(eval_items))]
-        eval_metrics, rows = evaluate_prompts(
+        eval_metrics, rows = evaluate_prompts_sharded(
             trainer.llm, eval_items, prompts.style, grpo.max_new_tokens, seeds
         )
+        if logger is None:
+            return
         lines = (json.dumps({"step": trainer.step, **row}, ensure_ascii=False) + "\n" for row in rows)
         write_text_atomically(run_dir / "samples" / f"eval-step-{trainer.step:06d}.jsonl", "".join(lines))
         logger.log(trainer.step, eval_metrics)
@@ -233,28 +283,43 @@ def run_grpo(config: GRPORunConfig) -> GRPOResult:
 
     def save() -> None:
         nonlocal checkpoint
-        checkpoint = save_checkpoint(
-            run_dir / CHECKPOINTS, trainer.step, model, tokenizer, trainer.state_dict(),
-            config.keep_checkpoints or 1, model_dir="", reference=trainer.reference,
-        )  # fmt: skip
+        root, keep = run_dir / CHECKPOINTS, config.keep_checkpoints or 1
+        if sharded:
+            checkpoint = save_sharded(
+                root, trainer.step, models.policy, trainer.optimizer, tokenizer=tokenizer,
+                state=trainer.state_dict(optimizer=False), keep=keep,
+            )  # fmt: skip
+        else:
+            checkpoint = save_checkpoint(
+                root, trainer.step, models.policy, tokenizer, trainer.state_dict(), keep, model_dir="",
+                reference=trainer.reference,
+            )  # fmt: skip
 
     bar = tqdm(
-        total=config.max_steps, initial=trainer.step, desc="grpo", unit="step", disable=not config.progress
-    )
+        total=config.max_steps, initial=trainer.step, desc="grpo", unit="step",
+        disable=not (config.progress and main),
+    )  # fmt: skip
     try:
         with StopSignal() as stop:
             if eval_items and trainer.step == 0:
                 run_eval()
             while trainer.step < config.max_steps:
-                if stop.received:
+                out_of_time = (
+                    config.max_minutes is not None and time.monotonic() - start >= 60 * config.max_minutes
+                )
+                signal_name, out_of_time = run.agreed_stop(stop.received, out_of_time)
+                if signal_name is not None:
                     stopped = "signal"
                     break
-                if config.max_minutes is not None and time.monotonic() - start >= 60 * config.max_minutes:
+                if out_of_time:
                     stopped = "time"
                     break
                 result = trainer.train_step()
                 metrics = result.metrics
-                logger.log(result.step, metrics)
+                if logger is not None:
+                    logger.log(result.step, metrics)
+                    if config.log_rollouts:
+                        write_rollouts(run_dir, result.step, result.groups)
                 bar.update(1)
                 bar.set_postfix({k.split("/")[-2] if "/" in k else k: f"{metrics[k]:.3g}"
                                  for k in _SHOWN if k in metrics})  # fmt: skip
@@ -266,7 +331,26 @@ def run_grpo(config: GRPORunConfig) -> GRPOResult:
                 save()
     finally:
         bar.close()
-        logger.close()
-    final = save_model_dir(run_dir / "final", model, tokenizer)
+        if logger is not None:
+            logger.close()
+    final = run_dir / "final"
+    if main:  # the engine's copy holds the full weights on every rank
+        save_model_dir(final, models.rollout, tokenizer)
+    run.barrier()  # no rank returns before final/ is in place
     log.info("GRPO %s after %d steps; policy saved to %s", stopped, trainer.step, final)
     return GRPOResult(run_dir, final, trainer.step, stopped, metrics, eval_metrics, checkpoint)
+
+
+def write_rollouts(run_dir: Path, step: int, groups: list[RolloutGroup]) -> None:
+    """samples/rollouts-step-N.jsonl: one row per completion (group, prompt, ids, text, rewards)."""
+    rows = (
+        json.dumps(
+            {"step": step, "group": index, "question": g.item.question, "completion_ids": ids, "completion": text,
+             "finish_reason": finish, "reward": reward,
+             "rewards": {name: values[i] for name, values in g.reward_values.items()}},
+            ensure_ascii=False,
+        ) + "\n"
+        for index, g in enumerate(groups)
+        for i, (ids, text, finish, reward) in enumerate(zip(g.completion_ids, g.texts, g.finish_reasons, g.rewards, strict=True))
+    )  # fmt: skip
+    write_text_atomically(run_dir / "samples" / f"rollouts-step-{step:06d}.jsonl", "".join(rows))
