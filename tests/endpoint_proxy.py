@@ -3,7 +3,8 @@
 Each POST gets an action from `plan(n)` (n counts the POSTs): "pass" forwards it; "429" and "500"
 answer at once with an OpenAI-style error; "late500" forwards (the server does the work) and then
 answers 500 anyway; "stall" waits `stall_seconds` before forwarding, longer than the client's
-timeout; "401" refuses for good. Everything runs over real HTTP on loopback ports.
+timeout (or, with `release_after`, until that many other requests have gone by, so that a test of
+"the others go on meanwhile" does not depend on the machine's speed); "401" refuses for good. Everything runs over real HTTP on loopback ports.
 """
 
 from __future__ import annotations
@@ -30,10 +31,17 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 class FlakyProxy:
     """Forwards /v1/* to `upstream`, misbehaving as `plan` says; counts what it forwarded."""
 
-    def __init__(self, upstream: str, plan: Callable[[int], str], stall_seconds: float = 3.0) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        plan: Callable[[int], str],
+        stall_seconds: float = 3.0,
+        release_after: int | None = None,
+    ) -> None:
         self.upstream = upstream
         self.plan = plan
         self.stall_seconds = stall_seconds
+        self.release_after = release_after
         self.posts = 0
         self.forwarded = 0
         self.actions: list[str] = []
@@ -66,7 +74,11 @@ class FlakyProxy:
         body = await request.body()  # before a stall: the client may be gone after it
         if action == "stall":
             before = self.forwarded
-            await asyncio.sleep(self.stall_seconds)
+            deadline = time.monotonic() + self.stall_seconds
+            while time.monotonic() < deadline:
+                if self.release_after is not None and self.forwarded - before >= self.release_after:
+                    break
+                await asyncio.sleep(0.02)
             self.forwarded_during_stalls.append(self.forwarded - before)
         headers: dict[str, Any] = {"content-type": "application/json"}
         if "authorization" in request.headers:

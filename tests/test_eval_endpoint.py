@@ -172,16 +172,20 @@ def test_injected_429_500_and_timeouts_still_give_the_complete_report(
 def test_a_slow_request_does_not_hold_up_the_others(
     server: RunningServer, sets: list, tmp_path: Path
 ) -> None:
-    """The pool refills as each request finishes, not once a whole window has."""
-    proxy = FlakyProxy(server.base_url, lambda n: "stall" if n == 0 else "pass", stall_seconds=2.0)
+    """The pool refills as each request finishes, not once a whole window has: the first request
+    stalls until every other one has gone by (a pool that waited for it would leave the stall to run
+    out its 60 s with one request through)."""
+    others = 8 * K - 1
+    stall = lambda n: "stall" if n == 0 else "pass"  # noqa: E731
+    proxy = FlakyProxy(server.base_url, stall, stall_seconds=60.0, release_after=others)
     try:
-        with _client(proxy.base_url, timeout=30.0) as client:
+        with _client(proxy.base_url, timeout=120.0) as client:
             evaluate_endpoint(
                 client, sets, tmp_path / "slow.jsonl", template="chat", concurrency=2, **SAMPLING
             )
     finally:
         proxy.stop()
-    assert proxy.forwarded_during_stalls[0] == 8 * K - 1  # everything else went by meanwhile
+    assert proxy.forwarded_during_stalls[0] == others  # everything else went by meanwhile
 
 
 def test_an_interrupted_run_resumes_without_asking_again(
