@@ -6,11 +6,11 @@ R1-Zero's three signatures are what the recipe is built to show: accuracy, the l
 and self-verification rising together under RL. The base's corpus holds three behaviours, per problem:
 
 - a direct answer (`<think>\n\n</think>` then the answer; `FamilyRecipe.direct_rate` of the
-  documents): short, and nearly always wrong in a 1.7M-parameter model's hands, since it must add
-  3-digit numbers in one step. It is the majority, so greedy decoding takes it: a base that does not
+  documents): short, and nearly always wrong in a 1.8M-parameter model's hands, since it must add
+  2-digit numbers in one step. It is the majority, so greedy decoding takes it: a base that does not
   think by default;
-- a worked column trace (tinyseek.tasks.column_arithmetic), with operand-dependent slips at
-  `error_rate` of its error-prone steps: longer, usually right;
+- a worked column trace (tinyseek.tasks.column_arithmetic), with random slips (a total off by one) at
+  `error_rate` of its columns: longer, usually right;
 - the same work checked (`self_check_rate` of the traces): done again, carefully, compared,
   and redone when the two differ. In the corpus a checked trace always ends right, and in the model's
   hands it catches slips and the model's own misreadings: the longest behaviour, and the most accurate.
@@ -82,11 +82,13 @@ class CorpusRecipe:
     """The documents are an endless stream of train-split problems (the trainer's `task_documents`),
     so the base never memorises answers and every held-out problem is new (train, validation and
     test are disjoint shares of a hash of the canonical problem).
-    direct_from 21,000: the first 21,000 documents (≈ 2.5M tokens at ≈ 119 tokens a document) are
-    worked traces only; direct answers join after. Reading the operands appears abruptly: with
-    direct answers from the start it had not appeared after 2.6M tokens; with the traces alone first
-    for 1.5M tokens it appeared in one seed of two (base traces 95% right) and not in the other, so
-    the switch sits well past that point.
+    direct_from 30,000: the first 30,000 documents (≈ 3.96M tokens, counted with a run's tokenizer)
+    are worked traces only; direct answers join for the last ≈ 0.54M tokens, enough for greedy
+    decoding to take them (base greedy 0.5-2.5%). Reading the operands appears abruptly, and whether
+    it appears within the budget still varies with the seed: with direct answers from the start it
+    had not appeared after 2.6M tokens; with 3.2M tokens and direct answers from document 21,000
+    (≈ 2.77M tokens) one base of seeds 0-2 read; with 4.5M tokens and 30,000, two of three. Every
+    base that read met all eight criteria after RL (README, the main job).
     template_share 0.1 (the trainer's `r1zero_preamble_share`): one document in ten carries the
     ~90-token R1-Zero preamble; the rest start at `User:`. The preamble is constant, so a minority is
     enough for the model to read it at RL and eval time.
@@ -95,7 +97,7 @@ class CorpusRecipe:
     """
 
     template_share: float = 0.1
-    direct_from: int = 21_000
+    direct_from: int = 30_000
     vocab_size: int = 512
     language: str = "en"
     seed: int = 0
@@ -105,23 +107,24 @@ class CorpusRecipe:
 class PretrainRecipe:
     """The `tiny` preset (hidden 128, 4 layers, MLA, 8 routed experts top-2 + 1 shared) without its
     MTP module (MTP costs a full extra block per token and RL-Zero does not use it), with a KV
-    latent of 64 instead of 32 (every head's keys and values come from it; ≈1.7M parameters).
+    latent of 64 instead of 32 (every head's keys and values come from it; ≈1.8M parameters with the
+    ≈ 250-token vocabulary the corpus gives).
     Sequences of 384 tokens, batch 5 x 384 = 1920 tokens a step: RL and eval prompts carry the
     ~90-token preamble and the longest trace (a checked multiplication with a redo) is ≈ 210 tokens,
     so positions up to ~310 must be trained; at 256 the redo ran past the trained positions.
     lr 3e-3 (50 warm-up steps, cosine decay to 10%), fp32: on the AVX-512-BF16 machine bf16 autocast
     ran at 2,000 tokens/s against 7,000 in fp32 (the tiny matmuls gain nothing), and on AVX2 it is
     emulated; one thread: a second one did not speed this model up (≈ 7,000 tokens/s either way).
-    tokens 3.2M: the lr schedule runs over exactly this many tokens, so it completes on any machine;
-    `seconds` is only a safety net, far above the ≈ 7 minutes a run takes alone on 2 cores (a loaded
-    machine reached the earlier 900 s cap and cut pretraining short).
+    tokens 4.5M: the lr schedule runs over exactly this many tokens, so it completes on any machine;
+    `seconds` is only a safety net (a loaded machine reached the earlier 900 s cap and cut
+    pretraining short; three 4.5M-token runs side by side beside other jobs took ≈ 1,270 s each).
     """
 
     preset: str = "tiny"
     model_overrides: dict[str, Any] = field(
         default_factory=lambda: {"num_nextn_predict_layers": 0, "kv_lora_rank": 64}
     )
-    tokens: int = 3_200_000
+    tokens: int = 4_500_000
     seconds: float = 3000.0
     seq_len: int = 384
     batch_size: int = 5
