@@ -22,6 +22,7 @@ Design choices (each term is printed with its formula, so a reader can redo the 
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -63,14 +64,15 @@ DECODE_FORMULA = (
 
 
 @dataclass(frozen=True)
-class FlopTerms:
+class FlopTerms(ABC):
     """FLOPs split into the terms of a formula; `as_dict` adds their total and the formula itself."""
 
     formula: ClassVar[str]
 
     @property
+    @abstractmethod
     def total(self) -> float:
-        raise NotImplementedError
+        """The sum of the terms the formula counts (each subclass says which)."""
 
     def as_dict(self) -> dict[str, float | str]:
         return {**dataclasses.asdict(self), "total": self.total, "formula": self.formula}
