@@ -83,9 +83,9 @@ class CorpusRecipe:
     """The documents are an endless stream of train-split problems (the trainer's `task_documents`),
     so the base never memorises answers and every held-out problem is new (train, validation and
     test are disjoint shares of a hash of the canonical problem).
-    direct_from 30,000: the first 30,000 documents (≈ 3.96M tokens, counted with a run's tokenizer)
-    are worked traces only; direct answers join for the last ≈ 0.54M tokens, enough for greedy
-    decoding to take them (base greedy 0.5-4.5%). Reading the operands (copying each digit of the
+    direct_from 30,000: the first 30,000 documents (≈ 3.48M tokens, counted with a run's tokenizer;
+    3.96M with the bare-space one) are worked traces only; direct answers join for the last ≈ 1.0M
+    tokens, enough for greedy decoding to take them (base greedy 0.5-4.5%). Reading the operands (copying each digit of the
     question into its column line) appears abruptly, and the budget must train well past it. While
     the tokenizer put a bare space token before every number, whether it appeared within the budget
     varied with the seed: one base of seeds 0-2 read at 3.2M tokens, two of three at 4.5M, and the
