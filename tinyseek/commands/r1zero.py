@@ -46,7 +46,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=1,
         help="with --seeds: seeds run at once, each in its own process with one thread (default 1; "
-        "2 on a 2-core machine nearly halves the wall-clock time)",
+        "on 2 cores, 3 for three seeds keeps both cores busy to the end, where 2 leaves one idle "
+        "while the last seed runs alone)",
     )
     p.add_argument(
         "--resume",
