@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tests.train_fixtures import child_env
 from tinyseek.checkpoint.run import is_sharded, latest_checkpoint
+from tinyseek.r1zero.pipeline import STAGES
 from tinyseek.r1zero.recipe import Recipe
 
 
@@ -21,13 +22,7 @@ def test_smoke_pipeline_runs_under_torchrun(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     assert done.stdout.count('"criteria_met"') == 1, "rank 0 alone prints the summary"
     summary = json.loads((out / "summary.json").read_text())
-    assert set(json.loads((out / "stages.json").read_text())) == {
-        "pretrain",
-        "eval_base",
-        "grpo",
-        "eval_rl",
-        "report",
-    }
+    assert set(json.loads((out / "stages.json").read_text())) == set(STAGES)
     recipe = Recipe.preset("smoke")
     records = json.loads((out / "eval" / "base_report.json").read_text())["records"]
     assert len(records) == recipe.eval.problems_per_family * len(recipe.families)
