@@ -125,3 +125,39 @@ def test_moe_backward_reaches_every_used_expert():
     grads = moe.experts.gate_up_proj.grad.abs().sum(dim=(1, 2))
     assert (grads[used] > 0).all() and (grads[~used] == 0).all()
     assert moe.tokens_per_expert.sum().item() == 2 * 16 * 2
+
+
+def test_grouped_linear_op_matches_eager_values_and_gradients():
+    """The op torch.compile sees (forward and backward) equals the eager grouped matmul's autograd."""
+    x = torch.randn(12, 16, requires_grad=True)
+    w = torch.randn(3, 8, 16, requires_grad=True)
+    offs = torch.tensor([4, 4, 12], dtype=torch.int32)  # 4, 0 and 8 rows
+    grad = torch.randn(12, 8)
+    eager = grouped_linear(x, w, offs)
+    eager.backward(grad)
+    x2, w2 = x.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    op = moe_module._grouped_linear_op(x2, w2, offs)
+    op.backward(grad)
+    assert torch.allclose(op, eager, atol=1e-6)
+    assert torch.allclose(x2.grad, x.grad, atol=1e-5) and torch.allclose(w2.grad, w.grad, atol=1e-5)
+    assert (w2.grad[1] == 0).all()  # an expert without rows gets no gradient
+
+
+@pytest.mark.slow  # compiles a block forward and backward: about a minute on a busy CPU
+def test_moe_block_compiles_as_one_graph_with_eager_gradients():
+    model = Transformer(tiny_config()).train()
+    block = model.layers[1]
+    x = torch.randn(2, 16, 32, requires_grad=True)
+    cos, sin = model.rotary(torch.arange(16).expand(2, 16))
+    positions = torch.arange(16).expand(2, 16)
+    eager = block(x, cos, sin, positions)
+    eager.square().mean().backward()
+    grads = [p.grad.clone() for p in block.parameters()]
+    block.zero_grad()
+    x2 = x.detach().clone().requires_grad_()
+    compiled = torch.compile(block, fullgraph=True)(x2, cos, sin, positions)  # fullgraph: no break
+    compiled.square().mean().backward()
+    assert torch.allclose(compiled, eager, atol=1e-5)
+    assert torch.allclose(x2.grad, x.grad, atol=1e-5)
+    for p, g in zip(block.parameters(), grads, strict=True):
+        assert torch.allclose(p.grad, g, atol=1e-5)

@@ -6,7 +6,9 @@ Design choices:
   `Transformer.to_dtype` keeps it so (its updates are ~1e-3 and would vanish in bf16).
 - Routed experts are stored stacked, `gate_up_proj [E, 2I, H]` and `down_proj [E, H, I]`, so one
   grouped matmul (`torch._grouped_mm`) serves all experts; tokens are sorted by expert first. A loop
-  over the experts that received tokens is the fallback where grouped_mm is unsupported.
+  over the experts that received tokens is the fallback where grouped_mm is unsupported. Under
+  torch.compile the grouped matmul (and its backward) is a custom op of known output shape and the
+  per-expert counts a fixed-size scatter, so a compiled block is one graph, not three.
 - `MoE.tokens_per_expert` keeps the last forward's load, which the trainer's bias balancing reads; in
   training mode `MoE.route_scores`/`route_indices` keep the last forward's gate scores [B, T, E] and
   choices [B, T, k] (still in the autograd graph) for the sequence-wise balance loss.
@@ -97,18 +99,71 @@ def _grouped_mm_works(device_type: str, dtype: torch.dtype) -> bool:
         return False
 
 
-@torch.compiler.disable  # grouped_mm's meta kernel takes bf16 only: under torch.compile fp32 would fail
-def grouped_linear(x: torch.Tensor, weight: torch.Tensor, offs: torch.Tensor) -> torch.Tensor:
-    """Rows of x sorted by expert (expert e's rows end at offs[e]) times weight[e]ᵀ, one call for all."""
-    if _grouped_mm_works(x.device.type, x.dtype):
-        return torch._grouped_mm(x, weight.transpose(-2, -1), offs=offs)
-    out = x.new_empty(x.shape[0], weight.shape[1])
+def _grouped(a: torch.Tensor, b: torch.Tensor, offs: torch.Tensor) -> torch.Tensor:
+    """Row group e of a (rows ending at offs[e]) times b[e]: [N, K] x [E, K, M] -> [N, M]."""
+    if _grouped_mm_works(a.device.type, a.dtype):
+        return torch._grouped_mm(a, b, offs=offs)
+    out = a.new_empty(a.shape[0], b.shape[-1])
     start = 0
     for e, end in enumerate(offs.tolist()):
         if end > start:
-            out[start:end] = x[start:end] @ weight[e].T
+            out[start:end] = a[start:end] @ b[e]
             start = end
     return out
+
+
+def grouped_linear(x: torch.Tensor, weight: torch.Tensor, offs: torch.Tensor) -> torch.Tensor:
+    """Rows of x sorted by expert (expert e's rows end at offs[e]) times weight[e]ᵀ, one call for all.
+
+    Under torch.compile it is one opaque op of known output shape (grouped_mm's own meta kernel takes
+    bf16 only, and the loop reads offs: either would break the graph); eager calls skip the custom
+    op's dispatch, which costs more than a decode step's small matmul."""
+    if torch.compiler.is_compiling():
+        return _grouped_linear_op(x, weight, offs)
+    return _grouped(x, weight.transpose(-2, -1), offs)
+
+
+@torch.library.custom_op("tinyseek::grouped_linear", mutates_args=())
+def _grouped_linear_op(x: torch.Tensor, weight: torch.Tensor, offs: torch.Tensor) -> torch.Tensor:
+    return _grouped(x, weight.transpose(-2, -1), offs)
+
+
+@_grouped_linear_op.register_fake
+def _(x: torch.Tensor, weight: torch.Tensor, offs: torch.Tensor) -> torch.Tensor:
+    return x.new_empty(x.shape[0], weight.shape[1])
+
+
+@torch.library.custom_op("tinyseek::grouped_weight_grad", mutates_args=())
+def _grouped_weight_grad(grad: torch.Tensor, x: torch.Tensor, offs: torch.Tensor) -> torch.Tensor:
+    """Each expert's weight gradient [E, out, in]: its rows of grad, transposed, times its rows of x."""
+    if _grouped_mm_works(grad.device.type, grad.dtype):
+        return torch._grouped_mm(grad.t(), x, offs=offs)
+    out = grad.new_zeros(offs.shape[0], grad.shape[1], x.shape[1])
+    start = 0
+    for e, end in enumerate(offs.tolist()):
+        out[e] = grad[start:end].t() @ x[start:end]
+        start = end
+    return out
+
+
+@_grouped_weight_grad.register_fake
+def _(grad: torch.Tensor, x: torch.Tensor, offs: torch.Tensor) -> torch.Tensor:
+    return grad.new_empty(offs.shape[0], grad.shape[1], x.shape[1])
+
+
+def _grouped_linear_setup(ctx, inputs, output) -> None:  # type: ignore[no-untyped-def]
+    ctx.save_for_backward(*inputs)
+
+
+def _grouped_linear_backward(ctx, grad):  # type: ignore[no-untyped-def]
+    """Opaque ops again, so that a compiled backward does not trace grouped_mm either."""
+    x, weight, offs = ctx.saved_tensors
+    grad_x = _grouped_linear_op(grad, weight.transpose(-2, -1), offs) if ctx.needs_input_grad[0] else None
+    grad_w = _grouped_weight_grad(grad, x, offs) if ctx.needs_input_grad[1] else None
+    return grad_x, grad_w, None
+
+
+_grouped_linear_op.register_autograd(_grouped_linear_backward, setup_context=_grouped_linear_setup)
 
 
 class Experts(nn.Module):
@@ -157,7 +212,10 @@ class MoE(nn.Module):
             self.route_indices = indices.view(*x.shape[:-1], -1)
         chosen = indices.flatten()
         order = chosen.argsort(stable=True)  # (token, slot) pairs sorted by expert
-        counts = torch.bincount(chosen, minlength=self.n_routed_experts)
+        if torch.compiler.is_compiling():  # bincount's output size depends on the data: a graph break
+            counts = chosen.new_zeros(self.n_routed_experts).index_add_(0, chosen, torch.ones_like(chosen))
+        else:
+            counts = torch.bincount(chosen, minlength=self.n_routed_experts)
         self.tokens_per_expert = counts
         routed = self.experts(flat[order // self.num_experts_per_tok], counts)
         # Back to token order, then each token's weighted sum over its k experts (fp32, as the weights).
