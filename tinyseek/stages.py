@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,18 @@ from tinyseek.parallel.ranks import rank_and_world
 StageHook = Callable[[str, str, dict[str, Any]], None]  # (stage, "start" | "done" | "skipped", info)
 STAGES_FILE = "stages.json"
 RECIPE_FILE = "recipe.json"
+
+
+@dataclass(frozen=True)
+class RunHooks:
+    """What a caller hears of a run: `on_stage(stage, event, info)`, the trainer's per-step
+    `pretrain_progress(step, max_steps, record)`, GRPO's progress bar; and `pretrain_threads`, torch's
+    intra-op threads for pretraining only (its matmuls gain from a second core, decoding does not)."""
+
+    on_stage: StageHook | None = None
+    pretrain_progress: Any = None
+    show_progress: bool = False
+    pretrain_threads: int | None = None
 
 
 class StageInterrupted(RuntimeError):
@@ -57,7 +70,7 @@ class StageRunner:
                     "expected the same ones to resume (or choose another --out)"
                 )
         self.barrier()  # every rank has looked at OUT before rank 0 writes into it
-        if self.main:
+        if self.main and not recipe_file.is_file():  # a resumed run leaves it (and its mtime) alone
             self.out.mkdir(parents=True, exist_ok=True)
             write_text_atomically(recipe_file, json.dumps(self.recorded, indent=2) + "\n")
         stages = self.out / STAGES_FILE
