@@ -63,13 +63,13 @@ def test_grpo_prompts_take_turns_over_languages():
 
 def test_summary_line_is_in_the_prompt_language_and_added_once():
     completion = " <think>\n个位：6+4=10，写0，进1 → 0。\n</think>\n<answer>10</answer>"
-    once = with_summary(completion, "10", "zh")
-    assert once.endswith("所以答案是10。\n</think>\n<answer>10</answer>")
-    assert with_summary(once, "10", "zh") == once
+    once = with_summary(completion, "6+4 等于多少？", "10", "zh")
+    assert once.endswith("6+4 等于多少？10。\n</think>\n<answer>10</answer>")
+    assert with_summary(once, "6+4 等于多少？", "10", "zh") == once
     assert language_share(once.split("</think>")[0].removeprefix(" <think>"), "zh") == 1.0
-    for lang in ("en", "fr"):
-        line = with_summary(" <think>\nx\n</think>\n<answer>3</answer>", "3", lang).split("\n")[2]
-        assert language_share(line, lang) == 1.0
+    for lang, question in (("en", "What is 1+2?"), ("fr", "Combien font 1+2 ?")):
+        line = with_summary(" <think>\nx\n</think>\n<answer>3</answer>", question, "3", lang).split("\n")[2]
+        assert line == f"{question} 3." and language_share(line, lang) == 1.0
 
 
 def _report(lang: str, rows: list[tuple[str, list[bool], list[float | None]]]) -> dict:

@@ -169,7 +169,7 @@ class _R1Run(StageRunner):
                 max_steps=steps,
                 max_minutes=s.seconds / 60,
                 lr=s.lr,
-                warmup_steps=max(1, steps // 10),
+                warmup_steps=max(1, min(5, steps // 10)),
                 mtp_weight=0.0,
                 precision="fp32",
                 eval_every=steps,

@@ -4,9 +4,13 @@
   `tinyseek.eval.evaluate` as every evaluation, so "kept" means "counted correct, well formed and
   language-consistent by the evaluation") and keeps them with `tinyseek.eval.rejection.traces_of`.
 - A kept trace gets R1's readable shape: the reasoning, then a one-line summary in the prompt's
-  language (`So the answer is 92.`), then the answer. The r1zero format allows nothing between
-  `</think>` and `<answer>`, so the summary closes the reasoning; a trace that already ends with one
-  (a model trained on such traces writes it) is left alone.
+  language, then the answer. The summary restates the question with its result (`Combien font
+  17+61 ? 78.`): words the corpus taught in every language. A first version said `So the answer is
+  78.` / `Donc la réponse est 78.` / `所以答案是78。`, words the tokenizer had never seen (split into
+  bytes): the SFT'd models wrote `onc the answer is 18` under French prompts, which cost the R1 arm
+  language consistency (fr 89%, zh 87% of the reasoning) and accuracy (a summary's wrong number
+  became the answer). The r1zero format allows nothing between `</think>` and `<answer>`, so the
+  summary closes the reasoning; a trace that already ends with one is left alone.
 - The cold start tops a language up with the task's own worked solutions (no slips) when sampling
   kept fewer than its quota (`TraceRecipe.fill_from_solutions`); each row says where it came from
   (`source`: the model's name or `solution`), and `counts` reports both per language.
@@ -25,17 +29,13 @@ from tinyseek.eval.sharded import evaluate_sharded
 from tinyseek.r1.recipe import TraceRecipe
 from tinyseek.tasks import ReasoningTask, get_task
 
-SUMMARY = {
-    "en": "So the answer is {answer}.",
-    "fr": "Donc la réponse est {answer}.",
-    "zh": "所以答案是{answer}。",
-}
+SUMMARY = {"en": "{question} {answer}.", "fr": "{question} {answer}.", "zh": "{question}{answer}。"}
 TEMPLATE = "r1zero"
 
 
-def with_summary(completion: str, answer: str, lang: str) -> str:
-    """`completion` with the summary line at the end of its reasoning (once)."""
-    line = SUMMARY[lang].format(answer=answer)
+def with_summary(completion: str, question: str, answer: str, lang: str) -> str:
+    """`completion` with the summary line (the question and its answer) at the end of its reasoning, once."""
+    line = SUMMARY[lang].format(question=question, answer=answer)
     head, closed, tail = completion.rpartition(THINK_CLOSE)
     if not closed or head.rstrip().endswith(line):
         return completion
@@ -51,9 +51,10 @@ def solution_trace(
         raise ValueError(f"task {task_name!r} has no worked traces; the cold start needs a ReasoningTask")
     trace = task.trace(problem, lang, 0.0, self_check_rate, rng=rng)
     completion = r1_zero_completion(trace.reasoning, trace.answer)
+    question = task.prompt(problem, lang)
     return {
-        "prompt": r1_zero_prompt(task.prompt(problem, lang)),
-        "completion": with_summary(completion, trace.answer, lang),
+        "prompt": r1_zero_prompt(question),
+        "completion": with_summary(completion, question, trace.answer, lang),
         "task": task_name,
         "canonical": problem.canonical,
         "answer": problem.answer,
@@ -88,11 +89,13 @@ def rejection_traces(
             template=TEMPLATE,
             seed=seed,
         )
+        questions = {(s.name, p.canonical): s.task.prompt(p, lang) for s in sets for p in s.problems}
         kept: list[dict[str, Any]] = []
         covered = set()
         for record in report.records:
+            question = questions[record.task, record.canonical]
             for row in traces_of(record, TEMPLATE, recipe.per_prompt, recipe.min_language):
-                row["completion"] = with_summary(row["completion"], str(row["answer"]), lang)
+                row["completion"] = with_summary(row["completion"], question, str(row["answer"]), lang)
                 kept.append({**row, "source": source})
                 covered.add((record.task, record.canonical))
         filled: list[dict[str, Any]] = []
