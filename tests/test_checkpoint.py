@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 
 from tests.fixtures import tiny_config
-from tinyseek.checkpoint.hf import quantize_fp8
+from tinyseek.model.hf_checkpoint import quantize_fp8
 from tinyseek.model.transformer import Transformer
 
 
@@ -87,9 +87,7 @@ def test_fp8_block_checkpoint_matches_dequantized_reference(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
 
     loaded = Transformer.from_pretrained(tmp_path)
-    from tinyseek.checkpoint.hf import hf_tensors
-
-    got = hf_tensors(loaded)
+    got = loaded.hf_tensors()
     for name, deq in reference.items():
         assert torch.equal(got[name], deq), name
         assert (deq - load_file_original(source, name)).abs().max() < 0.1 * deq.abs().max() + 1e-6
@@ -97,9 +95,7 @@ def test_fp8_block_checkpoint_matches_dequantized_reference(tmp_path):
 
 
 def load_file_original(model: Transformer, name: str) -> torch.Tensor:
-    from tinyseek.checkpoint.hf import hf_tensors
-
-    return hf_tensors(model)[name].detach()
+    return model.hf_tensors()[name].detach()
 
 
 def _broken_checkpoint(tmp_path, edit):

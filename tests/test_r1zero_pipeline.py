@@ -13,6 +13,7 @@ from tinyseek.cost.measured import read_throughput
 from tinyseek.r1zero.measurements import problem_scores
 from tinyseek.r1zero.metric_names import SELF_CHECK
 from tinyseek.r1zero.pipeline import STAGES, run_r1zero, self_check_reward
+from tinyseek.r1zero.reading import READS_THE_OPERANDS
 from tinyseek.r1zero.recipe import FamilyRecipe, Recipe
 from tinyseek.r1zero.report import CURVE_FILE, EVAL_FILE, VALIDATION_FILE
 from tinyseek.r1zero.seeds import run_r1zero_seeds
@@ -61,6 +62,10 @@ def test_every_stage_runs_and_writes_its_artefacts(run):
     for family in FAMILIES:
         assert f"| {family} | 4 |" in report
     assert f"![GRPO curves]({CURVE_FILE})" in report and "### After GRPO" in report
+    shares = result.summary["base_reading"]
+    assert set(shares) == set(FAMILIES) and all(0.0 <= share <= 1.0 for share in shares.values())
+    assert "Base reads the question's operands" in report
+    assert ("has not learned to read" in report) is (min(shares.values()) < READS_THE_OPERANDS)
 
 
 def test_summary_holds_the_figures_and_prices_the_run(run):

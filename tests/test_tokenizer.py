@@ -53,6 +53,12 @@ def test_digits_are_split_one_per_token(trained_dir: Path) -> None:
     assert [tok.decode([i]) for i in ids] == list("98765")
 
 
+def test_a_space_before_a_number_stays_with_its_first_digit(trained_dir: Path) -> None:
+    tok = Tokenizer.from_pretrained(trained_dir)
+    ids = tok.encode("is 96+7", add_special_tokens=False)
+    assert [tok.decode([i]) for i in ids][-4:] == [" 9", "6", "+", "7"]
+
+
 def test_transformers_loads_files_with_identical_encode_decode(trained_dir: Path) -> None:
     ours = Tokenizer.from_pretrained(trained_dir)
     theirs = transformers.AutoTokenizer.from_pretrained(trained_dir)

@@ -19,6 +19,41 @@ _V3_YARN = {
     "mscale_all_dim": 1.0,
 }
 
+# DeepSeek-V3's architecture at the sizes a CPU trains, one column each so they compare at a glance;
+# every field not listed is V3's. tiny: ~1.7M parameters with a ~100-token vocabulary; mini: the
+# engine check, ~24M; small: ~90M.
+_CPU_SIZES = ("tiny", "mini", "small")
+# fmt: off
+_CPU_FIELDS: dict[str, tuple[Any, ...]] = {
+    #                           tiny   mini  small
+    "vocab_size":              ( 512, 10240, 32000),
+    "hidden_size":             ( 128,   384,   512),
+    "num_hidden_layers":       (   4,     6,     8),
+    "num_attention_heads":     (   4,     6,     8),
+    "q_lora_rank":             (  64,   128,   192),
+    "kv_lora_rank":            (  32,    96,   128),
+    "qk_nope_head_dim":        (  32,    64,    64),
+    "qk_rope_head_dim":        (  16,    32,    32),
+    "v_head_dim":              (  32,    64,    64),
+    "intermediate_size":       ( 384,  1024,  1536),
+    "moe_intermediate_size":   ( 128,   128,   256),
+    "n_routed_experts":        (   8,    16,    16),
+    "num_experts_per_tok":     (   2,     4,     4),
+    "n_group":                 (   2,     4,     4),
+    "topk_group":              (   2,     2,     2),
+    "max_position_embeddings": (1024,  2048,  4096),
+    "first_k_dense_replace":   (   1,     1,     1),
+    "initializer_range":       (0.02,  0.02,  0.02),
+}
+# fmt: on
+
+
+def _cpu_size(name: str) -> dict[str, Any]:
+    """One column of the table above."""
+    column = _CPU_SIZES.index(name)
+    return {field: values[column] for field, values in _CPU_FIELDS.items()}
+
+
 PRESETS: dict[str, dict[str, Any]] = {
     # DeepSeek-V3 / R1 (671B total, 37B active), as in the released config.json.
     "deepseek-v3": dict(rope_scaling=_V3_YARN),
@@ -51,75 +86,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         initializer_range=0.02,
         rope_scaling={**_V3_YARN, "mscale": 0.707, "mscale_all_dim": 0.707},
     ),  # fmt: skip
-    # Laptop CPU in minutes (~1.7M parameters with a ~100-token vocabulary).
-    "tiny": dict(
-        vocab_size=512,
-        hidden_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        q_lora_rank=64,
-        kv_lora_rank=32,
-        qk_nope_head_dim=32,
-        qk_rope_head_dim=16,
-        v_head_dim=32,
-        intermediate_size=384,
-        moe_intermediate_size=128,
-        n_routed_experts=8,
-        n_shared_experts=1,
-        first_k_dense_replace=1,
-        num_experts_per_tok=2,
-        n_group=2,
-        topk_group=2,
-        max_position_embeddings=1024,
-        num_nextn_predict_layers=1,
-        initializer_range=0.02,
-    ),  # fmt: skip
-    # The engine check: ~24M parameters, 16 routed experts top-4, 6 layers, hidden 384.
-    "mini": dict(
-        vocab_size=10240,
-        hidden_size=384,
-        num_hidden_layers=6,
-        num_attention_heads=6,
-        q_lora_rank=128,
-        kv_lora_rank=96,
-        qk_nope_head_dim=64,
-        qk_rope_head_dim=32,
-        v_head_dim=64,
-        intermediate_size=1024,
-        moe_intermediate_size=128,
-        n_routed_experts=16,
-        n_shared_experts=1,
-        first_k_dense_replace=1,
-        num_experts_per_tok=4,
-        n_group=4,
-        topk_group=2,
-        max_position_embeddings=2048,
-        num_nextn_predict_layers=1,
-        initializer_range=0.02,
-    ),  # fmt: skip
-    # Benchmarks: ~90M parameters.
-    "small": dict(
-        vocab_size=32000,
-        hidden_size=512,
-        num_hidden_layers=8,
-        num_attention_heads=8,
-        q_lora_rank=192,
-        kv_lora_rank=128,
-        qk_nope_head_dim=64,
-        qk_rope_head_dim=32,
-        v_head_dim=64,
-        intermediate_size=1536,
-        moe_intermediate_size=256,
-        n_routed_experts=16,
-        n_shared_experts=1,
-        first_k_dense_replace=1,
-        num_experts_per_tok=4,
-        n_group=4,
-        topk_group=2,
-        max_position_embeddings=4096,
-        num_nextn_predict_layers=1,
-        initializer_range=0.02,
-    ),  # fmt: skip
+    "tiny": _cpu_size("tiny"),
+    "mini": _cpu_size("mini"),
+    "small": _cpu_size("small"),
     # WHAT-IF, not a released model: a ~1.2T hybrid sized from rumours, MoE every other layer.
     "r2-hybrid": dict(
         hidden_size=8192,

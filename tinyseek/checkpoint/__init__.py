@@ -1,10 +1,10 @@
-"""Checkpoints: Hugging Face model directories and resumable run checkpoints.
+"""Run checkpoints: what a training run needs to continue, and how it stops.
 
-- `hf`: the HF safetensors layout <-> Transformer (names, sharding, FP8 dequantization); what
-  `Transformer.from_pretrained` / `save_pretrained` call.
 - `run`: run checkpoints (step directories, atomic writes, `latest`, pruning, one process or sharded
   DCP) shared by pretraining/SFT, GRPO and tinyseek.parallel's torchrun runs.
 - `stop`: the SIGINT/SIGTERM handler every long-running command stops by, checkpoint first.
 
-Nothing is imported here, so loading a model directory does not import torch.distributed.checkpoint.
+A Hugging Face model directory is the model's own format (`Transformer.from_pretrained` /
+`save_pretrained`, tinyseek/model/hf_checkpoint.py); this package builds on it and the model never
+imports it. Nothing is imported here, so loading a model does not import torch.distributed.checkpoint.
 """

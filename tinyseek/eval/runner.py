@@ -42,9 +42,8 @@ from typing import Any
 
 from tinyseek.eval.metrics import SampleResult, summarize
 from tinyseek.eval.problems import ProblemSet
-from tinyseek.inference.detokenizer import text_with_stop
 from tinyseek.inference.llm import LLM
-from tinyseek.inference.request import CompletionOutput
+from tinyseek.inference.request import CompletionOutput, text_with_stop
 from tinyseek.inference.sampling_params import SamplingParams
 from tinyseek.tasks import Problem, Task
 from tinyseek.tasks.answer import extract_answer, format_number, parse_number

@@ -7,17 +7,12 @@ Design choices:
 - Stop strings: the text is searched only where a new match could start; on a match the text is cut
   before the stop string (it is not part of the output). While running, the last
   `len(longest stop) - 1` characters are held back, so a streamed prefix is never taken back.
-- `text_with_stop` puts a cut stop string back, for callers whose format includes it (the
-  R1-Zero `</answer>`: evaluation and GRPO rollouts).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from tinyseek.inference.request import CompletionOutput
+from typing import Any
 
 
 class IncrementalDetokenizer:
@@ -54,16 +49,3 @@ class IncrementalDetokenizer:
         end = len(self.text) if finished else max(self.emitted, len(self.text) - self.hold)
         out, self.emitted = self.text[self.emitted : end], end
         return out
-
-
-def text_with_stop(output: CompletionOutput, stops: Sequence[str], eos_ids: set[int], tokenizer: Any) -> str:
-    """The completion as generated: the text with the stop string the engine cut put back.
-
-    The engine keeps a stop string's tokens but cuts its text; a format check (`...</answer>`) and
-    training on the text need it back. A completion that ended on EOS or length is returned as is.
-    """
-    text = output.text
-    if output.finish_reason != "stop" or not stops or (output.token_ids and output.token_ids[-1] in eos_ids):
-        return text
-    rest = str(tokenizer.decode(output.token_ids, skip_special_tokens=True))[len(text) :]
-    return text + next((stop for stop in stops if rest.startswith(stop)), "")

@@ -9,19 +9,20 @@ Design choices:
 - `StepTokens` is what the model runner returns for one sequence; the scheduler applies it.
 - `Delta` is the streaming unit: the tokens and text one step added to one completion. The last Delta
   of a request carries the finished RequestOutput, so a consumer of deltas needs nothing else.
+- `text_with_stop` puts back the stop string the detokenizer cut, for callers whose format includes it
+  (the R1-Zero `</answer>`: evaluation and GRPO rollouts).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 
+from tinyseek.inference.detokenizer import IncrementalDetokenizer
 from tinyseek.inference.sampling_params import SamplingParams
-
-if TYPE_CHECKING:
-    from tinyseek.inference.detokenizer import IncrementalDetokenizer
 
 
 @dataclass
@@ -33,6 +34,21 @@ class CompletionOutput:
     logprobs: list[dict[int, float]] | None = None
     num_draft_tokens: int = 0
     num_accepted_tokens: int = 0
+
+
+def text_with_stop(
+    output: CompletionOutput, stops: Collection[str], eos_ids: set[int], tokenizer: Any
+) -> str:
+    """The completion as generated: the text with the stop string the engine cut put back.
+
+    The engine keeps a stop string's tokens but cuts its text; a format check (`...</answer>`) and
+    training on the text need it back. A completion that ended on EOS or length is returned as is.
+    """
+    text = output.text
+    if output.finish_reason != "stop" or not stops or (output.token_ids and output.token_ids[-1] in eos_ids):
+        return text
+    rest = str(tokenizer.decode(output.token_ids, skip_special_tokens=True))[len(text) :]
+    return text + next((stop for stop in stops if rest.startswith(stop)), "")
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""The DeepSeek-V3 architecture in pure PyTorch: no distributed code, no I/O.
+"""The DeepSeek-V3 architecture in pure PyTorch: no distributed code; its only files are the HF layout.
 
 rope.py (RoPE + YaRN), attention.py (MLA, both paths), moe.py (Gate, Experts, MoE),
-transformer.py (Block, MTPModule, Transformer). The latent cache lives in tinyseek.inference.latent_cache.
+transformer.py (Block, MTPModule, Transformer), hf_checkpoint.py (the Hugging Face directory:
+safetensors shards, FP8). The latent cache lives in tinyseek.inference.latent_cache.
 """

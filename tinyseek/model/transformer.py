@@ -2,8 +2,9 @@
 
 Design choices:
 - Module names follow the Hugging Face checkpoint (`embed_tokens`, `layers.N.self_attn.q_a_proj`, ...)
-  so the state-dict adapter in tinyseek/checkpoint/hf.py only has to add the `model.` prefix, split the
-  stacked experts, and move MTP modules to `model.layers.{num_hidden_layers + d}`.
+  so `hf_tensors()`, the table of checkpoint names, only has to add the `model.` prefix, split the
+  stacked experts, and move MTP modules to `model.layers.{num_hidden_layers + d}`; hf_checkpoint.py
+  reads and writes the files through that table.
 - `hidden_states()` returns the post-final-norm states the head reads; MTP depth 1 takes those (as
   vLLM/SGLang feed the released MTP weights), combines them with the embedding of the next token, runs
   one block and reuses the main model's embedding and output head.
@@ -20,6 +21,7 @@ from torch import nn
 
 from tinyseek.config import ModelConfig
 from tinyseek.model.attention import MLA, LatentStore
+from tinyseek.model.hf_checkpoint import load_tensors, read_config, save_tensors
 from tinyseek.model.moe import MLP, Experts, Gate, MoE
 from tinyseek.model.norm import RMSNorm
 from tinyseek.model.rope import RotaryEmbedding
@@ -168,7 +170,49 @@ class Transformer(nn.Module):
             outputs.append(module.shared_head_norm(h))
         return outputs
 
-    # ---- checkpoints (see tinyseek/checkpoint/hf.py) ---------------------------------------------
+    # ---- the Hugging Face layout (its files: tinyseek/model/hf_checkpoint.py) --------------------
+    def hf_tensors(self) -> dict[str, torch.Tensor]:
+        """Checkpoint name -> the tensor of this model it is loaded into / saved from."""
+        cfg = self.config
+        out: dict[str, torch.Tensor] = {"model.embed_tokens.weight": self.embed_tokens.weight}
+
+        def add_block(prefix: str, block: Block) -> None:
+            for name, tensor in [*block.named_parameters(), *block.named_buffers()]:
+                if ".experts." in f".{name}":
+                    continue
+                out[f"{prefix}.{name}"] = tensor
+            mlp = block.mlp
+            if isinstance(mlp, MoE):
+                inter = mlp.experts.down_proj.shape[-1]
+                for e in range(mlp.n_routed_experts):
+                    out[f"{prefix}.mlp.experts.{e}.gate_proj.weight"] = mlp.experts.gate_up_proj[e, :inter]
+                    out[f"{prefix}.mlp.experts.{e}.up_proj.weight"] = mlp.experts.gate_up_proj[e, inter:]
+                    out[f"{prefix}.mlp.experts.{e}.down_proj.weight"] = mlp.experts.down_proj[e]
+
+        for i, layer in enumerate(self.layers):
+            add_block(f"model.layers.{i}", cast(Block, layer))
+        out["model.norm.weight"] = self.norm.weight
+        if not cfg.tie_word_embeddings:
+            out["lm_head.weight"] = self.lm_head.weight
+        for d, mtp in enumerate(self.mtp):
+            module = cast(MTPModule, mtp)
+            prefix = f"model.layers.{cfg.num_hidden_layers + d}"
+            out[f"{prefix}.enorm.weight"] = module.enorm.weight
+            out[f"{prefix}.hnorm.weight"] = module.hnorm.weight
+            out[f"{prefix}.eh_proj.weight"] = module.eh_proj.weight
+            out[f"{prefix}.shared_head.norm.weight"] = module.shared_head_norm.weight
+            add_block(prefix, module.block)
+        return out
+
+    def mtp_copies(self) -> dict[str, torch.Tensor]:
+        """The embedding and head copies each MTP module stores in the released checkpoint format."""
+        n = self.config.num_hidden_layers
+        out = {}
+        for d in range(len(self.mtp)):
+            out[f"model.layers.{n + d}.embed_tokens.weight"] = self.embed_tokens.weight
+            out[f"model.layers.{n + d}.shared_head.head.weight"] = self.lm_head.weight
+        return out
+
     @classmethod
     def from_pretrained(
         cls,
@@ -176,14 +220,23 @@ class Transformer(nn.Module):
         dtype: torch.dtype = torch.float32,
         device: str | torch.device = "cpu",
     ) -> Transformer:
-        from tinyseek.checkpoint.hf import load_model
+        """Build from a HF-format directory, tensor by tensor (FP8 dequantized). Returns it in eval mode.
 
-        return load_model(path, dtype=dtype, device=device)
+        Built on the meta device and allocated once in `dtype`: never two full copies in memory."""
+        directory = Path(path)
+        config, fp8_block = read_config(directory)
+        with torch.device("meta"):
+            model = cls(config)
+        model = model.to_dtype(dtype).to_empty(device=device)
+        model.rotary = RotaryEmbedding(config).to(device)  # its cos/sin tables are computed, not stored
+        if config.tie_word_embeddings:  # to_empty gave the head storage of its own
+            model.lm_head.weight = model.embed_tokens.weight
+        load_tensors(directory, model.hf_tensors(), set(model.mtp_copies()), fp8_block)
+        return model.eval()
 
     def save_pretrained(self, path: str | Path, max_shard_bytes: int = 5 * 2**30) -> Path:
-        from tinyseek.checkpoint.hf import save_model
-
-        return save_model(self, path, max_shard_bytes=max_shard_bytes)
+        """Write config.json, generation_config.json and safetensors shards: loads in transformers."""
+        return save_tensors(Path(path), self.hf_tensors(), self.mtp_copies(), self.config, max_shard_bytes)
 
     def num_parameters(self) -> int:
         """Unique parameter elements plus the correction biases (both are checkpoint tensors)."""

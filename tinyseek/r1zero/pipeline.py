@@ -4,15 +4,17 @@ Stages, each one call into the library (no training, RL or eval code of its own 
 
 1. pretrain   `tinyseek.train.train`: tokenizer trained on the corpus, then the base model on worked
               solutions with operand-dependent slips and a minority of self-checking traces.
-2. eval_base  `tinyseek.eval.evaluate`: pass@1 over k samples (T 0.6, top-p 0.95) and greedy accuracy
+2. reading    `tinyseek.r1zero.reading`: the share of operand digits the base copies right into its
+              column lines (teacher-forced, validation problems): whether it learned to read at all.
+3. eval_base  `tinyseek.eval.evaluate`: pass@1 over k samples (T 0.6, top-p 0.95) and greedy accuracy
               on held-out test-split problems of every family.
-3. grpo       `tinyseek.rl.run_grpo`: pure GRPO from the base (no SFT), accuracy reward only.
-4. eval_rl    the same evaluation, on the SAME problems with the same per-problem sampling seeds.
-5. report     `tinyseek.r1zero.report`: report.md and PNG plots; the policy copied to OUT/model;
+4. grpo       `tinyseek.rl.run_grpo`: pure GRPO from the base (no SFT), accuracy reward only.
+5. eval_rl    the same evaluation, on the SAME problems with the same per-problem sampling seeds.
+6. report     `tinyseek.r1zero.report`: report.md and PNG plots; the policy copied to OUT/model;
               summary.json with the figures.
 
 Layout of OUT: `recipe.json`, `model_config.json`, `pretrain/` (trainer run dir; its model in
-`pretrain/model`), `eval/{base,rl}.json` (the report's `EvalResult`) with `eval/{base,rl}_report.json`
+`pretrain/model`), `eval/base_reading.json`, `eval/{base,rl}.json` (the report's `EvalResult`) with `eval/{base,rl}_report.json`
 (every completion, `EvalReport.to_json(include_records=True)`), `grpo/` (GRPO run dir: metrics.jsonl,
 checkpoints, `final/`), `model/` (the trained policy, HF layout: `tinyseek.LLM`, `tinyseek serve`;
 its chat template is the R1-Zero one, `chat_template.R1_ZERO_CHAT_TEMPLATE`, since the model never
@@ -64,6 +66,7 @@ from tinyseek.eval.runner import EvalReport
 from tinyseek.parallel.mesh import init_distributed
 from tinyseek.r1zero.measurements import gain_intervals, problem_scores, validation_curves
 from tinyseek.r1zero.metric_names import LENGTH, SELF_CHECK, SELF_CHECK_REWARD
+from tinyseek.r1zero.reading import operand_reading
 from tinyseek.r1zero.recipe import FamilyRecipe, Recipe
 from tinyseek.r1zero.report import (
     Criterion,
@@ -89,7 +92,7 @@ from tinyseek.train.parallel_run import launched_distributed
 
 log = logging.getLogger(__name__)
 
-STAGES = ("pretrain", "eval_base", "grpo", "eval_rl", "report")
+STAGES = ("pretrain", "reading", "eval_base", "grpo", "eval_rl", "report")
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,14 @@ class _Run(StageRunner):
             "test",
             self.recipe.corpus.language,
         )
+
+    def reading(self) -> dict[str, Any]:
+        shares = operand_reading(self.out / "pretrain" / "model", self.tasks, self.seed, self.difficulty)
+        if self.main:
+            write_text_atomically(
+                self.out / "eval" / "base_reading.json", json.dumps(shares, indent=2) + "\n"
+            )
+        return {"reads_operands": shares}
 
     def evaluate(self, model_dir: Path, name: str) -> dict[str, Any]:
         from tinyseek.inference.llm import LLM
@@ -370,6 +381,8 @@ def _run_stages(
             pretrain_threads,
         ),  # fmt: skip
     )
+    run.stage("reading", out / "eval" / "base_reading.json", run.reading)
+    reading = json.loads((out / "eval" / "base_reading.json").read_text())
     run.stage(
         "eval_base", out / "eval" / "base.json", lambda: run.evaluate(out / "pretrain" / "model", "base")
     )
@@ -385,7 +398,15 @@ def _run_stages(
             use_r1_zero_chat_template(tmp)
         timings = {k: v for k, v in run.seconds.items() if k != "report"}
         path = render_report(
-            out, out / "grpo", base, rl, timings, {"seed": seed, **recipe.to_dict()}, validation, gain_ci
+            out,
+            out / "grpo",
+            base,
+            rl,
+            timings,
+            {"seed": seed, **recipe.to_dict()},
+            validation,
+            gain_ci,
+            reading,
         )
         return {"report": str(path)}
 
@@ -396,7 +417,7 @@ def _run_stages(
         seed=seed,
     )
     run.stage("report", out / "summary.json", report)
-    summary = _summary(run, base, rl, validation, gain_ci)
+    summary = _summary(run, base, rl, validation, gain_ci) | {"base_reading": reading}
     if run.main:
         write_text_atomically(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     run.barrier()

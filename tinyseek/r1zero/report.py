@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyseek.r1zero.metric_names import ACCURACY, CURVES, LENGTH, SELF_CHECK
+from tinyseek.r1zero.reading import READS_THE_OPERANDS
 from tinyseek.train.metrics import read_metrics
 
 REPORT_FILE = "report.md"
@@ -363,6 +364,22 @@ def _samples(title: str, samples: Sequence[Sample]) -> list[str]:
     return lines
 
 
+def _reading_lines(reading: Mapping[str, float]) -> list[str]:
+    """Whether the base reads the question: the diagnosis to read first when RL gained little."""
+    if not reading:
+        return []
+    shares = ", ".join(f"{name} {100 * share:.1f}%" for name, share in reading.items())
+    lines = [f"Base reads the question's operands (digits copied right, teacher-forced): {shares}.", ""]
+    if min(reading.values()) < READS_THE_OPERANDS:
+        lines += [
+            f"**The base has not learned to read the operands** (below {100 * READS_THE_OPERANDS:.0f}%): "
+            "its traces start from misread digits, so RL has few right samples to select and little "
+            "to gain. Pretrain on more tokens or try another seed before reading the RL figures.",
+            "",
+        ]
+    return lines
+
+
 def render_report(
     out_dir: str | Path,
     grpo_run_dir: str | Path,
@@ -372,13 +389,15 @@ def render_report(
     recipe: Mapping[str, Any] | None = None,
     validation: Sequence[Curve] = (),
     gain_ci: Mapping[str, Mapping[str, tuple[float, float]]] | None = None,
+    reading: Mapping[str, float] | None = None,
 ) -> Path:
     """Write report.md and its PNGs into `out_dir`; returns the report's path.
 
     `timings` maps a stage name to seconds (e.g. pretrain, grpo, eval); `recipe` is shown as JSON
     (e.g. `dataclasses.asdict(Recipe)`), so the report says how its figures were obtained;
     `validation` is the held-out curve during GRPO and `gain_ci` the per-problem bootstrap intervals
-    of the gains (see `acceptance`).
+    of the gains (see `acceptance`); `reading` the base's operand-reading share per family
+    (tinyseek.r1zero.reading).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -396,6 +415,7 @@ def render_report(
         f"**Result: {'all criteria met' if met else 'criteria NOT all met'}** "
         f"({sum(c.passed for c in criteria)}/{len(criteria)}).",
         "",
+        *_reading_lines(reading or {}),
         "## Held-out accuracy, base vs RL",
         "",
         f"pass@1 is the mean correctness of k = {rl.k} samples per problem at temperature {rl.temperature}, "

@@ -164,7 +164,11 @@ def aggregate(out: Path, runs: dict[int, R1ZeroResult]) -> dict[str, Any]:
 def _per_seed(run: R1ZeroResult) -> dict[str, Any]:
     s = run.summary
     keys = ("families", "self_check_share", "length_mean", "checked_right", "unchecked_right", "criteria")
-    return {k: s[k] for k in keys} | {"criteria_met": s["criteria_met"], "seconds": s["seconds"]["total"]}
+    return {k: s[k] for k in keys} | {
+        "base_reading": s.get("base_reading", {}),  # absent in runs made before the reading stage
+        "criteria_met": s["criteria_met"],
+        "seconds": s["seconds"]["total"],
+    }
 
 
 def _pct(x: float | None) -> str:
@@ -216,8 +220,8 @@ def render_aggregate(summary: dict[str, Any], curves: dict[int, list[Curve]]) ->
         "",
         "| seed | "
         + " | ".join(f"{n} pass@1 / greedy (base → RL)" for n in summary["families"])
-        + " | length (base → RL) | self-checking (base → RL) | criteria | seconds |",
-        "|---|" + "---|" * (len(summary["families"]) + 4),
+        + " | base reads operands | length (base → RL) | self-checking (base → RL) | criteria | seconds |",
+        "|---|" + "---|" * (len(summary["families"]) + 5),
     ]
     for seed in seeds:
         s = summary["per_seed"][str(seed)]
@@ -227,10 +231,11 @@ def render_aggregate(summary: dict[str, Any], curves: dict[int, list[Curve]]) ->
             for f in s["families"].values()
         ]
         passed = sum(c["passed"] for c in s["criteria"])
+        reads = ", ".join(_pct(share) for share in s["base_reading"].values()) or "—"
         lines.append(
             f"| {seed} | "
             + " | ".join(cells)
-            + f" | {s['length_mean']['base']:.1f} → {s['length_mean']['rl']:.1f} | "
+            + f" | {reads} | {s['length_mean']['base']:.1f} → {s['length_mean']['rl']:.1f} | "
             f"{_pct(s['self_check_share']['base'])} → {_pct(s['self_check_share']['rl'])} | "
             f"{passed}/{len(s['criteria'])} | {s['seconds']:.0f} |"
         )

@@ -31,8 +31,8 @@ from typing import Any
 
 import torch.distributed as dist
 
-from tinyseek.inference.detokenizer import text_with_stop
 from tinyseek.inference.llm import LLM
+from tinyseek.inference.request import text_with_stop
 from tinyseek.inference.sampling_params import SamplingParams
 from tinyseek.parallel.ranks import gather_objects, rank_and_world, shard_range
 from tinyseek.rl.config import GRPOConfig

@@ -62,9 +62,11 @@ from tinyseek.tasks.reasoning import (
 )
 
 # No spaces around the operator (`53+92`). The tiny model reads an operand's digits into their columns
-# last, the first operand's leading digit last of all, and whether it learns to within the budget
-# varies with the seed: with `53 + 92` one seed of two did after 2.1M tokens, with `53+92` one of two
-# after 3.2M, with `(53+92)` neither of two (README, the main job).
+# last. With a bare space token before each number it read the first operand's leading digit last of
+# all, and whether it learned to within the budget varied with the seed: with `53 + 92` one seed of
+# two did after 2.1M tokens, with `53+92` one of two after 3.2M, with `(53+92)` neither of two. Since
+# the tokenizer keeps the space with the first digit (`Ġ5`, `3`), three seeds of three read every
+# operand digit by 2.25M tokens (tinyseek.r1zero.reading).
 QUESTION = {
     "en": "What is {a}{op}{b}?",
     "fr": "Combien font {a}{op}{b} ?",

@@ -1,10 +1,12 @@
-"""Hugging Face safetensors <-> Transformer: names, sharding, FP8 dequantization.
+"""The Hugging Face model directory: config.json, safetensors shards (+ index), FP8 dequantization.
 
 Design choices:
-- One table, `hf_tensors(model)`, maps every checkpoint name to the tensor (often a view into a
-  stacked parameter) it fills; loading and saving both walk it, so they cannot disagree.
-- Loading builds the model on the meta device, allocates it once in the target dtype, then copies
-  tensor by tensor from the safetensors files: never two full copies in memory.
+- This module knows files, not modules: it fills and writes a table of checkpoint name -> tensor,
+  which `Transformer.hf_tensors()` builds (often views into stacked parameters). Loading and saving
+  both walk that table, so they cannot disagree; `Transformer.from_pretrained` / `save_pretrained`
+  are the callers, and this module imports nothing of the model back.
+- Loading copies tensor by tensor from the safetensors files into a model allocated once in the
+  target dtype: never two full copies in memory.
 - FP8 (e4m3) weights with `*.weight_scale_inv` are dequantized block by block (128x128) on load.
 - Saving writes shards of at most `max_shard_bytes` (+ model.safetensors.index.json), each file written
   to a temporary name and renamed, plus the MTP modules' stored copies of embedding and head, as the
@@ -17,17 +19,14 @@ import json
 import logging
 import math
 import os
+from collections.abc import Collection
 from pathlib import Path
-from typing import cast
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
 from tinyseek.config import ModelConfig
-from tinyseek.model.moe import MoE
-from tinyseek.model.rope import RotaryEmbedding
-from tinyseek.model.transformer import MTPModule, Transformer
 
 log = logging.getLogger(__name__)
 
@@ -35,50 +34,6 @@ INDEX_FILE = "model.safetensors.index.json"
 FP8_BLOCK = 128
 # Stored for compatibility, recomputed or shared on our side.
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
-
-
-def hf_tensors(model: Transformer) -> dict[str, torch.Tensor]:
-    """Checkpoint name -> the tensor of `model` it is loaded into / saved from."""
-    cfg = model.config
-    out: dict[str, torch.Tensor] = {"model.embed_tokens.weight": model.embed_tokens.weight}
-
-    def add_block(prefix: str, block: torch.nn.Module) -> None:
-        for name, tensor in [*block.named_parameters(), *block.named_buffers()]:
-            if ".experts." in f".{name}":
-                continue
-            out[f"{prefix}.{name}"] = tensor
-        mlp = block.mlp  # type: ignore[attr-defined]
-        if isinstance(mlp, MoE):
-            inter = mlp.experts.down_proj.shape[-1]
-            for e in range(mlp.n_routed_experts):
-                out[f"{prefix}.mlp.experts.{e}.gate_proj.weight"] = mlp.experts.gate_up_proj[e, :inter]
-                out[f"{prefix}.mlp.experts.{e}.up_proj.weight"] = mlp.experts.gate_up_proj[e, inter:]
-                out[f"{prefix}.mlp.experts.{e}.down_proj.weight"] = mlp.experts.down_proj[e]
-
-    for i, layer in enumerate(model.layers):
-        add_block(f"model.layers.{i}", layer)
-    out["model.norm.weight"] = model.norm.weight
-    if not cfg.tie_word_embeddings:
-        out["lm_head.weight"] = model.lm_head.weight
-    for d, mtp in enumerate(model.mtp):
-        module = cast(MTPModule, mtp)
-        prefix = f"model.layers.{cfg.num_hidden_layers + d}"
-        out[f"{prefix}.enorm.weight"] = module.enorm.weight
-        out[f"{prefix}.hnorm.weight"] = module.hnorm.weight
-        out[f"{prefix}.eh_proj.weight"] = module.eh_proj.weight
-        out[f"{prefix}.shared_head.norm.weight"] = module.shared_head_norm.weight
-        add_block(prefix, module.block)
-    return out
-
-
-def mtp_copies(model: Transformer) -> dict[str, torch.Tensor]:
-    """The embedding and head copies each MTP module stores in the released checkpoint format."""
-    n = model.config.num_hidden_layers
-    out = {}
-    for d in range(len(model.mtp)):
-        out[f"model.layers.{n + d}.embed_tokens.weight"] = model.embed_tokens.weight
-        out[f"model.layers.{n + d}.shared_head.head.weight"] = model.lm_head.weight
-    return out
 
 
 # ---- FP8 ---------------------------------------------------------------------------------------
@@ -121,32 +76,33 @@ def _weight_map(directory: Path) -> dict[str, str]:
     return mapping
 
 
-def load_model(
-    path: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
-) -> Transformer:
-    """Build a Transformer from a HF-format directory, tensor by tensor. Returns it in eval mode."""
-    directory = Path(path)
+def read_config(directory: Path) -> tuple[ModelConfig, int]:
+    """The config to build the model from, and the FP8 block size of its weights.
+
+    MTP is off when the weights hold no MTP module (transformers writes none), and the
+    quantization_config is dropped: the weights are dequantized on load, so a save must not claim FP8.
+    """
     if not directory.is_dir():
         raise FileNotFoundError(f"model directory {directory} does not exist")
     config = ModelConfig.from_pretrained(directory)
-    weight_map = _weight_map(directory)
+    weight_map = _weight_map(
+        directory
+    )  # before the model is allocated: a directory without weights fails here
     mtp_prefix = f"model.layers.{config.num_hidden_layers}."
     if config.num_nextn_predict_layers and not any(k.startswith(mtp_prefix) for k in weight_map):
         log.warning("%s has no MTP weights (transformers writes none): loading with MTP off", directory)
         config = config.replace(num_nextn_predict_layers=0)
     quant = config.extra.pop("quantization_config", None)
-    block = (quant or {}).get("weight_block_size", [FP8_BLOCK])[0]
+    return config, (quant or {}).get("weight_block_size", [FP8_BLOCK])[0]
 
-    with torch.device("meta"):
-        model = Transformer(config)
-    model = model.to_dtype(dtype).to_empty(device=device)
-    model.rotary = RotaryEmbedding(config).to(device)
-    if config.tie_word_embeddings:
-        model.lm_head.weight = model.embed_tokens.weight
-    targets = hf_tensors(model)
-    copies = set(mtp_copies(model))
+
+def load_tensors(
+    directory: Path, targets: dict[str, torch.Tensor], stored_copies: Collection[str], fp8_block: int
+) -> None:
+    """Copy every checkpoint tensor into `targets[name]`; a tensor with no target, of another shape,
+    or a target with no tensor is an error naming it. `stored_copies` are skipped (they alias others)."""
+    weight_map = _weight_map(directory)
     filled: set[str] = set()
-
     by_file: dict[str, list[str]] = {}
     for name, file in weight_map.items():
         by_file.setdefault(file, []).append(name)
@@ -156,7 +112,11 @@ def load_model(
             handles[file] = safe_open(directory / file, "pt", device="cpu")
         for file, names in by_file.items():
             for name in names:
-                if name.endswith("weight_scale_inv") or name in copies or name.endswith(_IGNORED_SUFFIXES):
+                if (
+                    name.endswith("weight_scale_inv")
+                    or name in stored_copies
+                    or name.endswith(_IGNORED_SUFFIXES)
+                ):
                     continue
                 if name not in targets:
                     raise ValueError(
@@ -168,7 +128,7 @@ def load_model(
                     if scale_name not in weight_map:
                         raise ValueError(f"FP8 tensor {name!r} has no {scale_name!r}")
                     tensor = dequantize_fp8(
-                        tensor, handles[weight_map[scale_name]].get_tensor(scale_name), block
+                        tensor, handles[weight_map[scale_name]].get_tensor(scale_name), fp8_block
                     )
                 target = targets[name]
                 if tuple(tensor.shape) != tuple(target.shape):
@@ -185,7 +145,6 @@ def load_model(
         shown = ", ".join(f"{n!r} (expected shape {list(targets[n].shape)})" for n in missing[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         raise ValueError(f"checkpoint {directory} is missing tensor {shown}{more}")
-    return model.eval()
 
 
 # ---- saving ------------------------------------------------------------------------------------
@@ -195,12 +154,16 @@ def _write_atomic(tensors: dict[str, torch.Tensor], file: Path) -> None:
     os.replace(tmp, file)
 
 
-def save_model(model: Transformer, path: str | Path, max_shard_bytes: int = 5 * 2**30) -> Path:
+def save_tensors(
+    directory: Path,
+    tensors: dict[str, torch.Tensor],
+    stored_copies: dict[str, torch.Tensor],
+    config: ModelConfig,
+    max_shard_bytes: int,
+) -> Path:
     """Write config.json, generation_config.json and safetensors shards in the HF layout."""
-    directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
-    copies = mtp_copies(model)
-    tensors = {**hf_tensors(model), **copies}
+    tensors = {**tensors, **stored_copies}
     shards: list[list[str]] = [[]]
     size = 0
     for name, tensor in tensors.items():
@@ -222,7 +185,7 @@ def save_model(model: Transformer, path: str | Path, max_shard_bytes: int = 5 * 
     for file, names in zip(files, shards, strict=True):
         # Stored copies (MTP embedding/head) must not share memory with the originals in safetensors.
         shard = {n: tensors[n].detach().to("cpu").contiguous() for n in names}
-        _write_atomic({n: t.clone() if n in copies else t for n, t in shard.items()}, directory / file)
+        _write_atomic({n: t.clone() if n in stored_copies else t for n, t in shard.items()}, directory / file)
     if len(files) > 1:
         total = sum(t.numel() * t.element_size() for t in tensors.values())
         index = {
@@ -230,7 +193,6 @@ def save_model(model: Transformer, path: str | Path, max_shard_bytes: int = 5 * 
             "weight_map": {n: f for f, names in zip(files, shards, strict=True) for n in names},
         }
         (directory / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
-    config = model.config
     config.save_pretrained(directory)
     generation = {
         "bos_token_id": config.bos_token_id,
