@@ -122,6 +122,9 @@ def test_bad_input_is_refused(run, tmp_path, capsys):
         run_r1(R1Recipe.preset("smoke"), result.out_dir)
     with pytest.raises(ValueError, match="another recipe or seed"):
         run_r1(R1Recipe.preset("smoke"), result.out_dir, seed=1, resume=True)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="is a file"):
+        run_r1(R1Recipe.preset("smoke"), tmp_path / "file")
     with pytest.raises(ValueError, match="unknown r1 recipe"):
         R1Recipe.preset("huge")
     with pytest.raises(ValueError, match="multiple of 6"):

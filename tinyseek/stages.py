@@ -61,6 +61,8 @@ class StageRunner:
     def start(self) -> None:
         """Check OUT against `resume` and the recorded settings, then record them."""
         recipe_file = self.out / RECIPE_FILE
+        if self.out.exists() and not self.out.is_dir():
+            raise ValueError(f"{self.out} is a file: expected a run directory (--out)")
         if self.out.exists() and any(self.out.iterdir()):
             if not self.resume:
                 raise ValueError(f"{self.out} is not empty: pass resume (--resume) or choose another --out")
