@@ -12,11 +12,12 @@ from tinyseek.chat_template import r1_zero_prompt
 from tinyseek.cost.measured import read_throughput
 from tinyseek.r1zero.measurements import problem_scores
 from tinyseek.r1zero.metric_names import SELF_CHECK
-from tinyseek.r1zero.pipeline import STAGES, StageInterrupted, run_r1zero, self_check_reward
+from tinyseek.r1zero.pipeline import STAGES, run_r1zero, self_check_reward
 from tinyseek.r1zero.reading import READS_THE_OPERANDS
 from tinyseek.r1zero.recipe import FamilyRecipe, Recipe
 from tinyseek.r1zero.report import CURVE_FILE, EVAL_FILE, VALIDATION_FILE
 from tinyseek.r1zero.seeds import run_r1zero_seeds
+from tinyseek.stages import StageInterrupted
 from tinyseek.train.metrics import read_metrics
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "tinyseek.commands.checkpoint",
     "tinyseek.commands.train",
     "tinyseek.commands.r1zero",
+    "tinyseek.commands.r1",
 ]
 
 

@@ -80,7 +80,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this many minutes")
     p.add_argument("--seed", type=int, default=0, help="seed of prompts and sampling")
     p.add_argument("--difficulty", type=int, default=1, help="difficulty of procedural tasks")
-    p.add_argument("--lang", default="en", help="prompt language of procedural tasks (en, fr, zh)")
+    p.add_argument(
+        "--lang",
+        default="en",
+        help="prompt language of procedural tasks (en, fr, zh), or several taking turns (en,fr,zh)",
+    )
     p.add_argument(
         "--bf16",
         action="store_true",

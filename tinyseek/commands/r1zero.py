@@ -26,12 +26,6 @@ PRESETS = ("r1zero", "smoke")
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     summary = "DeepSeek-R1-Zero in miniature: pretrain a base model, pure GRPO, evaluate before/after"
     p = sub.add_parser("r1zero", help=summary, description=__doc__)
-    p.add_argument(
-        "--preset",
-        choices=PRESETS,
-        default="r1zero",
-        help="recipe: r1zero (the demo, ~10 minutes on 2 CPU cores) or smoke (every stage in seconds)",
-    )
     p.add_argument("--out", default="runs/r1zero", help="run directory (default runs/r1zero)")
     p.add_argument("--seed", type=int, default=0, help="offset added to every seed of the recipe")
     p.add_argument(
@@ -49,6 +43,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "on 2 cores, 3 for three seeds keeps both cores busy to the end, where 2 leaves one idle "
         "while the last seed runs alone)",
     )
+    add_pipeline_arguments(
+        p, PRESETS, "recipe: r1zero (the demo, ~10 minutes on 2 CPU cores) or smoke (every stage in seconds)"
+    )
+    p.set_defaults(func=run)
+
+
+def add_pipeline_arguments(p: argparse.ArgumentParser, presets: tuple[str, ...], preset_help: str) -> None:
+    """--preset (default: the first of `presets`), --resume, --threads, --pretrain-threads and --json:
+    what every pipeline command (r1zero, r1) takes."""
+    p.add_argument("--preset", choices=presets, default=presets[0], help=preset_help)
     p.add_argument(
         "--resume",
         action="store_true",
@@ -68,22 +72,34 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "core where decoding does not",
     )
     p.add_argument("--json", action="store_true", help="print summary.json's figures as JSON at the end")
-    p.set_defaults(func=run)
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """Check --threads / --pretrain-threads and set torch's intra-op threads from --threads."""
+    for flag in ("threads", "pretrain_threads"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} {value}: expected an integer >= 1")
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def _print_stage(stage: str, event: str, info: dict[str, Any]) -> None:
+def _print_stage(stage: str, event: str, info: dict[str, Any], prefix: str = "r1zero") -> None:
+    """One line per stage event on stderr (`tinyseek r1` prints its stages the same way)."""
     if event == "start":
-        print(f"[r1zero] {stage} ...", file=sys.stderr, flush=True)
+        print(f"[{prefix}] {stage} ...", file=sys.stderr, flush=True)
         return
     details = ", ".join(
         f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items() if k != "seconds"
     )
     verb = "skipped (already done)" if event == "skipped" else "done"
-    print(f"[r1zero] {stage} {verb} in {info.get('seconds', 0.0):.1f}s{': ' + details if details else ''}",
+    print(f"[{prefix}] {stage} {verb} in {info.get('seconds', 0.0):.1f}s{': ' + details if details else ''}",
           file=sys.stderr, flush=True)  # fmt: skip
 
 
@@ -132,20 +148,14 @@ def _print_aggregate(summary: dict[str, Any], out: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from tinyseek.r1zero.pipeline import StageInterrupted, run_r1zero
+    from tinyseek.r1zero.pipeline import run_r1zero
     from tinyseek.r1zero.recipe import Recipe
+    from tinyseek.stages import StageInterrupted
     from tinyseek.train.parallel_run import is_main_process, launched_distributed
 
-    for flag in ("threads", "pretrain_threads"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise ValueError(f"--{flag.replace('_', '-')} {value}: expected an integer >= 1")
     if args.seeds is not None and launched_distributed():
         raise ValueError("--seeds runs its own processes; under torchrun run one seed (--seed) per launch")
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     recipe = Recipe.preset(args.preset)
     bar: Any = None
 

@@ -7,6 +7,9 @@
 Design choices:
 - Sampling is `tinyseek.eval.runner.evaluate`: the same batched generate call, the same verifier and
   format check, so "kept" means exactly "counted correct and well formed by the evaluation".
+- `min_language` (R1's third filter, for the cold start and its rejection sampling) also drops a
+  sample whose reasoning is less than that share in the prompt's language, or has no language
+  evidence at all (a direct answer).
 - Identical completions of a prompt are kept once (a duplicate only reweights SFT data); then at most
   `max_per_prompt` are kept, in sampling order, so the choice is reproducible with the seed.
 - Each kept trace is one JSONL row `{"prompt", "completion", ...}`: `prompt` is the exact text the model
@@ -47,13 +50,16 @@ class RejectionSummary:
 
 
 def traces_of(
-    record: ProblemRecord, template: str, max_per_prompt: int | None = None
+    record: ProblemRecord, template: str, max_per_prompt: int | None = None, min_language: float | None = None
 ) -> list[dict[str, Any]]:
-    """The kept traces of one problem: correct, well formed, deduplicated, at most `max_per_prompt`."""
+    """The kept traces of one problem: correct, well formed, at least `min_language` of the reasoning
+    in the prompt's language (when given), deduplicated, at most `max_per_prompt`."""
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     for sample in record.samples:
         if not (sample.correct and sample.well_formed) or sample.text in seen:
+            continue
+        if min_language is not None and (sample.language is None or sample.language < min_language):
             continue
         seen.add(sample.text)
         if max_per_prompt is not None and len(rows) >= max_per_prompt:

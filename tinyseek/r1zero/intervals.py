@@ -7,6 +7,7 @@ Design choices:
   problems, so resampling problems (with replacement) and recomputing the mean gain keeps each
   problem's pairing; with several seeds (each with its own problems) every seed is resampled
   within itself and the seeds' gains averaged, so the interval reflects the problems only.
+- A plain mean (an arm's pass@1 on its problems, `tinyseek r1`) resamples problems the same way.
 - Stdlib only (`random`, `statistics`): no SciPy for a table of t quantiles and a resampling loop.
 """
 
@@ -48,10 +49,22 @@ def bootstrap_gain(
         if len(base) != len(rl) or not base:
             raise ValueError(f"per-problem scores of {len(base)} and {len(rl)} problems: expected equal, > 0")
         diffs.append([r - b for b, r in zip(base, rl, strict=True)])
+    return _percentile_interval(diffs, samples, seed)
+
+
+def bootstrap_mean(
+    values: Sequence[float], samples: int = BOOTSTRAP_SAMPLES, seed: int = 0
+) -> tuple[float, float]:
+    """95% percentile interval of the mean of per-problem `values` (resampling problems)."""
+    if not values:
+        raise ValueError("bootstrap_mean needs at least one value")
+    return _percentile_interval([list(values)], samples, seed)
+
+
+def _percentile_interval(groups: Sequence[Sequence[float]], samples: int, seed: int) -> tuple[float, float]:
+    """Each group resampled within itself, the groups' means averaged; the 2.5% and 97.5% points."""
     rng = random.Random(seed)
-    gains = []
-    for _ in range(samples):
-        means = [statistics.fmean(rng.choices(d, k=len(d))) for d in diffs]
-        gains.append(statistics.fmean(means))
-    gains.sort()
-    return (gains[int(0.025 * samples)], gains[int(0.975 * samples) - 1])
+    means = sorted(
+        statistics.fmean(statistics.fmean(rng.choices(g, k=len(g))) for g in groups) for _ in range(samples)
+    )
+    return (means[int(0.025 * samples)], means[int(0.975 * samples) - 1])

@@ -22,11 +22,9 @@ saw R1's chat tokens),
 `report.md` + PNGs, `stages.json` (seconds per finished stage) and `summary.json`.
 
 Design choices:
-- Resumable stage by stage: a stage's output is written atomically and is what marks it done, so
-  `resume=True` skips finished stages (keeping their measured seconds from stages.json), continues an
-  interrupted pretraining or GRPO run from its newest checkpoint, and refuses a recipe that differs
-  from the one the directory was started with. Without `resume`, a non-empty OUT is an error rather
-  than a mix of two runs.
+- Resumable stage by stage (`tinyseek.stages.StageRunner`, shared with `tinyseek r1`): finished
+  stages are skipped, an interrupted pretraining or GRPO run continues from its newest checkpoint,
+  and a recipe that differs from the directory's is refused.
 - Pretraining runs a token budget (`PretrainRecipe.tokens`: the lr schedule completes on any
   machine, and the base's skills depend on tokens, not seconds) under a wall-clock cap; GRPO runs
   `max_steps` under its own cap. Both caps are checked between steps, so a slow machine stops early
@@ -54,8 +52,7 @@ import json
 import logging
 import shutil
 import statistics
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,16 +60,14 @@ from typing import Any
 import torch.distributed as dist
 
 from tinyseek.chat_template import R1_ZERO_CHAT_TEMPLATE
-from tinyseek.checkpoint.run import CHECKPOINTS, atomic_directory, write_text_atomically
+from tinyseek.checkpoint.run import atomic_directory, write_text_atomically
 from tinyseek.eval.problems import ProblemSet, problem_sets
 from tinyseek.eval.runner import EvalReport
-from tinyseek.eval.sharded import evaluate_sharded
 from tinyseek.parallel.mesh import init_distributed
-from tinyseek.parallel.ranks import rank_and_world
 from tinyseek.r1zero.measurements import gain_intervals, problem_scores, validation_curves
 from tinyseek.r1zero.metric_names import LENGTH, SELF_CHECK, SELF_CHECK_REWARD
 from tinyseek.r1zero.reading import operand_reading
-from tinyseek.r1zero.recipe import Recipe
+from tinyseek.r1zero.recipe import FamilyRecipe, Recipe
 from tinyseek.r1zero.report import (
     Criterion,
     Curve,
@@ -83,20 +78,21 @@ from tinyseek.r1zero.report import (
     render_report,
 )
 from tinyseek.r1zero.self_check import is_self_checking
+from tinyseek.r1zero.stages import (
+    EVAL_BATCH,
+    BaseTarget,
+    GRPOTarget,
+    evaluate_recipe,
+    grpo_stage,
+    pretrain_stage,
+)
+from tinyseek.rl.rewards import RewardFunction
+from tinyseek.stages import StageHook, StageRunner
 from tinyseek.train.parallel_run import launched_distributed
 
 log = logging.getLogger(__name__)
 
-# Sequences one engine step decodes during evaluation: at this model size a step is per-op overhead,
-# so a wider batch is nearly free (1,000 sequences: 17.2 s at 1,024 against 19.6 s at 256, one thread,
-# shared machine).
-EVAL_BATCH = 1024
 STAGES = ("pretrain", "reading", "eval_base", "grpo", "eval_rl", "report")
-StageHook = Callable[[str, str, dict[str, Any]], None]  # (stage, "start" | "done" | "skipped", info)
-
-
-class StageInterrupted(RuntimeError):
-    """A stage stopped at SIGINT/SIGTERM after checkpointing; `resume=True` continues it."""
 
 
 @dataclass(frozen=True)
@@ -109,12 +105,12 @@ class R1ZeroResult:
     rl: EvalResult
 
 
-def _same_rates(recipe: Recipe) -> tuple[int, float, float, float]:
+def same_rates(families: Sequence[FamilyRecipe]) -> tuple[int, float, float, float]:
     """(difficulty, error_rate, self_check_rate, direct_rate), shared by every family (module docstring)."""
-    settings = {(f.difficulty, f.error_rate, f.self_check_rate, f.direct_rate) for f in recipe.families}
+    settings = {(f.difficulty, f.error_rate, f.self_check_rate, f.direct_rate) for f in families}
     if len(settings) != 1:
         raise ValueError(
-            f"families {[f.name for f in recipe.families]} differ in difficulty / error_rate / "
+            f"families {[f.name for f in families]} differ in difficulty / error_rate / "
             f"self_check_rate / direct_rate {sorted(settings)}: the trainer and the GRPO loop take one value for all tasks"
         )
     return settings.pop()
@@ -165,139 +161,17 @@ def to_eval_result(report: EvalReport, sets: Sequence[ProblemSet], samples_per_f
     )
 
 
-class _Run:
-    """One pipeline run over `out`: stage bookkeeping (done markers, seconds) and the stages."""
+class _Run(StageRunner):
+    """One pipeline run over `out`: the shared stage bookkeeping, and the stages."""
 
     def __init__(self, recipe: Recipe, out: Path, seed: int, resume: bool, on_stage: StageHook | None):
-        self.recipe, self.out, self.seed, self.resume = recipe, out, seed, resume
-        rank, self.world = rank_and_world()
-        self.main = rank == 0
-        quiet: StageHook = lambda stage, event, info: None  # noqa: E731
-        self.on_stage = (on_stage or quiet) if self.main else quiet
-        self.difficulty, self.error_rate, self.self_check_rate, self.direct_rate = _same_rates(recipe)
+        super().__init__(out, {"recipe": recipe.to_dict(), "seed": seed}, resume, on_stage)
+        self.recipe, self.seed = recipe, seed
+        self.rates = same_rates(recipe.families)
+        self.difficulty = self.rates[0]
         self.tasks = [f.name for f in recipe.families]
-        self.seconds: dict[str, float] = {}
-
-    # ---- bookkeeping ----------------------------------------------------------------------------
-    def start(self) -> None:
-        recorded = json.loads(json.dumps({"recipe": self.recipe.to_dict(), "seed": self.seed}))  # as stored
-        recipe_file = self.out / "recipe.json"
-        if self.out.exists() and any(self.out.iterdir()):
-            if not self.resume:
-                raise ValueError(f"{self.out} is not empty: pass resume (--resume) or choose another --out")
-            if recipe_file.is_file() and json.loads(recipe_file.read_text()) != recorded:
-                raise ValueError(
-                    f"{recipe_file}: the directory was started with another recipe or seed; "
-                    "expected the same ones to resume (or choose another --out)"
-                )
-        self.barrier()  # every rank has looked at OUT before rank 0 writes into it
-        if self.main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            write_text_atomically(recipe_file, json.dumps(recorded, indent=2) + "\n")
-        stages = self.out / "stages.json"
-        if self.resume and stages.is_file():
-            self.seconds = {k: float(v) for k, v in json.loads(stages.read_text()).items()}
-
-    def stage(self, name: str, done: Path, body: Callable[[], dict[str, Any]]) -> None:
-        """Run `body` unless `done` exists and we resume; record its seconds."""
-        if self.resume and done.exists() and name in self.seconds:
-            self.on_stage(name, "skipped", {"seconds": self.seconds[name]})
-            return
-        self.on_stage(name, "start", {})
-        began = time.monotonic()
-        info = body()
-        self.seconds[name] = time.monotonic() - began
-        if self.main:
-            write_text_atomically(self.out / "stages.json", json.dumps(self.seconds, indent=2) + "\n")
-        self.barrier()  # the stage's files are in place before any rank reads them
-        self.on_stage(name, "done", {"seconds": self.seconds[name], **info})
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            dist.barrier()
 
     # ---- stages ---------------------------------------------------------------------------------
-    def pretrain(self, progress: Any, threads: int | None) -> dict[str, Any]:
-        import torch
-
-        previous = torch.get_num_threads()
-        if threads is not None:
-            torch.set_num_threads(threads)
-        try:
-            return self._pretrain(progress)
-        finally:
-            torch.set_num_threads(previous)
-
-    def _pretrain(self, progress: Any) -> dict[str, Any]:
-        from tinyseek.config import ModelConfig
-        from tinyseek.train import TrainConfig, train
-
-        p, corpus = self.recipe.pretrain, self.recipe.corpus
-        config_file = self.out / "model_config.json"
-        run_dir = self.out / "pretrain"
-        resume = self.resume and any((run_dir / CHECKPOINTS).glob("*"))
-        if self.main:
-            ModelConfig.preset(p.preset, **p.model_overrides).save_pretrained(self.out / ".model_config")
-            shutil.move(self.out / ".model_config" / "config.json", config_file)
-            shutil.rmtree(self.out / ".model_config")
-            if run_dir.exists() and not resume:  # stopped before its first checkpoint: start it afresh
-                shutil.rmtree(run_dir)
-        self.barrier()
-        if p.batch_size % self.world:
-            raise ValueError(
-                f"pretraining batch {p.batch_size} does not split over {self.world} ranks; "
-                "launch a number of ranks that divides it"
-            )
-        tokens_per_step = p.batch_size * p.seq_len
-        steps = max(p.warmup_steps + 1, round(p.tokens / tokens_per_step))
-        result = train(
-            TrainConfig(
-                out=str(run_dir),
-                preset=None,
-                model_config=str(config_file),
-                vocab_size=corpus.vocab_size,
-                tasks=self.tasks,
-                doc_format="r1zero",
-                langs=[corpus.language],
-                difficulty=self.difficulty,
-                error_rate=self.error_rate,
-                self_check_rate=self.self_check_rate,
-                direct_rate=self.direct_rate,
-                direct_from=corpus.direct_from,
-                r1zero_preamble_share=corpus.template_share,
-                seed=corpus.seed + self.seed,
-                seq_len=p.seq_len,
-                batch_size=p.batch_size // self.world,  # rows per rank: the recipe's global batch
-                max_steps=steps,
-                max_minutes=p.seconds / 60,
-                lr=p.lr,
-                min_lr_ratio=p.min_lr_ratio,
-                warmup_steps=p.warmup_steps,
-                weight_decay=p.weight_decay,
-                mtp_weight=0.0,
-                precision="bf16" if p.autocast_bf16 else "fp32",
-                eval_every=max(1, steps // 10),
-                checkpoint_every=max(1, steps // p.checkpoints),
-                keep_checkpoints=p.checkpoints,
-                resume=resume,
-            ),
-            progress=progress,
-        )
-        if result.stop_reason in ("SIGINT", "SIGTERM"):
-            raise StageInterrupted(f"pretraining stopped by {result.stop_reason} at step {result.steps}")
-        if result.stop_reason == "max_minutes":
-            log.warning(
-                "pretraining hit its %.0f s cap after %d tokens (asked for %d)",
-                p.seconds,
-                result.tokens,
-                p.tokens,
-            )
-        return {
-            k: v
-            for k, v in result.as_dict().items()
-            if k in ("steps", "tokens", "tokens_per_s", "final_loss")
-        }
-
     def problem_sets(self) -> list[ProblemSet]:
         e = self.recipe.eval
         return problem_sets(
@@ -322,17 +196,7 @@ class _Run:
 
         e = self.recipe.eval
         sets = self.problem_sets()
-        report = evaluate_sharded(
-            LLM(model_dir, max_num_seqs=EVAL_BATCH),
-            sets,
-            k=e.k,
-            temperature=e.temperature,
-            top_p=e.top_p,
-            max_tokens=e.max_new_tokens,
-            template="r1zero",
-            seed=e.seed + self.seed,
-            greedy=True,
-        )
+        report = evaluate_recipe(LLM(model_dir, max_num_seqs=EVAL_BATCH), sets, e, self.seed)
         result = to_eval_result(report, sets, e.samples_per_family)
         eval_dir = self.out / "eval"
         if not self.main:
@@ -353,53 +217,15 @@ class _Run:
         }
 
     def grpo(self, show_progress: bool) -> dict[str, Any]:
-        from tinyseek.rl import GRPOConfig, GRPORunConfig, run_grpo
-        from tinyseek.rl.rewards import RewardFunction
-
-        g = self.recipe.grpo
-        weights = {"accuracy": 1.0}
-        if g.format_reward > 0:
-            weights["format"] = g.format_reward
-        result = run_grpo(
-            GRPORunConfig(
-                model=self.out / "pretrain" / "model",
-                run_dir=self.out / "grpo",
-                task=",".join(self.tasks),
-                template="r1zero",
-                grpo=GRPOConfig.preset(
-                    g.loss_type,
-                    group_size=g.group_size,
-                    prompts_per_step=g.prompts_per_step,
-                    temperature=g.temperature,
-                    top_p=g.top_p,
-                    max_new_tokens=g.max_new_tokens,
-                    beta=g.beta,
-                    mu=g.mu,
-                    lr=g.lr,
-                ),
-                reward_weights=weights,
-                extra_rewards=[RewardFunction(SELF_CHECK_REWARD, self_check_reward, 0.0)],
-                max_steps=g.max_steps,
-                max_minutes=g.seconds / 60,
-                seed=g.seed + self.seed,
-                difficulty=self.difficulty,
-                lang=self.recipe.corpus.language,
-                # The curves: validation problems (never the test ones), drawn per seed like them.
-                eval_every=g.eval_every,
-                eval_problems=g.eval_problems,
-                eval_split="validation",
-                eval_seed=self.recipe.eval.seed + self.seed,
-                save_every=25,
-                resume=self.resume,
-                progress=show_progress,
-            )
-        )
-        if result.stopped == "signal":
-            raise StageInterrupted(f"GRPO stopped by a signal at step {result.steps}")
-        info = {"steps": result.steps, "stopped": result.stopped}
-        if self.main:
-            write_text_atomically(self.out / "grpo" / "result.json", json.dumps(info) + "\n")
-        return info
+        return grpo_stage(
+            self,
+            self.recipe.grpo,
+            GRPOTarget(self.out / "pretrain" / "model", self.out / "grpo", self.tasks, self.difficulty,
+                       self.recipe.corpus.language, self.seed, self.recipe.eval.seed + self.seed),
+            {"accuracy": 1.0},
+            [RewardFunction(SELF_CHECK_REWARD, self_check_reward, 0.0)],
+            show_progress,
+        )  # fmt: skip
 
 
 def use_r1_zero_chat_template(model_dir: Path) -> None:
@@ -539,7 +365,21 @@ def _run_stages(
     run.stage(
         "pretrain",
         out / "pretrain" / "summary.json",
-        lambda: run.pretrain(pretrain_progress, pretrain_threads),
+        lambda: pretrain_stage(
+            run,
+            recipe.pretrain,
+            recipe.corpus,
+            BaseTarget(
+                out / "pretrain",
+                out / "model_config.json",
+                run.tasks,
+                run.rates,
+                seed,
+                (recipe.corpus.language,),
+            ),
+            pretrain_progress,
+            pretrain_threads,
+        ),  # fmt: skip
     )
     run.stage("reading", out / "eval" / "base_reading.json", run.reading)
     reading = json.loads((out / "eval" / "base_reading.json").read_text())

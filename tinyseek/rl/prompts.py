@@ -3,7 +3,8 @@
 Design choices:
 - A `PromptSource` is an endless, reproducible stream: each task's `sample(seed, difficulty, split)`
   stream, interleaved round-robin when several tasks are named (`addition,countdown`), so every step
-  sees a fixed mix. Its only state is the number of prompts drawn, which a checkpoint stores; resuming
+  sees a fixed mix. Several prompt languages (`lang="en,fr,zh"`) take turns after each round of the
+  tasks, so a multilingual run sees every (task, language) pair equally. Its only state is the number of prompts drawn, which a checkpoint stores; resuming
   replays the streams to that point (cheap: problems are generated, not trained on).
 - Two templates (tinyseek.tasks.completion): `r1zero`, the plain-text R1-Zero preamble for base
   models (format style `think_answer`), and `chat`, the R1 chat template (format style `think`).
@@ -21,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from tinyseek.tasks import FileTask, Problem, Split, Task, completion, get_task
+from tinyseek.tasks.base import check_language
 from tinyseek.tasks.completion import PromptItem, Template
 from tinyseek.tasks.datasets import STYLES
 
@@ -41,7 +43,8 @@ def parse_tasks(spec: str, split: Split | None = None) -> list[Task]:
 
 
 class PromptSource:
-    """An endless, resumable stream of rendered prompts drawn round-robin from `tasks`."""
+    """An endless, resumable stream of rendered prompts drawn round-robin from `tasks` (and from the
+    comma-separated languages of `lang`)."""
 
     def __init__(
         self,
@@ -62,7 +65,7 @@ class PromptSource:
         self.split: Split = split
         self.seed = seed
         self.difficulty = difficulty
-        self.lang = lang
+        self.langs = [check_language(code.strip()) for code in lang.split(",")]
         self.max_prompt_tokens = max_prompt_tokens
         self.drawn = 0
         self._stream = self._items()
@@ -77,21 +80,22 @@ class PromptSource:
         """Stop strings of this template's completions."""
         return completion.TEMPLATE_STOPS[self.template]
 
-    def _items(self) -> Iterator[tuple[Task, Problem]]:
+    def _items(self) -> Iterator[tuple[Task, Problem, str]]:
         streams = [task.sample(self.seed, self.difficulty, self.split) for task in self.tasks]
         for index in itertools.count():
             task = self.tasks[index % len(self.tasks)]
-            yield task, next(streams[index % len(streams)])
+            lang = self.langs[index // len(self.tasks) % len(self.langs)]
+            yield task, next(streams[index % len(streams)]), lang
 
-    def render(self, task: Task, problem: Problem) -> PromptItem:
-        question = task.prompt(problem, self.lang)
+    def render(self, task: Task, problem: Problem, lang: str) -> PromptItem:
+        question = task.prompt(problem, lang)
         text, ids = completion.render_prompt(self.tokenizer, question, self.template)
         if self.max_prompt_tokens is not None and len(ids) > self.max_prompt_tokens:
             raise ValueError(
                 f"task {task.name}: a prompt of {len(ids)} tokens exceeds the {self.max_prompt_tokens} the "
                 f"context leaves after max_new_tokens (problem {problem.canonical[:60]!r})"
             )
-        return PromptItem(task, problem, question, text, ids, self.lang)
+        return PromptItem(task, problem, question, text, ids, lang)
 
     def take(self, n: int) -> list[PromptItem]:
         """The next `n` prompts."""

@@ -59,6 +59,8 @@ class TrainConfig:
     tasks: list[str] = field(default_factory=list)
     doc_format: str = "r1zero"
     langs: list[str] = field(default_factory=lambda: ["en"])
+    lang_weights: list[int] = field(default_factory=list)  # documents per cycle of each of langs (uneven mix)
+    code_switch_rate: float = 0.0  # share of non-English documents worked in English
     difficulty: int = 1
     error_rate: float = 0.0
     self_check_rate: float = 0.0

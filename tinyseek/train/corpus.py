@@ -88,6 +88,8 @@ def build_corpus(config: TrainConfig, data_ranks: int = 1) -> Corpus:
         spec = TaskSpec(
             names=tuple(config.tasks),
             langs=tuple(config.langs),
+            lang_weights=tuple(config.lang_weights),
+            code_switch_rate=config.code_switch_rate,
             preamble_share=config.r1zero_preamble_share,
             **{name: getattr(config, name) for name in same_names},
         )

@@ -6,6 +6,11 @@ Design choices:
   be used (too long for the context in SFT) is reported where it came from.
 - Task documents come from the train split only, round-robin over every (task, language) pair, each
   pair with its own reproducible problem stream and trace RNG; the test split feeds held-out eval.
+  `lang_weights` makes the mix uneven, as real corpora are (a language of weight w comes up w times
+  per cycle, spread evenly); `code_switch_rate` writes that share of the non-English documents'
+  worked solutions in English under their own question, the code-switching of web text, so that
+  reasoning in the prompt's language is a behaviour a model can lose or keep. Both draw on their own
+  schedule and RNG: a language's documents are the same whatever the weights and the rate.
 - Three task formats: `r1zero` (the R1-Zero plain-text template: what the base model of the R1-Zero
   stage is pretrained on; `preamble_share` < 1 keeps the constant ~90-token preamble on only that share
   of documents, the rest start at `User:`, so pretraining tokens go to worked solutions while the model
@@ -69,10 +74,29 @@ class TaskSpec:
     # worked solutions first, so that the skill emerges within a small budget, then mixes them in.
     direct_from: int = 0
     preamble_share: float = 1.0  # r1zero only: share of documents that carry the template's preamble
+    lang_weights: tuple[int, ...] = ()  # documents per cycle of each of `langs` (empty: one each)
+    code_switch_rate: float = 0.0  # share of non-English documents whose worked solution is in English
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.preamble_share <= 1.0:
-            raise ValueError(f"TaskSpec.preamble_share = {self.preamble_share!r}: expected a share in [0, 1]")
+        for name in ("preamble_share", "code_switch_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"TaskSpec.{name} = {value!r}: expected a share in [0, 1]")
+        if self.lang_weights and (
+            len(self.lang_weights) != len(self.langs) or any(w < 1 for w in self.lang_weights)
+        ):
+            raise ValueError(
+                f"TaskSpec.lang_weights = {self.lang_weights!r}: expected one integer >= 1 per language "
+                f"of {self.langs!r}, or none"
+            )
+
+
+def language_cycle(langs: Sequence[str], weights: Sequence[int] = ()) -> list[str]:
+    """One cycle of the language schedule: `weights[i]` turns of `langs[i]`, spread evenly (each
+    language's turns at (j + 1/2) / w of the cycle, ties in the order given)."""
+    weights = list(weights) or [1] * len(langs)
+    turns = [((j + 0.5) / w, i) for i, w in enumerate(weights) for j in range(w)]
+    return [langs[i] for _, i in sorted(turns)]
 
 
 def _split_solution(solution: str) -> tuple[str, str]:
@@ -104,26 +128,31 @@ def task_documents(spec: TaskSpec, seed: int, split: Split = "train") -> Iterato
         raise ValueError("no task given: expected at least one task name")
     if spec.doc_format not in DOC_FORMATS:
         raise ValueError(f"unknown document format {spec.doc_format!r}; expected one of {DOC_FORMATS}")
-    streams = []
+    streams = {}
     for name in spec.names:
         task = get_task(name)
         for lang in spec.langs:
             problems = task.sample(seed=seed, difficulty=spec.difficulty, split=split)
             rng = random.Random(f"trace:{seed}:{name}:{lang}:{split}")
-            streams.append((name, task, lang, problems, rng))
+            streams[name, lang] = (task, problems, rng)
+    schedule = [(name, lang) for name in spec.names for lang in language_cycle(spec.langs, spec.lang_weights)]
     preambles = random.Random(f"preamble:{seed}:{split}")
+    switches = random.Random(f"switch:{seed}:{split}")
     for n in itertools.count():
-        name, task, lang, problems, rng = streams[n % len(streams)]
+        name, lang = schedule[n % len(schedule)]
+        task, problems, rng = streams[name, lang]
         preamble = spec.preamble_share >= 1.0 or preambles.random() < spec.preamble_share
         problem = next(problems)
+        switched = lang != "en" and spec.code_switch_rate > 0 and switches.random() < spec.code_switch_rate
+        worked_in = "en" if switched else lang
         if isinstance(task, ReasoningTask):
             direct_rate = spec.direct_rate if n >= spec.direct_from else 0.0
             trace = task.trace(
-                problem, lang, spec.error_rate, spec.self_check_rate, rng=rng, direct_rate=direct_rate
+                problem, worked_in, spec.error_rate, spec.self_check_rate, rng=rng, direct_rate=direct_rate
             )
             reasoning, answer = trace.reasoning, trace.answer
         else:
-            reasoning, answer = _split_solution(task.solution(problem, lang))
+            reasoning, answer = _split_solution(task.solution(problem, worked_in))
         yield render_task_document(
             task.prompt(problem, lang), reasoning, answer, spec.doc_format, f"task {name} #{n}", preamble
         )
