@@ -184,11 +184,11 @@ class _Run(StageRunner):
         )
 
     def reading(self) -> dict[str, Any]:
+        """Rank 0 alone probes the base (a few seconds); the others read its file after the barrier."""
+        if not self.main:
+            return {}
         shares = operand_reading(self.out / "pretrain" / "model", self.tasks, self.seed, self.difficulty)
-        if self.main:
-            write_text_atomically(
-                self.out / "eval" / "base_reading.json", json.dumps(shares, indent=2) + "\n"
-            )
+        write_text_atomically(self.out / "eval" / "base_reading.json", json.dumps(shares, indent=2) + "\n")
         return {"reads_operands": shares}
 
     def evaluate(self, model_dir: Path, name: str) -> dict[str, Any]:
