@@ -241,11 +241,6 @@ class Recipe:
 # two minutes on 2 cores; its accuracies mean nothing.
 SMOKE = Recipe(
     pretrain=PretrainRecipe(
-        tokens=40_000,
-        seconds=10.0,
-        seq_len=96,
-        batch_size=4,
-        warmup_steps=5,
         model_overrides={
             "num_nextn_predict_layers": 0,
             "hidden_size": 64,
@@ -254,6 +249,11 @@ SMOKE = Recipe(
             "moe_intermediate_size": 64,
             "n_routed_experts": 4,
         },
+        tokens=40_000,
+        seconds=10.0,
+        seq_len=96,
+        batch_size=4,
+        warmup_steps=5,
     ),
     grpo=GRPORecipe(
         seconds=15.0,
