@@ -162,7 +162,7 @@ class GRPORecipe:
     eval_every 10 / eval_problems 96: the validation curves (T 0.6), five points a run.
     """
 
-    seconds: float = 900.0
+    seconds: float = 900.0  # a safety net: max_steps ends the default run long before it
     max_steps: int = 40
     group_size: int = 8
     prompts_per_step: int = 8
