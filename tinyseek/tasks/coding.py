@@ -340,7 +340,7 @@ TEMPLATES: tuple[Template, ...] = (
             "zh": "迭代 n 次，只保留最后两项，每步对 {modulus} 取模。",
         },
         source=_recurrence_source,
-        draw_input=lambda rng, p: [rng.randint(2, 300)],
+        draw_input=lambda rng, p: [rng.randint(2, 300)],  # n = 0 and 1 are the edge inputs
         edge_inputs=lambda p: [[0], [1]],
     ),
     Template(
