@@ -43,6 +43,16 @@ def small_config(**overrides: object) -> GRPOConfig:
     return GRPOConfig(**base)  # type: ignore[arg-type]
 
 
+def run_config(policy_dir: Path, run_dir: Path, **settings: object) -> GRPORunConfig:
+    """A chat-template run of small_config() with no evaluation, progress bar or TensorBoard unless
+    `settings` say otherwise."""
+    base: dict[str, object] = dict(
+        template="chat", grpo=small_config(), eval_every=0, progress=False, tensorboard=False
+    )
+    base.update(settings)
+    return GRPORunConfig(model=policy_dir, run_dir=run_dir, **base)  # type: ignore[arg-type]
+
+
 def shortness(
     prompts: list[str], completions: list[str], completion_lengths: list[int], **_: object
 ) -> list[float]:
@@ -77,11 +87,10 @@ EVERY_METRIC = [
 
 def test_one_step_end_to_end(policy_dir: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    config = GRPORunConfig(
-        model=policy_dir, run_dir=run, template="chat", grpo=small_config(beta=0.04),
-        reward_weights={"accuracy": 1.0, "format": 0.5},
+    config = run_config(
+        policy_dir, run, grpo=small_config(beta=0.04), reward_weights={"accuracy": 1.0, "format": 0.5},
         extra_rewards=[RewardFunction("short", shortness, 1.0)],
-        max_steps=1, eval_every=1, eval_problems=2, save_every=1, progress=False, tensorboard=False,
+        max_steps=1, eval_every=1, eval_problems=2, save_every=1,
     )  # fmt: skip
     result = run_grpo(config)
     assert result.steps == 1 and result.stopped == "max_steps"
@@ -166,10 +175,9 @@ def test_dapo_dynamic_sampling_drops_zero_variance_groups(policy_dir: Path) -> N
 
 def test_resume_continues_with_the_same_next_step(policy_dir: Path, tmp_path: Path) -> None:
     def config(run: Path, steps: int, resume: bool = False) -> GRPORunConfig:
-        return GRPORunConfig(
-            model=policy_dir, run_dir=run, template="chat", grpo=small_config(), reward_weights={},
-            extra_rewards=[RewardFunction("short", shortness)], max_steps=steps, eval_every=0,
-            save_every=0, resume=resume, progress=False, tensorboard=False,
+        return run_config(
+            policy_dir, run, reward_weights={}, extra_rewards=[RewardFunction("short", shortness)],
+            max_steps=steps, save_every=0, resume=resume,
         )  # fmt: skip
 
     straight = run_grpo(config(tmp_path / "a", 3))
@@ -205,19 +213,14 @@ def test_sigterm_saves_a_checkpoint_and_stops(policy_dir: Path, tmp_path: Path) 
         return shortness(prompts, completions, **columns)  # type: ignore[arg-type]
 
     result = run_grpo(
-        GRPORunConfig(
-            model=policy_dir,
-            run_dir=tmp_path / "run",
-            template="chat",
-            grpo=small_config(),
+        run_config(
+            policy_dir,
+            tmp_path / "run",
             reward_weights={},
             extra_rewards=[RewardFunction("short", shortness_then_sigterm)],
             max_steps=5,
-            eval_every=0,
             save_every=0,
-            progress=False,
-            tensorboard=False,
-        )  # fmt: skip
+        )
     )
     assert result.stopped == "signal" and result.steps == 1
     assert result.checkpoint is not None and result.checkpoint.name == "step-000001"
@@ -270,19 +273,7 @@ def test_other_aggregations_take_a_finite_step(policy_dir: Path, preset: str) ->
 
 
 def test_time_budget_stops_the_run(policy_dir: Path, tmp_path: Path) -> None:
-    result = run_grpo(
-        GRPORunConfig(
-            model=policy_dir,
-            run_dir=tmp_path / "run",
-            template="chat",
-            grpo=small_config(),
-            max_steps=50,
-            max_minutes=1e-6,
-            eval_every=0,
-            progress=False,
-            tensorboard=False,
-        )  # fmt: skip
-    )
+    result = run_grpo(run_config(policy_dir, tmp_path / "run", max_steps=50, max_minutes=1e-6))
     assert result.stopped == "time" and result.steps == 0
     assert Transformer.from_pretrained(result.final_model) is not None
 

@@ -100,16 +100,10 @@ def _resolve_peak(args: argparse.Namespace) -> tuple[float | None, dict[str, Any
 def build_report(args: argparse.Namespace) -> dict[str, Any]:
     """Everything `tinyseek cost` prints, as one dictionary (the --json output)."""
     from tinyseek.config import load_config
-    from tinyseek.cost import (
-        cache_fit,
-        cost_per_million_tokens,
-        decode_flops_per_token,
-        kv_cache_bytes_per_token,
-        read_throughput,
-        training_cost,
-        training_flops_per_token,
-    )
-    from tinyseek.cost.training import check_positive, check_price
+    from tinyseek.cost.flops import decode_flops_per_token, training_flops_per_token
+    from tinyseek.cost.measured import cost_per_million_tokens, read_throughput
+    from tinyseek.cost.memory import cache_fit, kv_cache_bytes_per_token
+    from tinyseek.cost.training import check_positive, check_price, training_cost
     from tinyseek.model_size import ModelSize
 
     if args.config is None and args.measured is None:

@@ -99,10 +99,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-checkpoints", type=int, default=2, help="checkpoints kept (newest)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --run-dir")
     p.add_argument(
-        "--ep",
-        type=int,
-        default=1,
-        help="expert-parallel degree under torchrun (divides the number of ranks)",
+        "--ep", type=int, default=1, help="expert-parallel degree under torchrun (divides the world size)"
     )
     p.add_argument(
         "--log-rollouts",

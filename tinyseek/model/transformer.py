@@ -126,10 +126,7 @@ class Transformer(nn.Module):
         return positions
 
     def hidden_states(
-        self,
-        input_ids: torch.Tensor,
-        positions: torch.Tensor | None = None,
-        cache: object | None = None,
+        self, input_ids: torch.Tensor, positions: torch.Tensor | None = None, cache: object | None = None
     ) -> torch.Tensor:
         """Post-final-norm hidden states [B, T, H]. `cache` has `.layer(i) -> LatentStore`."""
         positions = self._positions(input_ids, positions)
@@ -140,10 +137,7 @@ class Transformer(nn.Module):
         return self.norm(x)
 
     def forward(
-        self,
-        input_ids: torch.Tensor,
-        positions: torch.Tensor | None = None,
-        cache: object | None = None,
+        self, input_ids: torch.Tensor, positions: torch.Tensor | None = None, cache: object | None = None
     ) -> torch.Tensor:
         """Logits [B, T, vocab]."""
         return self.lm_head(self.hidden_states(input_ids, positions, cache))

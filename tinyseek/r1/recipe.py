@@ -24,8 +24,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from tinyseek.r1zero.recipe import (
+    MAX_NEW_TOKENS,
+    CorpusRecipe,
+    EvalRecipe,
+    FamilyRecipe,
+    GRPORecipe,
+    PretrainRecipe,
+)
 from tinyseek.r1zero.recipe import SMOKE as R1ZERO_SMOKE
-from tinyseek.r1zero.recipe import CorpusRecipe, EvalRecipe, FamilyRecipe, GRPORecipe, PretrainRecipe
 from tinyseek.tasks.base import LANGUAGES
 
 LANGS = ("en", "fr", "zh")
@@ -70,7 +77,7 @@ class TraceRecipe:
     per_prompt: int = 1
     min_language: float = 0.95
     fill_from_solutions: bool = False
-    max_new_tokens: int = 288
+    max_new_tokens: int = MAX_NEW_TOKENS
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,13 @@ class PretrainRecipe:
     checkpoints: int = 6  # kept, evenly spaced: bench/r1zero_emergence.py measures the curve on them
 
 
+# The completion limit of every sampling stage (RL rollouts, evaluation, r1's trace sampling): the
+# longest trace of the corpus (a checked multiplication with a redo) is ≈ 210 tokens, so a completion
+# can think longer than anything the base saw; at 192 a redo was cut short and scored 0 (a quarter
+# of the wrong checked completions in one run).
+MAX_NEW_TOKENS = 288
+
+
 @dataclass(frozen=True)
 class GRPORecipe:
     """Pure GRPO from the base: G = 8 samples of 8 prompts a step at temperature 1 (the base's own
@@ -152,19 +159,16 @@ class GRPORecipe:
     token of a long one, so at equal accuracy the shorter behaviour wins: measured with the same kind
     of base (seed 1, 2.1M tokens, lr 1.5e-4), accuracy rose (pass@1 28% → 93%) but the checking share
     fell from 21% to 6% and the length stopped rising after step 10.
-    max_new_tokens 288: the longest trace of the corpus (a checked multiplication with a redo) is
-    ≈ 210 tokens, so a completion can think longer than anything the base saw; at 192 a redo was cut
-    short and scored 0 (a quarter of the wrong checked completions in one run).
     eval_every 10 / eval_problems 96: the validation curves (T 0.6), five points a run.
     """
 
-    seconds: float = 900.0
+    seconds: float = 900.0  # a safety net: max_steps ends the default run long before it
     max_steps: int = 40
     group_size: int = 8
     prompts_per_step: int = 8
     temperature: float = 1.0
     top_p: float = 1.0
-    max_new_tokens: int = 288
+    max_new_tokens: int = MAX_NEW_TOKENS
     lr: float = 1e-4
     loss_type: LossType = "dr_grpo"
     beta: float = 0.0
@@ -188,7 +192,7 @@ class EvalRecipe:
     k: int = 4
     temperature: float = 0.6
     top_p: float = 0.95
-    max_new_tokens: int = 288
+    max_new_tokens: int = MAX_NEW_TOKENS
     samples_per_family: int = 2
     seed: int = 1
 
@@ -237,11 +241,6 @@ class Recipe:
 # two minutes on 2 cores; its accuracies mean nothing.
 SMOKE = Recipe(
     pretrain=PretrainRecipe(
-        tokens=40_000,
-        seconds=10.0,
-        seq_len=96,
-        batch_size=4,
-        warmup_steps=5,
         model_overrides={
             "num_nextn_predict_layers": 0,
             "hidden_size": 64,
@@ -250,6 +249,11 @@ SMOKE = Recipe(
             "moe_intermediate_size": 64,
             "n_routed_experts": 4,
         },
+        tokens=40_000,
+        seconds=10.0,
+        seq_len=96,
+        batch_size=4,
+        warmup_steps=5,
     ),
     grpo=GRPORecipe(
         seconds=15.0,

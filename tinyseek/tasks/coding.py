@@ -56,14 +56,18 @@ class Template:
 
     name: str
     level: int
-    function: str
-    arguments: str
+    signature: str  # as the prompt shows it, e.g. "count_multiples(lo, hi)"
     draw_params: Callable[[random.Random], Params]
     what: dict[str, str]  # per language, formatted with the parameters (and their reprs as *_r)
     plan: dict[str, str]
     source: Callable[[Params], str]
     draw_input: Callable[[random.Random, Params], Args]
     edge_inputs: Callable[[Params], list[Args]]
+
+    @property
+    def function(self) -> str:
+        """The name the hidden tests call."""
+        return self.signature.partition("(")[0]
 
 
 def _words(rng: random.Random, alphabet: str, sep: str, n_max: int) -> str:
@@ -166,8 +170,7 @@ TEMPLATES: tuple[Template, ...] = (
     Template(
         name="digit_power_sum",
         level=1,
-        function="digit_power_sum",
-        arguments="n",
+        signature="digit_power_sum(n)",
         draw_params=lambda rng: {"base": rng.randint(2, 16), "power": rng.randint(1, 3)},
         what={
             "en": "returns the sum of the digits of the integer n >= 0 written in base {base}, each digit raised to the power {power}.",
@@ -186,8 +189,7 @@ TEMPLATES: tuple[Template, ...] = (
     Template(
         name="count_letters",
         level=1,
-        function="count_letters",
-        arguments="s",
+        signature="count_letters(s)",
         draw_params=lambda rng: {
             "letters": "".join(sorted(rng.sample(LETTERS, rng.randint(2, 5)))),
             "ignore_case": rng.random() < 0.5,
@@ -209,8 +211,7 @@ TEMPLATES: tuple[Template, ...] = (
     Template(
         name="reverse_words",
         level=1,
-        function="reverse_words",
-        arguments="s",
+        signature="reverse_words(s)",
         draw_params=lambda rng: {
             "sep": rng.choice(SEPARATORS),
             "joiner": rng.choice(SEPARATORS),
@@ -233,8 +234,7 @@ TEMPLATES: tuple[Template, ...] = (
     Template(
         name="running",
         level=2,
-        function="running",
-        arguments="xs",
+        signature="running(xs)",
         draw_params=lambda rng: {
             "op": rng.choice(("max", "min", "sum")),
             "window": rng.choice((0, 2, 3, 4, 5)),
@@ -256,8 +256,7 @@ TEMPLATES: tuple[Template, ...] = (
     Template(
         name="fizzbuzz",
         level=2,
-        function="fizzbuzz",
-        arguments="n",
+        signature="fizzbuzz(n)",
         draw_params=lambda rng: dict(
             zip(("a", "b"), sorted(rng.sample(range(2, 10), 2)), strict=True),
             **dict(zip(("word_a", "word_b"), rng.choice(WORD_PAIRS), strict=True)),
@@ -279,8 +278,7 @@ TEMPLATES: tuple[Template, ...] = (
     Template(
         name="caesar",
         level=2,
-        function="caesar",
-        arguments="s",
+        signature="caesar(s)",
         draw_params=lambda rng: {"shift": rng.randint(1, 25)},
         what={
             "en": "shifts every ASCII letter of s forward by {shift} places in the alphabet (wrapping around, keeping its case) and leaves other characters unchanged.",
@@ -299,8 +297,7 @@ TEMPLATES: tuple[Template, ...] = (
     Template(
         name="fold",
         level=2,
-        function="fold",
-        arguments="xs",
+        signature="fold(xs)",
         draw_params=lambda rng: rng.choice(
             [{"op": "gcd", "modulus": 0}]
             + [{"op": "lcm", "modulus": m} for m in (97, 1000, 10007, 1000000007)]
@@ -324,8 +321,7 @@ TEMPLATES: tuple[Template, ...] = (
     Template(
         name="recurrence",
         level=3,
-        function="term",
-        arguments="n",
+        signature="term(n)",
         draw_params=lambda rng: {
             "a0": rng.randint(0, 9),
             "a1": rng.randint(0, 9),
@@ -344,14 +340,13 @@ TEMPLATES: tuple[Template, ...] = (
             "zh": "迭代 n 次，只保留最后两项，每步对 {modulus} 取模。",
         },
         source=_recurrence_source,
-        draw_input=lambda rng, p: [rng.randint(2, 300)],
+        draw_input=lambda rng, p: [rng.randint(2, 300)],  # n = 0 and 1 are the edge inputs
         edge_inputs=lambda p: [[0], [1]],
     ),
     Template(
         name="count_multiples",
         level=1,
-        function="count_multiples",
-        arguments="lo, hi",
+        signature="count_multiples(lo, hi)",
         draw_params=lambda rng: dict(zip(("a", "b"), rng.sample(range(2, 13), 2), strict=True)),
         what={
             "en": "returns how many integers k with lo <= k <= hi are divisible by {a} but not by {b}.",
@@ -501,12 +496,11 @@ class CodingTask(Task):
     def prompt(self, problem: Problem, lang: str = "en") -> str:
         template = self._template(problem, lang)
         fields = _fields(problem.data["params"], lang)
-        signature = f"{template.function}({template.arguments})"
         example_args, example_result = problem.data["example"]
         call = f"{template.function}({', '.join(repr(a) for a in example_args)})"
         return " ".join(
             [
-                INTRO[lang].format(signature=signature, what=template.what[lang].format(**fields)),
+                INTRO[lang].format(signature=template.signature, what=template.what[lang].format(**fields)),
                 EXAMPLE[lang].format(call=call, result=repr(example_result)),
                 FORMAT[lang],
             ]
