@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 
 from tinyseek.r1.measure import arm_metrics, grpo_flops, paired_difference, problem_scores
+from tinyseek.r1.report import _premise_text
 from tinyseek.r1.traces import with_summary
 from tinyseek.r1zero.intervals import bootstrap_mean
 from tinyseek.tasks.language import language_share
@@ -135,3 +136,14 @@ def test_grpo_flops_grow_with_tokens(tmp_path):
     assert grpo_flops(tmp_path / "config.json", [step, step, {"eval/accuracy": 1.0}], 20) == pytest.approx(
         2 * one
     )
+
+
+def test_the_report_says_whether_the_teacher_was_above_the_rl_only_student():
+    above = {"teacher_minus_student_rl_pass@1": {"difference": 0.2, "ci95": [0.1, 0.3]}}
+    below = {"teacher_minus_student_rl_pass@1": {"difference": -0.15, "ci95": [-0.2, -0.1]}}
+    assert "the paper's premise." in _premise_text(above)[0] and "+20.0 points" in _premise_text(above)[0]
+    assert (
+        "does not hold" in _premise_text(below)[0]
+        and "-15.0 points [-20.0, -10.0]" in _premise_text(below)[0]
+    )
+    assert _premise_text({}) == []  # a summary from before the premise was measured

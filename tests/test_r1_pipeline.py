@@ -103,7 +103,27 @@ def test_summary_keys_and_figures(run):
     compute = findings["distilled_minus_student_rl_pass@1"]
     assert compute["distill_flops"] > 0 and compute["student_rl_flops"] > 0
     assert summary["params"]["student_over_teacher_activated"] < 1
+    premise = findings["teacher_minus_student_rl_pass@1"]  # the teacher must beat the student's own RL
+    arms = summary["arms"]
+    assert premise["difference"] == pytest.approx(
+        arms["r1"]["all"]["pass@1"] - arms["student_rl"]["all"]["pass@1"]
+    )
     assert [row["stage"] for row in summary["timeline"]] == list(STAGES[:-1])
+
+
+def test_both_bases_end_on_the_same_share_of_direct_answers(run):
+    """The student's shorter budget gets direct answers from the same share of it as the teacher's."""
+    out, recipe = run[0].out_dir, R1Recipe.preset("smoke")
+    teacher = json.loads((out / "pretrain" / "train_config.json").read_text())
+    student = json.loads((out / "pretrain_student" / "train_config.json").read_text())
+    assert teacher["direct_from"] == recipe.corpus.direct_from
+    assert student["direct_from"] == recipe.student_corpus.direct_from != recipe.corpus.direct_from
+    full = R1Recipe()
+    shares = (
+        full.student_corpus.direct_from / full.corpus.direct_from,
+        full.student.tokens / full.teacher.tokens,
+    )
+    assert shares[0] == pytest.approx(shares[1], rel=0.01)
 
 
 def test_student_rl_runs_in_chunks_up_to_its_cap(run):

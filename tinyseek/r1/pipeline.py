@@ -272,7 +272,7 @@ def run_r1(
             run, r.teacher, r.corpus, run.base_target("pretrain", False), pretrain_progress, pretrain_threads
         ),
         "pretrain_student": lambda: r1zero_stages.pretrain_stage(
-            run, r.student, r.corpus, run.base_target("pretrain_student", True), pretrain_progress, pretrain_threads
+            run, r.student, r.student_corpus, run.base_target("pretrain_student", True), pretrain_progress, pretrain_threads
         ),
         "r1zero_grpo": lambda: grpo_stage(
             run, r.r1zero_grpo, run.grpo_target("pretrain/model", "r1zero_grpo"), {"accuracy": 1.0},

@@ -120,6 +120,7 @@ def findings(arms: dict[str, Any], out: Path, langs: Sequence[str], seed: int) -
     compute = json.loads((out / "student_rl" / "compute.json").read_text())
     r1_pass = paired_difference(scores["r1"], scores["r1zero"], seed=seed)
     distill = paired_difference(scores["distilled"], scores["student_rl"], seed=seed)
+    premise = paired_difference(scores["r1"], scores["student_rl"], seed=seed)
     consistency = {lang: arms["r1"][lang]["language_consistency"] for lang in langs}
     return {
         "r1zero_language_consistency": {lang: arms["r1zero"][lang]["language_consistency"] for lang in langs},
@@ -137,6 +138,8 @@ def findings(arms: dict[str, Any], out: Path, langs: Sequence[str], seed: int) -
             "student_rl_steps": compute["steps"],
             "passed": distill["difference"] >= DISTILL_MIN_GAIN and compute["flops"] >= compute["distill_flops"],
         },
+        # The finding presupposes a teacher above what RL gives the small model; measured, not assumed.
+        "teacher_minus_student_rl_pass@1": premise,
     }  # fmt: skip
 
 
@@ -170,6 +173,22 @@ def _findings_text(f: dict[str, Any]) -> list[str]:
         f"[{100 * dist['ci95'][0]:+.1f}, {100 * dist['ci95'][1]:+.1f}] (required ≥ +{100 * dist['required']:.0f}) at "
         f"{dist['distill_flops']:.3g} vs {dist['student_rl_flops']:.3g} training FLOPs ({dist['student_rl_steps']} RL steps) — "
         f"{verdict(dist['passed'])}.",
+        *_premise_text(f),
+    ]  # fmt: skip
+
+
+def _premise_text(f: dict[str, Any]) -> list[str]:
+    """Whether the teacher was stronger than the RL-only student, the paper's premise for finding 3."""
+    premise = f.get("teacher_minus_student_rl_pass@1")
+    if premise is None:  # a summary written before the premise was measured
+        return []
+    gap = f"{100 * premise['difference']:+.1f} points [{100 * premise['ci95'][0]:+.1f}, {100 * premise['ci95'][1]:+.1f}]"
+    if premise["ci95"][0] > 0:
+        return [f"   The teacher (R1 arm) is above the RL-only student: {gap} pass@1, the paper's premise."]
+    return [
+        f"   The paper's premise does not hold here: teacher (R1 arm) − RL-only student {gap} pass@1. "
+        "Distillation copies the teacher's kept traces, so it cannot beat a student whose own RL "
+        "already matches or passes the teacher."
     ]  # fmt: skip
 
 
