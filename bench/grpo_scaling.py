@@ -116,7 +116,7 @@ def worker(args: argparse.Namespace) -> None:
     (Path(args.worker) / f"cpu-rank{rank}.json").write_text(json.dumps(UPDATE_CPU))
 
 
-def timed(world: int, model_dir: Path, run_dir: Path, args: argparse.Namespace) -> dict[str, float]:
+def timed(world: int, model_dir: Path, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Launch one run with `world` ranks; the median step seconds after the warm-up and what it sampled."""
     load = os.getloadavg()[0]
     flags = [str(Path(__file__).resolve()), "--worker", str(run_dir), "--model-dir", str(model_dir),
