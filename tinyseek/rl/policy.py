@@ -14,9 +14,16 @@ Design choices:
   version, so the engine empties its prefix cache before its next step (tinyseek.inference.engine).
   The gather is FSDP's own `unshard()` of every unit (one all-gather per unit; EP experts then
   `full_tensor()` over the ep ranks), 3-4x faster than a `full_tensor()` per parameter (measured:
-  32-40 ms against 108-138 ms for the tiny preset on 2 gloo ranks). All units are unsharded at once,
-  so for that moment a rank holds the full model twice (the engine copy and the gathered one).
+  32-40 ms against 108-138 ms for the tiny preset on 2 gloo ranks).
   Under FSDP's bf16 policy (GPUs) the gathered weights, hence the engine's, are bf16-rounded.
+- The policy's units stay gathered from that refresh to the end of the next backward
+  (`reshard_after_forward` and `reshard_after_backward` off): the update's forwards and backwards
+  reuse the refresh's all-gather instead of gathering every block again for the prompt pass, the
+  completion pass and both their backwards (five all-gathers per unit and step become one, the
+  refresh's; the 2-rank training phase of bench/grpo_scaling.py). The price is a second full copy
+  of the weights per rank between steps (the engine holds the first; gradients and optimizer state
+  stay sharded). `sync_rollout` reshards first, so the gather always reads the optimizer's shards;
+  a checkpoint save or load reshards too (FSDP's state-dict hooks), and the next forward gathers.
 - Every rank loads the same weights before sharding (tinyseek.parallel's contract), so the shards and
   the engine copies agree from the start.
 """
@@ -68,6 +75,9 @@ def build_models(
         return PolicyModels(policy, policy, reference)
     rollout = copy.deepcopy(policy).eval()
     policy = run.parallelize(policy, bf16)
+    if isinstance(policy, FSDPModule):  # gathered from one engine refresh to the next backward's end
+        policy.set_reshard_after_forward(False)
+        policy.set_reshard_after_backward(False)
     if reference is not None:
         reference = run.parallelize(reference, bf16)
     return PolicyModels(policy, rollout, reference)
@@ -76,19 +86,17 @@ def build_models(
 @torch.no_grad()
 def sync_rollout(models: PolicyModels) -> None:
     """Copy the trained policy's full weights into the engine's copy (collective under torchrun: every
-    rank calls it after the same optimizer step)."""
+    rank calls it after the same optimizer step). The units are left gathered for the next update."""
     if models.shared:
         return
     units = [m for m in models.policy.modules() if isinstance(m, FSDPModule)]
+    for unit in units:  # drop the pre-step gathered weights: gather the optimizer's new shards
+        unit.reshard()
     for unit in units:
         unit.unshard()
-    try:
-        target = dict(models.rollout.named_parameters())
-        for name, param in models.policy.named_parameters():
-            target[name].copy_(param.full_tensor() if isinstance(param, DTensor) else param)
-    finally:
-        for unit in units:
-            unit.reshard()
+    target = dict(models.rollout.named_parameters())
+    for name, param in models.policy.named_parameters():
+        target[name].copy_(param.full_tensor() if isinstance(param, DTensor) else param)
     buffers = dict(models.rollout.named_buffers())  # not sharded: e.g. a loaded routing bias
     for name, buffer in models.policy.named_buffers():
         buffers[name].copy_(buffer)
