@@ -179,9 +179,7 @@ def _findings_text(f: dict[str, Any]) -> list[str]:
 
 def _premise_text(f: dict[str, Any]) -> list[str]:
     """Whether the teacher was stronger than the RL-only student, the paper's premise for finding 3."""
-    premise = f.get("teacher_minus_student_rl_pass@1")
-    if premise is None:  # a summary written before the premise was measured
-        return []
+    premise = f["teacher_minus_student_rl_pass@1"]
     gap = f"{100 * premise['difference']:+.1f} points [{100 * premise['ci95'][0]:+.1f}, {100 * premise['ci95'][1]:+.1f}]"
     if premise["ci95"][0] > 0:
         return [f"   The teacher (R1 arm) is above the RL-only student: {gap} pass@1, the paper's premise."]

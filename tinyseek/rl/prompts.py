@@ -4,8 +4,9 @@ Design choices:
 - A `PromptSource` is an endless, reproducible stream: each task's `sample(seed, difficulty, split)`
   stream, interleaved round-robin when several tasks are named (`addition,countdown`), so every step
   sees a fixed mix. Several prompt languages (`lang="en,fr,zh"`) take turns after each round of the
-  tasks, so a multilingual run sees every (task, language) pair equally. Its only state is the number of prompts drawn, which a checkpoint stores; resuming
-  replays the streams to that point (cheap: problems are generated, not trained on).
+  tasks, so a multilingual run sees every (task, language) pair equally. Its only state is the number
+  of prompts drawn, which a checkpoint stores; resuming replays the streams to that point (cheap:
+  problems are generated, not trained on).
 - Two templates (tinyseek.tasks.completion): `r1zero`, the plain-text R1-Zero preamble for base
   models (format style `think_answer`), and `chat`, the R1 chat template (format style `think`).
 - A benchmark file as the training task (`gsm8k:PATH`, `math:PATH`) is split by hash like procedural
