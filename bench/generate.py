@@ -182,11 +182,12 @@ def bench_preset(preset: str, args: argparse.Namespace, machine: dict[str, float
         }
         if compiled is not None:
             compiled_s = statistics.median(compiled_times)
+            compiled_same = sum(o.token_ids == r for o, r in zip(compiled_out, hf_out.tolist(), strict=True))
             run |= {
                 "compiled_tok_s": batch * n / compiled_s,
                 "compiled_speedup": hf_s / compiled_s,
                 "compiled_roofline_share": roof_s / compiled_s,
-                "compiled_identical_sequences": f"{sum(o.token_ids == r for o, r in zip(compiled_out, hf_out.tolist(), strict=True))}/{batch}",
+                "compiled_identical_sequences": f"{compiled_same}/{batch}",
                 "compiled_same_as_eager": [o.token_ids for o in compiled_out]
                 == [o.token_ids for o in ts_out],
                 "compile_and_first_call_s": compile_s,

@@ -24,13 +24,14 @@ Design choices:
   write and the gather are ops declared as mutating the whole pool, a graph input, so inductor calls
   them in place. Traced as Python, the `index_copy_` into a view of the pool became a copy of the
   whole pool per layer: the compiled step grew with the pool (tiny preset, batch 1: 1.6 ms with a
-  small pool, 20 ms with 64 x 1024 slots, eager 2.5 ms); with the ops it stays at 2.2 ms. With one
-  read group (the usual decode batch: contexts within a tenth of each other) `write_gather` returns
-  the gathered context and the attention is traced around it (scale, mask and softmax fuse); ragged
-  groups, whose number changes from step to step, go through `write_attend`, which attends too, so
-  the graph never depends on the grouping (one more graph, not one per grouping). Putting the
-  attention in the op at every step was slower (tiny, batch 256: 13.7 against 12.9 ms a step; mini,
-  batch 1: 6.8 against 6.4). The reads travel packed in one tensor (`bind_tables`).
+  small pool, 20 ms with 64 x 1024 slots, eager 2.5 ms). With the ops it takes 1.4-1.5 ms with 272
+  slots and with 65,552 (eager 2.7-2.8), the mini preset 5-6 ms with either (eager 8.4-8.6). With
+  one read group (the usual decode batch: contexts within a tenth of each other) `write_gather`
+  returns the gathered context and the attention is traced around it (scale, mask and softmax
+  fuse); ragged groups, whose number changes from step to step, go through `write_attend`, which
+  attends too, so the graph never depends on the grouping (one more graph, not one per grouping).
+  Putting the attention in the op at every step was slower (tiny, batch 256: 13.7 against 12.9 ms a
+  step; mini, batch 1: 6.8 against 6.4). The reads travel packed in one tensor (`bind_tables`).
 """
 
 from __future__ import annotations
@@ -136,13 +137,19 @@ def _write_attend(
 
 
 @torch.library.register_fake("tinyseek::write_gather")
-def _(latents, layer, write_slots, new, reads, block_size):  # type: ignore[no-untyped-def]
-    rows = new.shape[0]
+def _write_gather_fake(
+    latents: torch.Tensor, layer: int, write_slots: torch.Tensor, new: torch.Tensor, reads: torch.Tensor,
+    block_size: int,
+) -> torch.Tensor:  # fmt: skip
+    rows = new.shape[0]  # reads: a 4-number header (one group), then the rows' blocks
     return latents.new_empty(rows, (reads.shape[0] - 4) // rows * block_size, latents.shape[-1])
 
 
 @torch.library.register_fake("tinyseek::write_attend")
-def _(latents, layer, write_slots, new, reads, block_size, q, positions, softmax_scale, kv_lora_rank):  # type: ignore[no-untyped-def]
+def _write_attend_fake(
+    latents: torch.Tensor, layer: int, write_slots: torch.Tensor, new: torch.Tensor, reads: torch.Tensor,
+    block_size: int, q: torch.Tensor, positions: torch.Tensor, softmax_scale: float, kv_lora_rank: int,
+) -> torch.Tensor:  # fmt: skip
     return q.new_empty(q.shape[0], q.shape[1], kv_lora_rank, dtype=latents.dtype)
 
 

@@ -16,10 +16,11 @@ Design choices:
   scheduler's persistent block table, then one forward and one batched sampling call.
 - `compile=True` runs the plain decode forward (ids, positions -> logits) under
   `torch.compile(dynamic=True, fullgraph=True)` with inductor's C++ wrapper (the Python one cost
-  0.6 ms a step at mini batch 1 and 1 ms at tiny batch 256, of 4.4 and 10.8 ms): one graph for batch 1 and one for larger batches
-  (sizes 0 and 1 are specialized), plus one when a step's attention is ragged; the pool writes stay in
-  place (latent_cache.py). Opt-in: a graph takes ~10-60 s to compile on a small CPU. Prefill and the
-  speculative verify forward stay eager (their shapes vary more; decoding is where steps repeat).
+  0.6 ms a step at mini batch 1 and 1 ms at tiny batch 256, of 4.4 and 10.8 ms): one graph for
+  batch 1 and one for larger batches (sizes 0 and 1 are specialized), plus one when a step's
+  attention is ragged; the pool writes stay in place (latent_cache.py). Opt-in: a graph takes
+  ~10-60 s to compile on a small CPU. Prefill and the speculative verify forward stay eager (their
+  shapes vary more; decoding is where steps repeat).
 - MTP speculative decoding (`speculative=True`): every decode forward verifies [last token, draft]
   at once; tokens are sampled position by position exactly as plain decoding would, and the draft is
   accepted when it equals the sampled token, so greedy (and seeded) output is identical to plain
@@ -96,9 +97,8 @@ class ModelRunner:
         self.mtp_layer = model.config.num_hidden_layers
         self.compiled_decode = None
         if compile:  # inductor's C++ wrapper: ~0.6 ms a step less than its Python one (mini, batch 1)
-            options = {"cpp_wrapper": True}
             self.compiled_decode = torch.compile(
-                self._decode_logits, dynamic=True, fullgraph=True, options=options
+                self._decode_logits, dynamic=True, fullgraph=True, options={"cpp_wrapper": True}
             )
 
     @torch.inference_mode()
