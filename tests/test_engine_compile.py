@@ -51,12 +51,19 @@ def test_cache_ops_equal_the_eager_write_gather_and_attention():
 
 @pytest.mark.slow
 def test_compiled_engine_decodes_the_eager_engines_tokens():
-    """Batch 1, a batch of equal lengths (one attention group) and a batch whose contexts differ
-    tenfold (ragged groups), with a cache far larger than the batch: every token equals eager's."""
+    """Batch 1, a batch of equal lengths (one attention group), a batch whose contexts differ tenfold
+    (ragged groups), and 40 requests through 12 rows and a small cache (the batch changes size every
+    few steps, requests wait for blocks): every token equals the eager engine's."""
     model = random_model()
-    options = dict(max_model_len=160, max_num_seqs=8, max_num_batched_tokens=512)
+    options = dict(max_model_len=160, max_num_seqs=12, max_cache_tokens=640, max_num_batched_tokens=512)
     eager, compiled = LLM(model, **options), LLM(model, compile=True, **options)  # type: ignore[arg-type]
-    params = SamplingParams(temperature=0, max_tokens=12)
-    for prompts in (prompts_of([7]), prompts_of([9] * 4, seed=2), prompts_of([3, 100, 4, 90, 2], seed=3)):
+    greedy = SamplingParams(temperature=0, max_tokens=12)
+    churn = [SamplingParams(temperature=0, max_tokens=4 + (i * 7) % 19) for i in range(40)]
+    for prompts, params in (
+        (prompts_of([7]), greedy),
+        (prompts_of([9] * 4, seed=2), greedy),
+        (prompts_of([3, 100, 4, 90, 2], seed=3), greedy),
+        (prompts_of([1 + (i * 11) % 45 for i in range(40)], seed=4), churn),
+    ):
         expected = [o.token_ids for o in eager.generate(prompts, params)]
         assert [o.token_ids for o in compiled.generate(prompts, params)] == expected

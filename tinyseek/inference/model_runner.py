@@ -18,7 +18,8 @@ Design choices:
   `torch.compile(dynamic=True, fullgraph=True)` with inductor's C++ wrapper (the Python one cost
   0.6 ms a step at mini batch 1 and 1 ms at tiny batch 256, of 4.4 and 10.8 ms): one graph for
   batch 1 and one for larger batches (sizes 0 and 1 are specialized), plus one when a step's
-  attention is ragged; the pool writes stay in place (latent_cache.py). Opt-in: a graph takes
+  attention is ragged, whatever the batch, context lengths and requests coming and going (the
+  pool's sizes are marked static); the pool writes stay in place (latent_cache.py). Opt-in: a graph takes
   ~10-60 s to compile on a small CPU. Prefill and the speculative verify forward stay eager (their
   shapes vary more; decoding is where steps repeat).
 - MTP speculative decoding (`speculative=True`): every decode forward verifies [last token, draft]
@@ -97,6 +98,9 @@ class ModelRunner:
         self.mtp_layer = model.config.num_hidden_layers
         self.compiled_decode = None
         if compile:  # inductor's C++ wrapper: ~0.6 ms a step less than its Python one (mini, batch 1)
+            # The pool's sizes are fixed: left dynamic, one equal to the batch size by chance (the latent
+            # width, 12, at batch 12) was guarded equal to it, and the next batch size recompiled.
+            torch._dynamo.mark_static(cache.latents)
             self.compiled_decode = torch.compile(
                 self._decode_logits, dynamic=True, fullgraph=True, options={"cpp_wrapper": True}
             )
