@@ -9,9 +9,13 @@ rounds, best round kept: the machine may be shared) and prints ms/step, tokens/s
   latent cache, greedy sampling and the per-sequence bookkeeping, i.e. everything a rollout pays.
 - transformers: `model(next_ids, past_key_values=cache)` plus the argmax, nothing else (no
   `generate` bookkeeping), so the ratio is conservative for tinyseek.
+- `--compile`: a second engine with `compile=True` (its decode forward under torch.compile) runs
+  interleaved with the other two; its first decode step includes the compile, reported apart, and
+  its tokens are checked against the eager engine's.
 
     PYTHONPATH=. python bench/decode_step.py                          # tiny preset, batch 256
     PYTHONPATH=. python bench/decode_step.py --preset small --batch 32 --profile
+    PYTHONPATH=. python bench/decode_step.py --threads 1 --compile       # + the compiled engine
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's top ops of tinyseek")
+    parser.add_argument("--compile", action="store_true", help="also time an Engine(compile=True)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args()
 
@@ -56,24 +61,31 @@ def main() -> None:
         Transformer(config).save_pretrained(tmp)
         hf = AutoModelForCausalLM.from_pretrained(tmp, dtype=dtype).eval()
         model = Transformer.from_pretrained(tmp, dtype=dtype)
-    engine = Engine(
-        model,
-        max_num_seqs=args.batch,
-        max_model_len=total_tokens + 8,
-        max_num_batched_tokens=args.batch * args.prompt_len,
-        enable_prefix_caching=False,
-    )
     gen = torch.Generator().manual_seed(1)
     prompts = torch.randint(0, config.vocab_size, (args.batch, args.prompt_len), generator=gen)
     params = SamplingParams(temperature=0, max_tokens=total_tokens - args.prompt_len, ignore_eos=True)
-    for p in prompts.tolist():
-        engine.add_request(p, params)
-    start = time.perf_counter()
-    engine.step()  # the prefill
-    prefill_s = time.perf_counter() - start
-    start = time.perf_counter()
-    engine.step()  # first decode step
-    first_decode_s = time.perf_counter() - start
+
+    def start_engine(compile: bool) -> tuple[Engine, float, float]:
+        """An engine with every prompt prefilled and one decode step run: (engine, prefill s, step s)."""
+        engine = Engine(
+            model,
+            max_num_seqs=args.batch,
+            max_model_len=total_tokens + 8,
+            max_num_batched_tokens=args.batch * args.prompt_len,
+            enable_prefix_caching=False,
+            compile=compile,
+        )
+        for p in prompts.tolist():
+            engine.add_request(p, params)
+        start = time.perf_counter()
+        engine.step()  # the prefill
+        prefill_s = time.perf_counter() - start
+        start = time.perf_counter()
+        engine.step()  # first decode step (compiled: with the compile)
+        return engine, prefill_s, time.perf_counter() - start
+
+    engine, prefill_s, first_decode_s = start_engine(compile=False)
+    compiled, _, compile_s = start_engine(compile=True) if args.compile else (None, 0.0, 0.0)
 
     cache = DynamicCache(config=hf.config)
     with torch.no_grad():
@@ -89,16 +101,21 @@ def main() -> None:
                 next_ids = out.logits[:, -1].argmax(-1, keepdim=True)
         return (time.perf_counter() - start) / args.steps
 
-    def ts_steps() -> float:
+    tokens: dict[int, list[list[int]]] = {}  # per engine: each step's tokens, to compare the two
+
+    def ts_steps(engine: Engine) -> float:
+        steps = tokens.setdefault(id(engine), [])
         start = time.perf_counter()
         for _ in range(args.steps):
-            engine.step()
+            steps.append([d.token_ids[-1] for d in engine.step()])
         return (time.perf_counter() - start) / args.steps
 
-    hf_s = ts_s = float("inf")
+    hf_s = ts_s = compiled_s = float("inf")
     for _ in range(args.repeats):
         hf_s = min(hf_s, hf_steps())
-        ts_s = min(ts_s, ts_steps())
+        ts_s = min(ts_s, ts_steps(engine))
+        if compiled is not None:
+            compiled_s = min(compiled_s, ts_steps(compiled))
     report = {
         "preset": args.preset,
         "parameters": model.num_parameters(),
@@ -114,11 +131,19 @@ def main() -> None:
         "tinyseek_prefill_s": prefill_s,
         "tinyseek_first_decode_s": first_decode_s,
     }
+    if compiled is not None:
+        report |= {
+            "compiled_ms_per_step": compiled_s * 1e3,
+            "compiled_tok_s": args.batch / compiled_s,
+            "compiled_speedup": hf_s / compiled_s,
+            "compiled_first_decode_s": compile_s,  # includes the compile
+            "compiled_same_tokens_as_eager": tokens[id(compiled)] == tokens[id(engine)],
+        }
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
         with profile(activities=[ProfilerActivity.CPU]) as prof:
-            ts_steps()
+            ts_steps(engine if compiled is None else compiled)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30))
     if args.json:
         print(json.dumps(report, indent=2))
@@ -129,6 +154,13 @@ def main() -> None:
         f"({report['tinyseek_tok_s']:.0f} tok/s) | transformers {report['transformers_ms_per_step']:.2f} "
         f"ms/step ({report['transformers_tok_s']:.0f} tok/s) | x{report['speedup']:.2f}"
     )
+    if compiled is not None:
+        print(
+            f"compiled (compile=True): {report['compiled_ms_per_step']:.2f} ms/step "
+            f"({report['compiled_tok_s']:.0f} tok/s) | x{report['compiled_speedup']:.2f} | first decode step "
+            f"with the compile {compile_s:.1f} s | same tokens as eager: "
+            f"{report['compiled_same_tokens_as_eager']}"
+        )
     print(
         f"tinyseek prefill {prefill_s * 1e3:.0f} ms, first decode step {first_decode_s * 1e3:.0f} ms "
         f"(load average at start {report['load_average_at_start']:.2f})"

@@ -19,6 +19,11 @@ to stay greedy-identical to fp32 transformers).
     PYTHONPATH=. python bench/generate.py --threads 1                       # mini and small, batch 1 and 32
     PYTHONPATH=. python bench/generate.py --presets tiny --batch-sizes 1 --new-tokens 16
     PYTHONPATH=. python bench/generate.py --threads 1 --dtype auto     # bf16 where this CPU is faster in it
+    PYTHONPATH=. python bench/generate.py --threads 1 --compile        # + LLM(compile=True), interleaved
+
+`--compile` adds a third contender, the engine with its decode forward compiled (`LLM(compile=True)`),
+timed in the same interleaved rounds; each batch size's first compiled call (its compile) is timed
+apart and untimed warm-up, and its sequences are compared with the eager engine's.
 """
 
 from __future__ import annotations
@@ -98,8 +103,10 @@ def bench_preset(preset: str, args: argparse.Namespace, machine: dict[str, float
         Transformer(config).save_pretrained(tmp)
         hf = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32).to(args.device).eval()
         # No prefix caching: repeated runs of the same prompts must not skip their prefill.
-        llm = LLM(tmp, dtype=DTYPES[args.dtype], device=args.device, max_num_seqs=max(args.batch_sizes),
-                  max_model_len=1024, enable_prefix_caching=False)  # fmt: skip
+        options = dict(dtype=DTYPES[args.dtype], device=args.device, max_num_seqs=max(args.batch_sizes),
+                       max_model_len=1024, enable_prefix_caching=False)  # fmt: skip
+        llm = LLM(tmp, **options)  # type: ignore[arg-type]
+        compiled = LLM(tmp, compile=True, **options) if args.compile else None  # type: ignore[arg-type]
     n, p = args.new_tokens, args.prompt_len
     params = SamplingParams(temperature=0, max_tokens=n, ignore_eos=True)
     peak = machine["fp32_peak_flops_s"]
@@ -108,6 +115,7 @@ def bench_preset(preset: str, args: argparse.Namespace, machine: dict[str, float
         "preset": preset,
         "parameters": llm.engine.model.num_parameters(),
         "tinyseek_dtype": str(next(llm.engine.model.parameters()).dtype),
+        "compile": args.compile,
         "bytes_per_decoded_token_batch_1": per_token.bytes,
         "flops_per_decoded_token": per_token.flops,
         "runs": [],
@@ -126,9 +134,15 @@ def bench_preset(preset: str, args: argparse.Namespace, machine: dict[str, float
     llm.generate([warm[0].tolist()], SamplingParams(temperature=0, max_tokens=4, ignore_eos=True))
     for batch in args.batch_sizes:
         ids = torch.randint(0, config.vocab_size, (batch, p), generator=gen)
-        hf_times, ts_times = [], []
+        hf_times, ts_times, compiled_times = [], [], []
         hf_out: torch.Tensor | None = None
         ts_out: list[Any] = []
+        compiled_out: list[Any] = []
+        compile_s = 0.0
+        if compiled is not None:  # its first call at this batch size compiles; not timed
+            start = time.perf_counter()
+            compiled.generate(ids.tolist(), SamplingParams(temperature=0, max_tokens=4, ignore_eos=True))
+            compile_s = time.perf_counter() - start
         bandwidths = []  # sampled between the timed runs: the roof under the same load as they ran
         for _ in range(args.repeats):  # interleaved: both see the same load
             bandwidths.append(measure_bandwidth(args.device, repeats=2))
@@ -141,6 +155,11 @@ def bench_preset(preset: str, args: argparse.Namespace, machine: dict[str, float
             ts_out = llm.generate(ids.tolist(), params)
             sync()
             ts_times.append(time.perf_counter() - start)
+            if compiled is not None:
+                start = time.perf_counter()
+                compiled_out = compiled.generate(ids.tolist(), params)
+                sync()
+                compiled_times.append(time.perf_counter() - start)
         assert hf_out is not None
         same = sum(o.token_ids == r for o, r in zip(ts_out, hf_out.tolist(), strict=True))
         hf_s, ts_s = statistics.median(hf_times), statistics.median(ts_times)
@@ -161,6 +180,19 @@ def bench_preset(preset: str, args: argparse.Namespace, machine: dict[str, float
             "seconds_tinyseek": ts_times,
             "seconds_transformers": hf_times,
         }
+        if compiled is not None:
+            compiled_s = statistics.median(compiled_times)
+            compiled_same = sum(o.token_ids == r for o, r in zip(compiled_out, hf_out.tolist(), strict=True))
+            run |= {
+                "compiled_tok_s": batch * n / compiled_s,
+                "compiled_speedup": hf_s / compiled_s,
+                "compiled_roofline_share": roof_s / compiled_s,
+                "compiled_identical_sequences": f"{compiled_same}/{batch}",
+                "compiled_same_as_eager": [o.token_ids for o in compiled_out]
+                == [o.token_ids for o in ts_out],
+                "compile_and_first_call_s": compile_s,
+                "seconds_compiled": compiled_times,
+            }
         report["runs"].append(run)
         if not args.json:
             print(
@@ -171,6 +203,14 @@ def bench_preset(preset: str, args: argparse.Namespace, machine: dict[str, float
                 f"transformers {run['transformers_roofline_share']:.0%} | identical {run['identical_sequences']}",
                 flush=True,
             )
+            if compiled is not None:
+                print(
+                    f"{preset:>6} batch {batch:3d}: compiled {run['compiled_tok_s']:7.1f} tok/s | "
+                    f"x{run['compiled_speedup']:.2f} | roofline share {run['compiled_roofline_share']:.0%} | "
+                    f"identical {run['compiled_identical_sequences']}, same as eager: "
+                    f"{run['compiled_same_as_eager']} | compile + first call {compile_s:.1f} s",
+                    flush=True,
+                )
     return report
 
 
@@ -188,6 +228,7 @@ def main() -> None:
     parser.add_argument(
         "--dtype", default="float32", choices=sorted(DTYPES), help="tinyseek's weights (transformers: fp32)"
     )
+    parser.add_argument("--compile", action="store_true", help="also time LLM(compile=True), interleaved")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args()
     if args.threads:

@@ -17,6 +17,9 @@ Design choices:
 - Weights are laid out for decoding when the engine is built (`lay_out_for_decode`): same values and
   shapes, each matrix stored input-major, so that x @ Wᵀ for a few rows is a plain (NN) product.
   On one CPU that made a decode step at batch 1 ~30% faster (mini preset); outputs are unchanged.
+- `compile=True` compiles the decode forward with torch.compile (model_runner.py, latent_cache.py):
+  faster steps at every batch size, after tens of seconds of compiling per graph, so it is opt-in
+  (tests, the GRPO loop and the server run eager).
 - Text is decoded incrementally only where needed (streamed text or stop strings); otherwise once,
   when the completion finishes, so token-only workloads (RL rollouts) pay nothing for text.
 """
@@ -94,6 +97,7 @@ class Engine:
         max_num_batched_tokens: int = 4096,
         enable_prefix_caching: bool = True,
         speculative: bool = False,
+        compile: bool = False,
         eos_token_ids: Sequence[int] | None = None,
         seed: int = 0,
     ):
@@ -143,7 +147,9 @@ class Engine:
             device=param.device,
         )
         self.cache = LatentCache(config, num_blocks, block_size, param.dtype, param.device, n_layers)
-        self.runner = ModelRunner(model, self.cache, self.scheduler.block_table, Sampler(seed), speculative)
+        self.runner = ModelRunner(
+            model, self.cache, self.scheduler.block_table, Sampler(seed), speculative, compile
+        )
         self.requests: dict[str, _Request] = {}
         self._ids = itertools.count()
         self._lock = threading.RLock()

@@ -58,7 +58,8 @@ class LLM:
         times fp32 against bf16 weights on this machine and keeps the faster, see auto_dtype.py).
         `engine_options` go to `Engine`: max_num_seqs, max_model_len, max_cache_tokens,
         cache_memory_bytes, block_size, max_num_batched_tokens, enable_prefix_caching,
-        speculative, eos_token_ids, seed."""
+        speculative, compile (the decode forward under torch.compile: see latent_cache.py), eos_token_ids,
+        seed."""
         if isinstance(model, (str, Path)):
             directory = Path(model)
             if not (directory / "config.json").is_file():

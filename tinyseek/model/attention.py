@@ -37,6 +37,52 @@ class LatentStore(Protocol):
         ...
 
 
+def attend_latents(
+    q: torch.Tensor, latents: torch.Tensor, positions: torch.Tensor, softmax_scale: float, kv_lora_rank: int
+) -> torch.Tensor:
+    """Softmax attention of absorbed queries q [B, T*H, R + r] over latents [B, S, R + r], positions
+    past each query's own masked; returns [B, T*H, R] in the latent space."""
+    scores = torch.bmm(q, latents.transpose(1, 2))  # [B, T*H, S]
+    future = torch.arange(latents.shape[1], device=q.device) > positions
+    scores = (scores.float() * softmax_scale).masked_fill_(future, float("-inf"))
+    probs = scores.softmax(dim=-1).to(latents.dtype)
+    return torch.bmm(probs, latents[..., :kv_lora_rank])
+
+
+def latent_attention(
+    store: LatentStore,
+    q: torch.Tensor,
+    kv: torch.Tensor,
+    pe: torch.Tensor,
+    positions: torch.Tensor,
+    softmax_scale: float,
+) -> torch.Tensor:
+    """The absorbed path's cache step: store kv [B, T, R] and pe [B, T, r] at `positions` [B, T], then
+    attend the absorbed queries q [B, T*H, R + r] over every cached latent of their rows (group by
+    group when the store is ragged); returns [B, T*H, R]."""
+    return attend_cached(q, store.update(kv, pe, positions), positions, softmax_scale, kv.shape[-1])
+
+
+def attend_cached(
+    q: torch.Tensor,
+    cached: torch.Tensor | list[tuple[slice, torch.Tensor]],
+    positions: torch.Tensor,
+    softmax_scale: float,
+    kv_lora_rank: int,
+) -> torch.Tensor:
+    """`attend_latents` over what `LatentStore.update` returned: one tensor, or ragged groups of rows."""
+    groups = [(slice(None), cached)] if isinstance(cached, torch.Tensor) else cached
+    n_heads = q.shape[1] // positions.shape[1]
+    q = q.to(groups[0][1].dtype)
+    rows_positions = positions.repeat_interleave(n_heads, dim=1).unsqueeze(-1)  # [B, T*H, 1]
+    if len(groups) == 1:
+        return attend_latents(q, groups[0][1], rows_positions, softmax_scale, kv_lora_rank)
+    out = q.new_empty(q.shape[0], q.shape[1], kv_lora_rank)
+    for rows, latents in groups:
+        out[rows] = attend_latents(q[rows], latents, rows_positions[rows], softmax_scale, kv_lora_rank)
+    return out
+
+
 class MLA(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -87,15 +133,6 @@ class MLA(nn.Module):
         kv, pe = self.kv_a_proj_with_mqa(x).split([self.kv_lora_rank, self.qk_rope_head_dim], dim=-1)
         return self.kv_a_layernorm(kv), apply_rope(pe, cos, sin)
 
-    def attend_latents(self, q: torch.Tensor, latents: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """Softmax attention of absorbed queries q [B, T*H, R + r] over latents [B, S, R + r], positions
-        past each query's own masked; returns [B, T*H, R] in the latent space."""
-        scores = torch.bmm(q, latents.transpose(1, 2))  # [B, T*H, S]
-        future = torch.arange(latents.shape[1], device=q.device) > positions
-        scores = (scores.float() * self.softmax_scale).masked_fill_(future, float("-inf"))
-        probs = scores.softmax(dim=-1).to(latents.dtype)
-        return torch.bmm(probs, latents[..., : self.kv_lora_rank])
-
     def forward(
         self,
         x: torch.Tensor,
@@ -125,20 +162,18 @@ class MLA(nn.Module):
                 scale=self.softmax_scale,
             ).transpose(1, 2)[..., : v.shape[-1]]
         else:  # absorbed: attend over the cached latent directly
-            cached = cache.update(kv, pe, positions)
-            groups = [(slice(None), cached)] if isinstance(cached, torch.Tensor) else cached
             w = self.kv_b_proj.weight.view(
                 n_heads, self.qk_nope_head_dim + self.v_head_dim, self.kv_lora_rank
             )
             w_uk, w_uv = w[:, : self.qk_nope_head_dim], w[:, self.qk_nope_head_dim :]
             q_latent = torch.einsum("bthd,hdr->bthr", q_nope, w_uk)
-            q = torch.cat([q_latent, q_pe], dim=-1).to(groups[0][1].dtype).reshape(bsz, seqlen * n_heads, -1)
-            rows_positions = positions.repeat_interleave(n_heads, dim=1).unsqueeze(-1)  # [B, T*H, 1]
-            if len(groups) == 1:
-                out = self.attend_latents(q, groups[0][1], rows_positions)
+            q = torch.cat([q_latent, q_pe], dim=-1).reshape(bsz, seqlen * n_heads, -1)
+            # A store may take over the write, gather and attention (the engine's, to keep them one
+            # opaque op under torch.compile); the result is the same.
+            attend = getattr(cache, "attend", None)
+            if attend is None:
+                out = latent_attention(cache, q, kv, pe, positions, self.softmax_scale)
             else:
-                out = q.new_empty(bsz, seqlen * n_heads, self.kv_lora_rank)
-                for rows, latents in groups:
-                    out[rows] = self.attend_latents(q[rows], latents, rows_positions[rows])
+                out = attend(q, kv, pe, positions, self.softmax_scale)
             out = torch.einsum("bthr,hdr->bthd", out.view(bsz, seqlen, n_heads, -1), w_uv)
         return self.o_proj(out.reshape(bsz, seqlen, n_heads * self.v_head_dim))
