@@ -34,7 +34,8 @@ RECIPE_FILE = "recipe.json"
 class RunHooks:
     """What a caller hears of a run: `on_stage(stage, event, info)`, the trainer's per-step
     `pretrain_progress(step, max_steps, record)`, GRPO's progress bar; and `pretrain_threads`, torch's
-    intra-op threads for pretraining only (its matmuls gain from a second core, decoding does not)."""
+    intra-op threads for pretraining (and in `tinyseek r1` SFT and distillation): their batched matmuls
+    gain from a second core, decoding does not."""
 
     on_stage: StageHook | None = None
     pretrain_progress: Any = None

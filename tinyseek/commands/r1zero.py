@@ -68,8 +68,8 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, presets: tuple[str, ...],
         "--pretrain-threads",
         type=int,
         default=None,
-        help="intra-op threads for pretraining only (default: --threads); its matmuls gain from a second "
-        "core where decoding does not",
+        help="intra-op threads for pretraining, and in r1 for SFT and distillation (default: --threads); "
+        "their matmuls gain from a second core where decoding does not",
     )
     p.add_argument("--json", action="store_true", help="print summary.json's figures as JSON at the end")
 

@@ -145,8 +145,22 @@ class _R1Run(StageRunner):
             write_text_atomically(folder / "counts.json", json.dumps(counts, indent=2) + "\n")
         return {"traces": len(rows)}
 
-    def sft(self, init: str, data: str, run_dir: str, s: SFTRecipe, student: bool) -> dict[str, Any]:
-        """SFT of `init` on the traces in `data` for `s.epochs` passes (steps from the traces' tokens)."""
+    def sft(
+        self, init: str, data: str, run_dir: str, s: SFTRecipe, student: bool, threads: int | None
+    ) -> dict[str, Any]:
+        """SFT of `init` on the traces in `data` for `s.epochs` passes (steps from the traces' tokens),
+        with `threads` intra-op threads for this stage only (batched matmuls, as in pretraining)."""
+        import torch
+
+        previous = torch.get_num_threads()
+        if threads is not None:
+            torch.set_num_threads(threads)
+        try:
+            return self._sft(init, data, run_dir, s, student)
+        finally:
+            torch.set_num_threads(previous)
+
+    def _sft(self, init: str, data: str, run_dir: str, s: SFTRecipe, student: bool) -> dict[str, Any]:
         from tinyseek.tokenizer import Tokenizer
         from tinyseek.train import TrainConfig, train
 
@@ -257,7 +271,7 @@ def run_r1(
     recipe: R1Recipe, out: str | Path, seed: int = 0, *, resume: bool = False, hooks: RunHooks | None = None
 ) -> R1Result:
     """Run every stage (module docstring); `seed` offsets every seed of the recipe; `hooks` hear the
-    stages (and set the pretraining threads)."""
+    stages (and set the threads of pretraining, SFT and distillation)."""
     from tinyseek.r1.report import write_report
 
     hooks = hooks or RunHooks()
@@ -279,12 +293,12 @@ def run_r1(
             [logged_language()], show_progress,
         ),  # fmt: skip
         "cold_start_traces": lambda: run.traces("r1zero_grpo/final", "cold_start_traces", r.cold_start, "r1zero"),
-        "cold_start_sft": lambda: run.sft("pretrain/model", "cold_start/traces.jsonl", "cold_start_sft", r.cold_start_sft, False),
+        "cold_start_sft": lambda: run.sft("pretrain/model", "cold_start/traces.jsonl", "cold_start_sft", r.cold_start_sft, False, pretrain_threads),
         "rl1": lambda: grpo_stage(run, r.rl1, run.grpo_target("cold_start_sft/model", "rl1"), rewards, [], show_progress),
         "rejection": lambda: run.traces("rl1/final", "rejection", r.rejection, "rl1"),
-        "sft": lambda: run.sft("pretrain/model", "rejection/traces.jsonl", "sft", r.sft, False),
+        "sft": lambda: run.sft("pretrain/model", "rejection/traces.jsonl", "sft", r.sft, False, pretrain_threads),
         "rl2": lambda: grpo_stage(run, r.rl2, run.grpo_target("sft/model", "rl2"), rewards, [], show_progress),
-        "distill": lambda: run.sft("pretrain_student/model", "rejection/traces.jsonl", "distill", r.distill, True),
+        "distill": lambda: run.sft("pretrain_student/model", "rejection/traces.jsonl", "distill", r.distill, True, pretrain_threads),
         "student_rl": lambda: run.student_rl(show_progress),
     }  # fmt: skip
     markers = {
