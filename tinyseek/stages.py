@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.distributed as dist
 
 from tinyseek.checkpoint.run import write_text_atomically
@@ -41,6 +43,18 @@ class RunHooks:
     pretrain_progress: Any = None
     show_progress: bool = False
     pretrain_threads: int | None = None
+
+
+@contextmanager
+def intra_op_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to `threads` (None: unchanged) for one stage, restored after."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class StageInterrupted(RuntimeError):

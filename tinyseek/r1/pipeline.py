@@ -45,7 +45,7 @@ from tinyseek.r1zero import stages as r1zero_stages
 from tinyseek.r1zero.pipeline import same_rates
 from tinyseek.r1zero.stages import BaseTarget, GRPOTarget, grpo_stage
 from tinyseek.rl.rewards import RewardFunction, language_reward
-from tinyseek.stages import RunHooks, StageHook, StageInterrupted, StageRunner
+from tinyseek.stages import RunHooks, StageHook, StageInterrupted, StageRunner, intra_op_threads
 from tinyseek.tasks.completion import FormatStyle
 
 log = logging.getLogger(__name__)
@@ -150,15 +150,8 @@ class _R1Run(StageRunner):
     ) -> dict[str, Any]:
         """SFT of `init` on the traces in `data` for `s.epochs` passes (steps from the traces' tokens),
         with `threads` intra-op threads for this stage only (batched matmuls, as in pretraining)."""
-        import torch
-
-        previous = torch.get_num_threads()
-        if threads is not None:
-            torch.set_num_threads(threads)
-        try:
+        with intra_op_threads(threads):
             return self._sft(init, data, run_dir, s, student)
-        finally:
-            torch.set_num_threads(previous)
 
     def _sft(self, init: str, data: str, run_dir: str, s: SFTRecipe, student: bool) -> dict[str, Any]:
         from tinyseek.tokenizer import Tokenizer

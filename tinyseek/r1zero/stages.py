@@ -26,7 +26,7 @@ from tinyseek.eval.runner import EvalReport
 from tinyseek.eval.sharded import evaluate_sharded
 from tinyseek.r1zero.recipe import CorpusRecipe, EvalRecipe, GRPORecipe, PretrainRecipe
 from tinyseek.rl.rewards import RewardFunction
-from tinyseek.stages import StageInterrupted, StageRunner
+from tinyseek.stages import StageInterrupted, StageRunner, intra_op_threads
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +74,8 @@ def pretrain_stage(
 ) -> dict[str, Any]:
     """Pretrain a base model from scratch on the corpus (a token budget under a wall-clock cap), with
     `threads` intra-op threads for this stage only; resumes an interrupted run from its checkpoint."""
-    import torch
-
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with intra_op_threads(threads):
         return _pretrain(runner, p, corpus, target, progress)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _pretrain(
