@@ -3,11 +3,14 @@ the cache ops it compiles around (tinyseek/inference/latent_cache.py) equal the 
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
 from tests.fixtures import random_model
 from tinyseek import LLM, SamplingParams
+from tinyseek.inference import paged_attention
 from tinyseek.inference.latent_cache import LatentCache
 from tinyseek.model.attention import attend_cached, latent_attention
 
@@ -47,6 +50,79 @@ def test_cache_ops_equal_the_eager_write_gather_and_attention():
             got = torch.ops.tinyseek.write_attend(*args, q, positions, 0.3, rank)
         assert torch.equal(got, expected)
         assert torch.equal(ops.latents, eager.latents)
+
+
+@pytest.fixture(scope="module")
+def paged_kernel() -> None:
+    """The C++ kernel, built here (~30 s the first time); where a compiler exists it must build."""
+    if shutil.which("c++") is None and shutil.which("g++") is None:
+        pytest.skip("no C++ compiler: compiled engines gather and attend instead")
+    assert paged_attention.load(), "a C++ compiler is here but the paged attention kernel did not build"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("steps", [1, 2])  # one query token per row (decode), or two (verify)
+def test_paged_kernel_equals_gathering_then_attending(paged_kernel, dtype: torch.dtype, steps: int):
+    """Rows of contexts 1 to 70 slots in scattered blocks, widths that are not whole vectors (45 and
+    30 of the kernel's 16-float vectors): the kernel's result equals gathering the blocks and
+    attend_cached's, to rounding; the other rows' blocks and the slots past a row's position are
+    never read (they hold NaN)."""
+    gen = torch.Generator().manual_seed(0)
+    rows, heads, width, rank, block = 5, 3, 45, 30, 16
+    pool = torch.full((40 * block, width), float("nan"))
+    table = torch.randperm(39, generator=gen)[: rows * 5].view(rows, 5) + 1
+    last = torch.tensor([0, 69, 15, 16, 40])  # each row's last query position
+    positions = last[:, None] - torch.arange(steps - 1, -1, -1).clamp(max=last[:, None])
+    for r in range(rows):  # only the slots each row may see hold numbers
+        slots = table[r, torch.arange(last[r] + 1) // block] * block + torch.arange(last[r] + 1) % block
+        pool[slots] = torch.randn(len(slots), width, generator=gen)
+    pool = pool.to(dtype)
+    q = torch.randn(rows, steps * heads, width, generator=gen).to(dtype)
+    got = torch.ops.tinyseek.paged_latent_attention(q, pool, table, positions, block, 0.3, rank)
+    blocks = pool.view(-1, block, width)
+    expected = torch.stack([
+        attend_cached(q[r : r + 1], blocks[table[r]].reshape(1, -1, width).nan_to_num(0.0),
+                      positions[r : r + 1], 0.3, rank)[0]
+        for r in range(rows)
+    ])  # fmt: skip
+    assert got.dtype == dtype and got.shape == (rows, steps * heads, rank)
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(got, expected, atol=tolerance, rtol=tolerance)
+
+
+def test_paged_kernel_rejects_a_block_outside_the_pool(paged_kernel):
+    pool, q = torch.zeros(4 * 16, 8), torch.zeros(1, 2, 8)
+    with pytest.raises(RuntimeError, match=r"block ids must lie in \[0, 4\)"):
+        torch.ops.tinyseek.paged_latent_attention(
+            q, pool, torch.tensor([[4]]), torch.tensor([[3]]), 16, 1.0, 4
+        )
+
+
+def test_write_attend_paged_writes_the_pool_and_attends_like_the_eager_cache(paged_kernel):
+    """The op the compiled decode calls: the pool after it equals the eager write's, and its
+    attention equals latent_attention over the eager cache, ragged groups included."""
+    config = random_model().config
+    rank, width, heads = config.kv_lora_rank, config.latent_dim, 3
+    gen = torch.Generator().manual_seed(0)
+    groups = [(slice(0, 1), 3), (slice(1, 3), 1)]
+    eager, ops = (LatentCache(config, num_blocks=12, n_layers=2) for _ in range(2))
+    for cache in (eager, ops):
+        cache.latents.copy_(torch.randn(cache.latents.shape, generator=gen.manual_seed(1)))
+    table = torch.tensor([[1, 4, 7], [2, 5, 8], [3, 6, 9]])
+    positions = torch.tensor([[40], [9], [5]])
+    slots = table[torch.arange(3), positions[:, 0] // 16] * 16 + positions[:, 0] % 16
+    kv, pe = torch.randn(3, 1, rank, generator=gen), torch.randn(3, 1, width - rank, generator=gen)
+    q = torch.randn(3, heads, width, generator=gen)
+    eager.bind(slots, [(g, table[g, :w]) for g, w in groups])
+    ops.bind(slots, [])
+    ops.bind_tables(table, groups)
+    expected = latent_attention(eager.layer(1), q, kv, pe, positions, 0.3)
+    new = torch.cat([kv, pe], dim=-1)
+    got = torch.ops.tinyseek.write_attend_paged(
+        ops.latents, 1, ops.write_slots, new, ops.reads, ops.block_size, q, positions, 0.3, rank
+    )
+    assert torch.equal(ops.latents, eager.latents)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.slow

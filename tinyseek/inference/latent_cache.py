@@ -35,7 +35,8 @@ Design choices:
   `torch.compiler.disable` instead of an op costs a graph break per layer, each resuming graph with
   its guards: the decode forward took 8.7 ms at mini batch 1 (eager 8.5, with the ops 4.2-4.6) and
   12.9 ms at tiny batch 256 (eager 13.7, with the ops 9.5). The reads travel packed in one tensor
-  (`bind_tables`).
+  (`bind_tables`). On the CPU both give way to `write_attend_paged` where its C++ kernel builds
+  (paged_attention.py): it attends over the pool in place, so nothing is gathered at all.
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ class LayerSlots:
         cache = self.cache
         new = torch.cat([kv, pe], dim=-1).to(cache.latents.dtype)
         args = (cache.latents, self.index, cache.write_slots, new, cache.reads, cache.block_size)
+        if cache.paged_kernel:  # the CPU kernel: no gathered copy, one graph for any grouping
+            return torch.ops.tinyseek.write_attend_paged(*args, q, positions, softmax_scale, kv.shape[-1])
         if cache.uniform:
             latents = torch.ops.tinyseek.write_gather(*args)
             return attend_cached(q, latents, positions, softmax_scale, kv.shape[-1])
@@ -178,6 +181,7 @@ class LatentCache:
         self.read_blocks: list[tuple[slice, torch.Tensor]] = []
         self.reads = torch.zeros(0, dtype=torch.long, device=device)  # `read_blocks` packed, see bind_tables
         self.uniform = True
+        self.paged_kernel = False  # set by a compiled CPU engine whose paged_attention kernel loaded
 
     @staticmethod
     def bytes_per_token_for(config: ModelConfig, dtype: torch.dtype, n_layers: int) -> int:

@@ -19,7 +19,9 @@ Design choices:
   0.6 ms a step at mini batch 1 and 1 ms at tiny batch 256, of 4.4 and 10.8 ms): one graph for
   batch 1 and one for larger batches (sizes 0 and 1 are specialized), plus one when a step's
   attention is ragged, whatever the batch, context lengths and requests coming and going (the
-  pool's sizes are marked static); the pool writes stay in place (latent_cache.py). Opt-in: a graph takes
+  pool's sizes are marked static); the pool writes stay in place (latent_cache.py). On the CPU the
+  attention is a C++ kernel over the pool where it builds (paged_attention.py; no ragged graph
+  then). Opt-in: a graph takes
   ~10-60 s to compile on a small CPU. Prefill and the speculative verify forward stay eager (their
   shapes vary more; decoding is where steps repeat).
 - MTP speculative decoding (`speculative=True`): every decode forward verifies [last token, draft]
@@ -36,6 +38,7 @@ from typing import cast
 
 import torch
 
+from tinyseek.inference import paged_attention
 from tinyseek.inference.latent_cache import LatentCache
 from tinyseek.inference.request import Sequence, StepTokens
 from tinyseek.inference.sampler import Sampler, top_logprobs
@@ -101,6 +104,7 @@ class ModelRunner:
             # The pool's sizes are fixed: left dynamic, one equal to the batch size by chance (the latent
             # width, 12, at batch 12) was guarded equal to it, and the next batch size recompiled.
             torch._dynamo.mark_static(cache.latents)
+            cache.paged_kernel = self.device.type == "cpu" and paged_attention.load()
             self.compiled_decode = torch.compile(
                 self._decode_logits, dynamic=True, fullgraph=True, options={"cpp_wrapper": True}
             )

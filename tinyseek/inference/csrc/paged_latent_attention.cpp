@@ -1,0 +1,177 @@
+// Absorbed MLA attention straight over the paged latent pool, for the CPU (compile=True engines).
+//
+// Each query row b attends the cached latents of its own context through its block table: the row's
+// slots are copied block by block into a small buffer that stays in cache (the next row's blocks
+// prefetched meanwhile), never into a gathered [B, longest context, width] tensor (that copy, an
+// index_select per layer, then read twice by two batched matmuls, was the largest cost of a compiled
+// decode step at batch 256), and each row stops at its own position instead of the longest row's.
+// Per row: scores q·latent for every slot and query, a softmax per query in fp32, then the
+// probability-weighted sum of the slots' first kv_lora_rank numbers. Rows are split over torch's threads.
+//
+// Same mathematics as tinyseek.model.attention.attend_latents (fp32 scores, softmax, then the sum);
+// only the order of the additions differs (16-float vectors).
+#include <torch/extension.h>
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace {
+
+// 16 floats, one AVX-512 register (two AVX2 ones, four NEON ones): GCC and Clang vector extensions.
+typedef float vec __attribute__((vector_size(64)));
+constexpr int64_t W = 16;
+
+inline float hsum(vec v) {
+#if defined(__clang__)
+  v += __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
+  v += __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3);
+  v += __builtin_shufflevector(v, v, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1);
+  v += __builtin_shufflevector(v, v, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0);
+#else
+  typedef int mask __attribute__((vector_size(64)));
+  v += __builtin_shuffle(v, mask{8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7});
+  v += __builtin_shuffle(v, mask{4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3});
+  v += __builtin_shuffle(v, mask{2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1});
+  v += __builtin_shuffle(v, mask{1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0});
+#endif
+  return v[0];
+}
+
+template <typename scalar_t>
+void attend_rows(const scalar_t* q, const scalar_t* pool, int64_t pool_stride, const int64_t* table,
+                 const int64_t* positions, scalar_t* out, int64_t rows, int64_t n_queries, int64_t dim,
+                 int64_t steps, int64_t table_width, int64_t block_size, float scale, int64_t rank) {
+  const int64_t heads = n_queries / steps;
+  const int64_t max_len = table_width * block_size;
+  const int64_t chunks = (dim + W - 1) / W;  // a slot's latent, padded with zeros to whole vectors
+  const int64_t block_bytes = block_size * pool_stride * int64_t(sizeof(scalar_t));
+  auto context_of = [&](int64_t b) {
+    int64_t len = 0;
+    for (int64_t t = 0; t < steps; ++t) len = std::max(len, positions[b * steps + t] + 1);
+    return std::min(len, max_len);
+  };
+  // A row's context lies in scattered blocks of a few KB, too short for the hardware prefetcher to
+  // ramp up: the next row's blocks are requested while this row is computed.
+  auto prefetch = [&](int64_t b) {
+    const int64_t len = context_of(b);
+    for (int64_t k = 0; k * block_size < len; ++k) {
+      const char* start = reinterpret_cast<const char*>(pool + table[b * table_width + k] * block_size * pool_stride);
+      for (int64_t c = 0; c < block_bytes; c += 64) __builtin_prefetch(start + c);
+    }
+  };
+  at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
+    // The row's context copied out of the pool into a small buffer that stays in cache (in fp32),
+    // its queries, and the scores then probabilities [query, slot].
+    std::vector<vec> context(max_len * chunks, vec{}), query(n_queries * chunks, vec{});
+    std::vector<float> probs(n_queries * max_len);
+    std::vector<int64_t> limit(n_queries);
+    if (begin < end) prefetch(begin);
+    for (int64_t b = begin; b < end; ++b) {
+      if (b + 1 < end) prefetch(b + 1);
+      const int64_t len = context_of(b);
+      for (int64_t i = 0; i < n_queries; ++i) {  // query i = step t * heads + head: sees slots <= position
+        limit[i] = std::min(positions[b * steps + i / heads] + 1, max_len);
+        float* qi = reinterpret_cast<float*>(query.data() + i * chunks);
+        for (int64_t d = 0; d < dim; ++d) qi[d] = static_cast<float>(q[(b * n_queries + i) * dim + d]);
+      }
+      const int64_t* blocks = table + b * table_width;
+      for (int64_t l = 0; l < len; ++l) {
+        const scalar_t* slot = pool + (blocks[l / block_size] * block_size + l % block_size) * pool_stride;
+        float* dst = reinterpret_cast<float*>(context.data() + l * chunks);
+        for (int64_t d = 0; d < dim; ++d) dst[d] = static_cast<float>(slot[d]);
+      }
+      for (int64_t l = 0; l < len; ++l) {  // scores
+        const vec* latent = context.data() + l * chunks;
+        for (int64_t i = 0; i < n_queries; ++i) {
+          const vec* qi = query.data() + i * chunks;
+          vec s = qi[0] * latent[0];
+          for (int64_t c = 1; c < chunks; ++c) s += qi[c] * latent[c];
+          probs[i * max_len + l] = hsum(s) * scale;
+        }
+      }
+      for (int64_t i = 0; i < n_queries; ++i) {  // softmax of each query over its own slots
+        float* p = probs.data() + i * max_len;
+        float top = p[0];
+        for (int64_t l = 1; l < limit[i]; ++l) top = std::max(top, p[l]);
+        float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t l = 0; l < limit[i]; ++l) {
+          p[l] = std::exp(p[l] - top);
+          sum += p[l];
+        }
+        const float inv = 1.f / sum;
+        for (int64_t l = 0; l < limit[i]; ++l) p[l] *= inv;
+      }
+      for (int64_t i = 0; i < n_queries; ++i) {  // probability-weighted latents, 4 vectors at a time
+        const float* p = probs.data() + i * max_len;
+        for (int64_t c = 0; c * W < rank; c += 4) {
+          vec acc[4] = {};
+          const int64_t n = std::min<int64_t>(4, (rank - c * W + W - 1) / W);
+          for (int64_t l = 0; l < limit[i]; ++l) {
+            const vec* latent = context.data() + l * chunks + c;
+            for (int64_t k = 0; k < 4; ++k)
+              if (k < n) acc[k] += p[l] * latent[k];
+          }
+          scalar_t* o = out + (b * n_queries + i) * rank + c * W;
+          for (int64_t k = 0; k < n; ++k)
+            for (int64_t j = 0; j < W && (c + k) * W + j < rank; ++j) o[k * W + j] = static_cast<scalar_t>(acc[k][j]);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+// q [B, T*H, R + r], pool [slots, R + r] (one layer, rows contiguous), table [B, nb] block ids,
+// positions [B, T] -> [B, T*H, R].
+torch::Tensor paged_latent_attention(torch::Tensor q, const torch::Tensor& pool, torch::Tensor table,
+                                     torch::Tensor positions, int64_t block_size, double scale, int64_t rank) {
+  TORCH_CHECK(q.dim() == 3 && pool.dim() == 2 && table.dim() == 2 && positions.dim() == 2,
+              "paged_latent_attention: expected q [B, T*H, D], pool [S, D], table [B, nb], positions [B, T]");
+  TORCH_CHECK(q.scalar_type() == pool.scalar_type(), "paged_latent_attention: q and pool differ in dtype");
+  TORCH_CHECK(pool.stride(1) == 1 && q.size(2) == pool.size(1) && rank <= pool.size(1),
+              "paged_latent_attention: pool rows must be contiguous and as wide as q's");
+  TORCH_CHECK(q.size(1) % positions.size(1) == 0, "paged_latent_attention: T*H not a multiple of T");
+  q = q.contiguous();
+  table = table.to(torch::kLong).contiguous();
+  positions = positions.to(torch::kLong).contiguous();
+  const int64_t num_blocks = pool.size(0) / block_size;
+  TORCH_CHECK(table.numel() == 0 || (table.min().item<int64_t>() >= 0 && table.max().item<int64_t>() < num_blocks),
+              "paged_latent_attention: block ids must lie in [0, ", num_blocks, ")");
+  TORCH_CHECK(positions.numel() == 0 || positions.min().item<int64_t>() >= 0,
+              "paged_latent_attention: positions must be >= 0");
+  auto out = torch::empty({q.size(0), q.size(1), rank}, q.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::ScalarType::BFloat16, at::ScalarType::Half, q.scalar_type(), "paged_latent_attention", [&] {
+    attend_rows<scalar_t>(q.data_ptr<scalar_t>(), pool.data_ptr<scalar_t>(), pool.stride(0),
+                          table.data_ptr<int64_t>(), positions.data_ptr<int64_t>(), out.data_ptr<scalar_t>(),
+                          q.size(0), q.size(1), q.size(2), positions.size(1), table.size(1), block_size,
+                          static_cast<float>(scale), rank);
+  });
+  return out;
+}
+
+// tinyseek::write_attend_paged (schema: paged_attention.py; Python reference: latent_cache.py): write the step's latents into
+// layer `layer` of the pool, then attend over the pool in place. `reads` is the packed
+// [G, (start, stop, width) x G, table [B, nb] row-major]; the groups are not needed here, since each
+// row stops at its own position.
+torch::Tensor write_attend_paged(torch::Tensor latents, int64_t layer, const torch::Tensor& write_slots,
+                                 const torch::Tensor& new_latents, const torch::Tensor& reads, int64_t block_size,
+                                 const torch::Tensor& q, const torch::Tensor& positions, double softmax_scale,
+                                 int64_t kv_lora_rank) {
+  auto pool = latents.select(0, layer);
+  pool.index_copy_(0, write_slots, new_latents.reshape({-1, pool.size(-1)}).to(pool.scalar_type()));
+  const int64_t header = 1 + 3 * reads[0].item<int64_t>();
+  const auto table = reads.slice(0, header).view({q.size(0), -1});
+  return paged_latent_attention(q.to(pool.scalar_type()), pool, table, positions, block_size, softmax_scale,
+                                kv_lora_rank);
+}
+
+// The schemas are defined in Python (paged_attention.py), with their shape functions for torch.compile.
+TORCH_LIBRARY_IMPL(tinyseek, CPU, m) {
+  m.impl("paged_latent_attention", &paged_latent_attention);
+  m.impl("write_attend_paged", &write_attend_paged);
+}
