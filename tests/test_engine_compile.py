@@ -60,9 +60,13 @@ def paged_kernel() -> None:
     assert paged_attention.load(), "a C++ compiler is here but the paged attention kernel did not build"
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("steps", [1, 2])  # one query token per row (decode), or two (verify)
-def test_paged_kernel_equals_gathering_then_attending(paged_kernel, dtype: torch.dtype, steps: int):
+@pytest.mark.parametrize(  # one query token per row (decode) or two (verify); rows split over 2 threads
+    "dtype, steps, threads",
+    [(torch.float32, 1, 1), (torch.float32, 2, 2), (torch.bfloat16, 1, 2), (torch.bfloat16, 2, 1)],
+)
+def test_paged_kernel_equals_gathering_then_attending(
+    paged_kernel, dtype: torch.dtype, steps: int, threads: int
+):
     """Rows of contexts 1 to 70 slots in scattered blocks, widths that are not whole vectors (45 and
     30 of the kernel's 16-float vectors): the kernel's result equals gathering the blocks and
     attend_cached's, to rounding; the other rows' blocks and the slots past a row's position are
@@ -78,7 +82,12 @@ def test_paged_kernel_equals_gathering_then_attending(paged_kernel, dtype: torch
         pool[slots] = torch.randn(len(slots), width, generator=gen)
     pool = pool.to(dtype)
     q = torch.randn(rows, steps * heads, width, generator=gen).to(dtype)
-    got = torch.ops.tinyseek.paged_latent_attention(q, pool, table, positions, block, 0.3, rank)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = torch.ops.tinyseek.paged_latent_attention(q, pool, table, positions, block, 0.3, rank)
+    finally:
+        torch.set_num_threads(before)
     blocks = pool.view(-1, block, width)
     expected = torch.stack([
         attend_cached(q[r : r + 1], blocks[table[r]].reshape(1, -1, width).nan_to_num(0.0),
