@@ -29,6 +29,18 @@ def test_generate_json_with_prompt_ids(tmp_path, capsys):
     assert out["prompt_cache_miss_tokens"] == 3
 
 
+@pytest.mark.slow
+def test_generate_compiled_gives_the_greedy_reference(tmp_path, capsys):
+    """`--compile` (the engine's decode forward compiled) changes no token."""
+    model = random_model(num_nextn_predict_layers=0)
+    model.save_pretrained(tmp_path)
+    argv = ["generate", "--model", str(tmp_path), "--prompt-ids", "4,5,6", "--temperature", "0", "--compile"]
+    assert _run([*argv, "--max-tokens", "8", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["outputs"][0]["token_ids"] == greedy_reference(
+        model, [4, 5, 6], 8
+    )
+
+
 def test_generate_rejects_bad_values_before_loading(tmp_path):
     with pytest.raises(ValueError, match="top_p"):
         _run(["generate", "--model", str(tmp_path), "--prompt-ids", "1", "--top-p", "2"])

@@ -296,6 +296,10 @@ def test_cli_endpoint_report_matches_library(
             ["--base-url", "http://x/v1", "--served-model", "m", "--dtype", "bfloat16"],
             "--dtype only applies with --model",
         ),
+        (
+            ["--base-url", "http://x/v1", "--served-model", "m", "--compile"],
+            "--compile only applies with --model",
+        ),
     ],
 )
 def test_bad_arguments_name_the_value(

@@ -104,3 +104,31 @@ def test_full_queue_gets_429_then_sigterm_drains_the_stream_and_exits_cleanly(se
     ]
     assert finishes[-1] in ("stop", "length"), "the in-flight stream must finish, not be cut"
     assert process.wait(timeout=30) == 0
+
+
+@pytest.mark.slow
+def test_compiled_server_answers_as_the_eager_one(tmp_path: Path) -> None:
+    """`tinyseek serve --compile` compiles while loading (/health turns ready after it), then answers
+    greedy chat completions, over HTTP with the openai client, exactly as a server without it."""
+    from openai import OpenAI
+
+    from tests.serve_process import ServerProcess
+
+    model_dir = chat_model_dir(tmp_path / "model")
+    replies = []
+    for extra in ((), ("--compile",)):
+        server = ServerProcess(model_dir, tmp_path / f"server{len(extra)}.log", KEY, *extra)
+        try:
+            client = OpenAI(base_url=f"{server.base_url}/v1", api_key=KEY, max_retries=0)
+            replies.append([
+                client.chat.completions.create(
+                    model="tiny-r1", messages=QUESTION, temperature=0, max_tokens=24, n=n
+                ).model_dump()["choices"]
+                for n in (1, 3)  # the compiled graphs for one row and for several
+            ])  # fmt: skip
+        finally:
+            server.stop()
+    eager, compiled = replies
+    assert compiled == eager
+    assert "paged latent attention kernel" in (tmp_path / "server1.log").read_text()  # compile=True only
+    assert eager[0][0]["message"]["content"] or eager[0][0]["message"].get("reasoning_content")

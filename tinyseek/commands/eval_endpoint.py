@@ -34,6 +34,7 @@ MODEL_ONLY = {
     "--dtype": ("dtype", "float32"),
     "--device": ("device", "cpu"),
     "--max-num-seqs": ("max_num_seqs", 256),
+    "--compile": ("compile", False),
 }
 
 

@@ -34,6 +34,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
     p.add_argument("--speculative", action="store_true", help="MTP speculative decoding (needs MTP weights)")
+    p.add_argument(
+        "--compile", action="store_true", help="compile the decode forward (faster steps after 15-40 s)"
+    )
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -72,7 +75,9 @@ def _load(args: argparse.Namespace) -> Any:
     from tinyseek import LLM
 
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "auto": "auto"}[args.dtype]
-    return LLM(args.model, dtype=dtype, device=args.device, speculative=args.speculative)
+    return LLM(
+        args.model, dtype=dtype, device=args.device, speculative=args.speculative, compile=args.compile
+    )
 
 
 def _params(args: argparse.Namespace, n: int = 1) -> Any:

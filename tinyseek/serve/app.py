@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 def _load(state: ServerState) -> Ready:
     """Build the engine from the model directory (runs in a worker thread)."""
     from tinyseek.inference.llm import LLM
+    from tinyseek.inference.sampling_params import SamplingParams
 
     settings = state.settings
     llm = LLM(settings.model_dir, **settings.engine_options)
@@ -65,6 +66,10 @@ def _load(state: ServerState) -> Ready:
         # first request holds the GIL against the event loop.
         tokenizer.apply_chat_template([{"role": "user", "content": "warm-up"}], tokenize=True)
     think_close_id = tokenizer.backend.token_to_id(THINK_CLOSE)
+    if settings.engine_options.get("compile"):  # its graphs (batch 1, larger batches) before ready
+        warm = SamplingParams(temperature=0, max_tokens=2, ignore_eos=True)
+        for batch in (1, 2):
+            llm.generate([[0, 1]] * batch, warm)
     loop = EngineLoop(llm.engine, state.metrics, settings.max_queue)
     return Ready(llm, tokenizer, loop, TokenBytes(tokenizer), llm.engine.max_model_len, think_close_id)
 
