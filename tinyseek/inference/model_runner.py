@@ -108,12 +108,16 @@ class ModelRunner:
             self.compiled_decode = torch.compile(
                 self._decode_logits, dynamic=True, fullgraph=True, options={"cpp_wrapper": True}
             )
+        # The compiled decode over the paged kernel: no ragged groups, so no sorting of rows either.
+        self.paged_decode = self.compiled_decode is not None and cache.paged_kernel and not speculative
 
     @torch.inference_mode()
     def run(self, step: ScheduledStep) -> list[StepTokens | None]:
         """Results aligned with step.prefill then step.decode; None for a chunk that ends mid-prompt."""
         results: list[StepTokens | None] = self._prefill(step.prefill) if step.prefill else []
-        if step.decode:
+        if step.decode and self.paged_decode:  # the kernel takes rows in any order
+            results.extend(self._decode(step.decode))
+        elif step.decode:
             # Longest context first, so that rows of similar length are neighbours (ragged attention).
             order = sorted(range(len(step.decode)), key=lambda i: -step.decode[i].num_computed)
             decode = self._decode_speculative if self.speculative else self._decode
@@ -150,7 +154,7 @@ class ModelRunner:
         clamped = write_positions.masked_fill(~valid, 0)
         write = self._slots(rows, clamped).masked_fill(~valid, 0).reshape(-1)
         blocks = [-(-span // self.block_size) for span in spans]
-        groups = ragged_groups(blocks)
+        groups = [(slice(0, len(blocks)), max(blocks))] if self.paged_decode else ragged_groups(blocks)
         if tables:
             self.cache.bind(write, [])
             self.cache.bind_tables(self.block_table[rows, : max(w for _, w in groups)], groups)
