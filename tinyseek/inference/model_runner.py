@@ -20,10 +20,10 @@ Design choices:
   batch 1 and one for larger batches (sizes 0 and 1 are specialized), plus one when a step's
   attention is ragged, whatever the batch, context lengths and requests coming and going (the
   pool's sizes are marked static); the pool writes stay in place (latent_cache.py). On the CPU the
-  attention is a C++ kernel over the pool where it builds (paged_attention.py; no ragged graph
-  then). Opt-in: a graph takes
-  ~10-60 s to compile on a small CPU. Prefill and the speculative verify forward stay eager (their
-  shapes vary more; decoding is where steps repeat).
+  attention is a C++ kernel over the pool where it builds (paged_attention.py; rows then neither
+  sorted nor grouped, no ragged graph). Opt-in: a graph takes ~10-60 s to compile on a small CPU.
+  Prefill and the speculative verify forward stay eager (their shapes vary more; decoding is where
+  steps repeat).
 - MTP speculative decoding (`speculative=True`): every decode forward verifies [last token, draft]
   at once; tokens are sampled position by position exactly as plain decoding would, and the draft is
   accepted when it equals the sampled token, so greedy (and seeded) output is identical to plain
