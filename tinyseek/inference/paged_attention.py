@@ -8,9 +8,9 @@ and stops at the row's own position, so there is no copy and no padding to the l
 
 Design choices:
 - Built on first use with `torch.utils.cpp_extension.load` (ninja and the C++ compiler that
-  torch.compile needs anyway), for this CPU (`-march=native`, the ISA in the build's name so that a
-  shared cache never hands one CPU another's binary), then cached by torch (`TORCH_EXTENSIONS_DIR`);
-  the first build takes ~30 s. Only compiled CPU engines use it: the eager engine, the tests of the
+  torch.compile needs anyway), for this CPU (`-march=native`; the build's name holds a hash of the
+  CPU's feature flags, so that a cache shared between machines never hands one CPU a binary built for
+  another's instructions), then cached by torch (`TORCH_EXTENSIONS_DIR`); the first build takes ~30 s. Only compiled CPU engines use it: the eager engine, the tests of the
   model and the GPU path need no compiler.
 - The ops' schemas and shapes are defined here in Python, so torch.compile can trace them whether or
   not the kernel is built; the C++ file only registers their CPU implementations.
@@ -21,7 +21,9 @@ Design choices:
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
+import platform
 from pathlib import Path
 
 import torch
@@ -57,11 +59,24 @@ def _write_attend_fake(
     return q.new_empty(q.shape[0], q.shape[1], kv_lora_rank, dtype=latents.dtype)
 
 
+def _cpu_features() -> str:
+    """A short hash of this CPU's feature flags (what `-march=native` compiles for)."""
+    flags = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = line
+                break
+    except OSError:
+        pass
+    return hashlib.sha1(flags.encode()).hexdigest()[:10]
+
+
 @functools.cache
 def load() -> bool:
     """Build (first time) and load the CPU kernel; False, with the reason logged, where it cannot be
     built (no compiler or ninja): the compiled engine then gathers and attends as before."""
-    isa = torch.backends.cpu.get_cpu_capability().lower()
+    isa = f"{torch.backends.cpu.get_cpu_capability().lower()}_{_cpu_features()}"
     try:
         from torch.utils.cpp_extension import load as load_extension
 
