@@ -20,35 +20,44 @@ def prompts_of(lengths: list[int], seed: int = 1, vocab: int = 64) -> list[list[
     return [torch.randint(0, vocab, (n,), generator=gen).tolist() for n in lengths]
 
 
-def test_cache_ops_equal_the_eager_write_gather_and_attention():
-    """Both ops write the same pool and return what LayerSlots.update + latent_attention return, for
-    one group (write_gather) and ragged groups (write_attend)."""
+def bound_caches(groups: list[tuple[slice, int]]) -> dict:
+    """Two caches of equal contents bound for one decode step of 3 rows (contexts 41, 10 and 6 in
+    scattered blocks): `eager` through `bind`'s list, `ops` through the packed tables the compiled
+    decode reads; the step's q, kv, pe, positions, and the eager cache's attention over it."""
     config = random_model().config
     rank, width, heads = config.kv_lora_rank, config.latent_dim, 3
     gen = torch.Generator().manual_seed(0)
+    eager, ops = (LatentCache(config, num_blocks=12, n_layers=2) for _ in range(2))
+    for cache in (eager, ops):  # the same contents: a cached value read back, never the zeros
+        cache.latents.copy_(torch.randn(cache.latents.shape, generator=gen.manual_seed(1)))
+    table = torch.tensor([[1, 4, 7], [2, 5, 8], [3, 6, 9]])
+    positions = torch.tensor([[40], [9], [5]])
+    slots = table[torch.arange(3), positions[:, 0] // 16] * 16 + positions[:, 0] % 16
+    kv, pe = torch.randn(3, 1, rank, generator=gen), torch.randn(3, 1, width - rank, generator=gen)
+    q = torch.randn(3, heads, width, generator=gen)
+    eager.bind(slots, [(g, table[g, :w]) for g, w in groups])
+    ops.bind(slots, [])
+    ops.bind_tables(table, groups)
+    expected = latent_attention(eager.layer(1), q, kv, pe, positions, 0.3)
+    new = torch.cat([kv, pe], dim=-1)
+    return dict(eager=eager, ops=ops, q=q, kv=kv, pe=pe, new=new, positions=positions, rank=rank,
+                expected=expected)  # fmt: skip
+
+
+def test_cache_ops_equal_the_eager_write_gather_and_attention():
+    """Both ops write the same pool and return what LayerSlots.update + latent_attention return, for
+    one group (write_gather) and ragged groups (write_attend)."""
     for groups in ([(slice(0, 3), 3)], [(slice(0, 1), 3), (slice(1, 3), 1)]):
-        caches = [LatentCache(config, num_blocks=12, n_layers=2) for _ in range(2)]
-        for cache in caches:  # the same contents: a cached value read back, never the zeros
-            cache.latents.copy_(torch.randn(cache.latents.shape, generator=gen.manual_seed(1)))
-        table = torch.tensor([[1, 4, 7], [2, 5, 8], [3, 6, 9]])
-        positions = torch.tensor([[40], [9], [5]])
-        slots = table[torch.arange(3), positions[:, 0] // 16] * 16 + positions[:, 0] % 16
-        kv, pe = torch.randn(3, 1, rank, generator=gen), torch.randn(3, 1, width - rank, generator=gen)
-        q = torch.randn(3, heads, width, generator=gen)
-        eager, ops = caches
-        eager.bind(slots, [(g, table[g, :w]) for g, w in groups])
-        ops.bind(slots, [])
-        ops.bind_tables(table, groups)
-        expected = latent_attention(eager.layer(1), q, kv, pe, positions, 0.3)
-        new = torch.cat([kv, pe], dim=-1)
-        args = (ops.latents, 1, ops.write_slots, new, ops.reads, ops.block_size)
+        b = bound_caches(groups)
+        eager, ops, q, positions, rank = b["eager"], b["ops"], b["q"], b["positions"], b["rank"]
+        args = (ops.latents, 1, ops.write_slots, b["new"], ops.reads, ops.block_size)
         if len(groups) == 1:
             gathered = torch.ops.tinyseek.write_gather(*args)
-            assert torch.equal(gathered, eager.layer(1).update(kv, pe, positions)[0][1])
+            assert torch.equal(gathered, eager.layer(1).update(b["kv"], b["pe"], positions)[0][1])
             got = attend_cached(q, gathered, positions, 0.3, rank)
         else:
             got = torch.ops.tinyseek.write_attend(*args, q, positions, 0.3, rank)
-        assert torch.equal(got, expected)
+        assert torch.equal(got, b["expected"])
         assert torch.equal(ops.latents, eager.latents)
 
 
@@ -110,28 +119,14 @@ def test_paged_kernel_rejects_a_block_outside_the_pool(paged_kernel):
 def test_write_attend_paged_writes_the_pool_and_attends_like_the_eager_cache(paged_kernel):
     """The op the compiled decode calls: the pool after it equals the eager write's, and its
     attention equals latent_attention over the eager cache, ragged groups included."""
-    config = random_model().config
-    rank, width, heads = config.kv_lora_rank, config.latent_dim, 3
-    gen = torch.Generator().manual_seed(0)
-    groups = [(slice(0, 1), 3), (slice(1, 3), 1)]
-    eager, ops = (LatentCache(config, num_blocks=12, n_layers=2) for _ in range(2))
-    for cache in (eager, ops):
-        cache.latents.copy_(torch.randn(cache.latents.shape, generator=gen.manual_seed(1)))
-    table = torch.tensor([[1, 4, 7], [2, 5, 8], [3, 6, 9]])
-    positions = torch.tensor([[40], [9], [5]])
-    slots = table[torch.arange(3), positions[:, 0] // 16] * 16 + positions[:, 0] % 16
-    kv, pe = torch.randn(3, 1, rank, generator=gen), torch.randn(3, 1, width - rank, generator=gen)
-    q = torch.randn(3, heads, width, generator=gen)
-    eager.bind(slots, [(g, table[g, :w]) for g, w in groups])
-    ops.bind(slots, [])
-    ops.bind_tables(table, groups)
-    expected = latent_attention(eager.layer(1), q, kv, pe, positions, 0.3)
-    new = torch.cat([kv, pe], dim=-1)
+    b = bound_caches([(slice(0, 1), 3), (slice(1, 3), 1)])
+    ops = b["ops"]
     got = torch.ops.tinyseek.write_attend_paged(
-        ops.latents, 1, ops.write_slots, new, ops.reads, ops.block_size, q, positions, 0.3, rank
-    )
-    assert torch.equal(ops.latents, eager.latents)
-    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+        ops.latents, 1, ops.write_slots, b["new"], ops.reads, ops.block_size, b["q"], b["positions"], 0.3,
+        b["rank"],
+    )  # fmt: skip
+    assert torch.equal(ops.latents, b["eager"].latents)
+    torch.testing.assert_close(got, b["expected"], atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.slow

@@ -99,9 +99,10 @@ class LayerSlots:
 _lib = torch.library.Library("tinyseek", "FRAGMENT")
 _ARGS = "Tensor(a!) latents, int layer, Tensor write_slots, Tensor new, Tensor reads, int block_size"
 _lib.define(f"write_gather({_ARGS}) -> Tensor")
-_lib.define(
-    f"write_attend({_ARGS}, Tensor q, Tensor positions, float softmax_scale, int kv_lora_rank) -> Tensor"
-)
+_ATTEND_ARGS = f"{_ARGS}, Tensor q, Tensor positions, float softmax_scale, int kv_lora_rank"
+_lib.define(f"write_attend({_ATTEND_ARGS}) -> Tensor")
+# The same step with the CPU C++ kernel (paged_attention.py builds it and registers its implementation).
+_lib.define(f"write_attend_paged({_ATTEND_ARGS}) -> Tensor")
 
 
 def _write_and_read(
@@ -152,6 +153,7 @@ def _write_gather_fake(
     return latents.new_empty(rows, (reads.shape[0] - 4) // rows * block_size, latents.shape[-1])
 
 
+@torch.library.register_fake("tinyseek::write_attend_paged")
 @torch.library.register_fake("tinyseek::write_attend")
 def _write_attend_fake(
     latents: torch.Tensor, layer: int, write_slots: torch.Tensor, new: torch.Tensor, reads: torch.Tensor,

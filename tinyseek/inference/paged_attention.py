@@ -12,8 +12,9 @@ Design choices:
   CPU's feature flags, so that a cache shared between machines never hands one CPU a binary built for
   another's instructions), then cached by torch (`TORCH_EXTENSIONS_DIR`); the first build takes ~30 s. Only compiled CPU engines use it: the eager engine, the tests of the
   model and the GPU path need no compiler.
-- The ops' schemas and shapes are defined here in Python, so torch.compile can trace them whether or
-  not the kernel is built; the C++ file only registers their CPU implementations.
+- The ops' schemas and shapes are defined in Python (`paged_latent_attention` here, the engine's
+  `write_attend_paged` beside its other cache ops in latent_cache.py), so torch.compile can trace them
+  whether or not the kernel is built; the C++ file only registers their CPU implementations.
 - Same mathematics as `tinyseek.model.attention.attend_latents` (fp32 scores and softmax); the
   additions run in another order (vectorized), so results agree to rounding, not bit for bit.
 """
@@ -37,10 +38,6 @@ _lib.define(
     "paged_latent_attention(Tensor q, Tensor pool, Tensor table, Tensor positions, int block_size, "
     "float scale, int rank) -> Tensor"
 )
-_lib.define(
-    "write_attend_paged(Tensor(a!) latents, int layer, Tensor write_slots, Tensor new, Tensor reads, "
-    "int block_size, Tensor q, Tensor positions, float softmax_scale, int kv_lora_rank) -> Tensor"
-)
 
 
 @torch.library.register_fake("tinyseek::paged_latent_attention")
@@ -49,14 +46,6 @@ def _paged_fake(
     scale: float, rank: int,
 ) -> torch.Tensor:  # fmt: skip
     return q.new_empty(q.shape[0], q.shape[1], rank, dtype=pool.dtype)
-
-
-@torch.library.register_fake("tinyseek::write_attend_paged")
-def _write_attend_fake(
-    latents: torch.Tensor, layer: int, write_slots: torch.Tensor, new: torch.Tensor, reads: torch.Tensor,
-    block_size: int, q: torch.Tensor, positions: torch.Tensor, softmax_scale: float, kv_lora_rank: int,
-) -> torch.Tensor:  # fmt: skip
-    return q.new_empty(q.shape[0], q.shape[1], kv_lora_rank, dtype=latents.dtype)
 
 
 def _cpu_features() -> str:

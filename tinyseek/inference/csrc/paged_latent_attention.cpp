@@ -182,8 +182,8 @@ torch::Tensor paged_latent_attention(torch::Tensor q, const torch::Tensor& pool,
   return out;
 }
 
-// tinyseek::write_attend_paged (schema: paged_attention.py; Python reference: latent_cache.py): write the step's latents into
-// layer `layer` of the pool, then attend over the pool in place. `reads` is the packed
+// tinyseek::write_attend_paged (schema and Python reference: latent_cache.py): write the step's
+// latents into layer `layer` of the pool, then attend over the pool in place. `reads` is the packed
 // [G, (start, stop, width) x G, table [B, nb] row-major]; the groups are not needed here, since each
 // row stops at its own position.
 torch::Tensor write_attend_paged(torch::Tensor latents, int64_t layer, const torch::Tensor& write_slots,
@@ -198,7 +198,7 @@ torch::Tensor write_attend_paged(torch::Tensor latents, int64_t layer, const tor
                                 kv_lora_rank);
 }
 
-// The schemas are defined in Python (paged_attention.py), with their shape functions for torch.compile.
+// The schemas are defined in Python (paged_attention.py, latent_cache.py), with their shape functions.
 TORCH_LIBRARY_IMPL(tinyseek, CPU, m) {
   m.impl("paged_latent_attention", &paged_latent_attention);
   m.impl("write_attend_paged", &write_attend_paged);
