@@ -1,14 +1,18 @@
-"""Fixtures every test module can use: a fixed seed and INFO logs for all, one OpenMP thread on request.
+"""Fixtures every test module can use: a fixed seed and INFO logs for all, one OpenMP thread and the
+CPU kernels on request.
 
 The tiny models themselves are in tests/fixtures.py."""
 
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Iterator
 
 import pytest
 import torch
+
+from tinyseek.inference import cpu_kernels
 
 
 @pytest.fixture(autouse=True)
@@ -26,3 +30,12 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def cpu_kernels_built() -> None:
+    """The compiled engine's C++ CPU kernels, built here (~30-40 s the first time); where a compiler
+    exists they must build (a failure would otherwise only show as slower compiled engines)."""
+    if shutil.which("c++") is None and shutil.which("g++") is None:
+        pytest.skip("no C++ compiler: compiled engines gather and use BLAS instead")
+    assert cpu_kernels.load(), "a C++ compiler is here but the CPU kernels did not build"

@@ -3,14 +3,11 @@ the cache ops it compiles around (tinyseek/inference/latent_cache.py) equal the 
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import torch
 
 from tests.fixtures import random_model
 from tinyseek import LLM, SamplingParams
-from tinyseek.inference import paged_attention
 from tinyseek.inference.latent_cache import LatentCache
 from tinyseek.model.attention import attend_cached, latent_attention
 
@@ -61,20 +58,12 @@ def test_cache_ops_equal_the_eager_write_gather_and_attention():
         assert torch.equal(ops.latents, eager.latents)
 
 
-@pytest.fixture(scope="module")
-def paged_kernel() -> None:
-    """The C++ kernel, built here (~30 s the first time); where a compiler exists it must build."""
-    if shutil.which("c++") is None and shutil.which("g++") is None:
-        pytest.skip("no C++ compiler: compiled engines gather and attend instead")
-    assert paged_attention.load(), "a C++ compiler is here but the paged attention kernel did not build"
-
-
 @pytest.mark.parametrize(  # one query token per row (decode) or two (verify); rows split over 2 threads
     "dtype, steps, threads",
     [(torch.float32, 1, 1), (torch.float32, 2, 2), (torch.bfloat16, 1, 2), (torch.bfloat16, 2, 1)],
 )
 def test_paged_kernel_equals_gathering_then_attending(
-    paged_kernel, dtype: torch.dtype, steps: int, threads: int
+    cpu_kernels_built, dtype: torch.dtype, steps: int, threads: int
 ):
     """Rows of contexts 1 to 70 slots in scattered blocks, widths that are not whole vectors (45 and
     30 of the kernel's 16-float vectors): the kernel's result equals gathering the blocks and
@@ -108,7 +97,7 @@ def test_paged_kernel_equals_gathering_then_attending(
     torch.testing.assert_close(got, expected, atol=tolerance, rtol=tolerance)
 
 
-def test_paged_kernel_rejects_a_block_outside_the_pool(paged_kernel):
+def test_paged_kernel_rejects_a_block_outside_the_pool(cpu_kernels_built):
     pool, q = torch.zeros(4 * 16, 8), torch.zeros(1, 2, 8)
     with pytest.raises(RuntimeError, match=r"block ids must lie in \[0, 4\)"):
         torch.ops.tinyseek.paged_latent_attention(
@@ -116,7 +105,7 @@ def test_paged_kernel_rejects_a_block_outside_the_pool(paged_kernel):
         )
 
 
-def test_write_attend_paged_writes_the_pool_and_attends_like_the_eager_cache(paged_kernel):
+def test_write_attend_paged_writes_the_pool_and_attends_like_the_eager_cache(cpu_kernels_built):
     """The op the compiled decode calls: the pool after it equals the eager write's, and its
     attention equals latent_attention over the eager cache, ragged groups included."""
     b = bound_caches([(slice(0, 1), 3), (slice(1, 3), 1)])

@@ -15,8 +15,9 @@ Design choices:
   (in-place optimizer steps, load_state_dict) empties the prefix cache before the next step, so no
   latent computed with old weights is reused.
 - Weights are laid out for decoding when the engine is built (`lay_out_for_decode`): same values and
-  shapes, each matrix stored input-major, so that x @ Wᵀ for a few rows is a plain (NN) product.
-  On one CPU that made a decode step at batch 1 ~30% faster (mini preset); outputs are unchanged.
+  shapes, each matrix stored input-major, so that x @ Wᵀ for a few rows is a plain (NN) product for
+  BLAS (on one CPU a decode step at batch 1 ~30% faster, mini preset), or row-major [out, in] where
+  a compiled CPU engine's kernels read them (cpu_kernels.py); outputs are unchanged.
 - `compile=True` compiles the decode forward with torch.compile (model_runner.py, latent_cache.py):
   faster steps at every batch size, after tens of seconds of compiling per graph, so it is opt-in
   (tests, the GRPO loop and the server run eager).
@@ -37,6 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tinyseek.inference import cpu_kernels
 from tinyseek.inference.block_manager import BlockManager
 from tinyseek.inference.detokenizer import IncrementalDetokenizer
 from tinyseek.inference.latent_cache import LatentCache
@@ -56,13 +58,17 @@ DEFAULT_CACHE_BYTES = 2**30
 __all__ = ["Engine", "EngineStats"]
 
 
-def lay_out_for_decode(model: Transformer) -> None:
-    """Store every weight matrix input-major (its transpose contiguous), in place, values unchanged.
+def lay_out_for_decode(model: Transformer, kernels: bool = False) -> None:
+    """Store every weight matrix as a decode step reads it fastest, in place, values unchanged.
 
     nn.Linear computes x @ Wᵀ: with W [out, in] row-major that is an NT product, which CPU BLAS runs
-    markedly slower than NN for a few rows (a decode step's shape); with Wᵀ contiguous it is NN.
+    markedly slower than NN for a few rows (a decode step's shape), so for BLAS each matrix is stored
+    input-major (Wᵀ contiguous). The CPU decode kernels of a compiled engine (`kernels`, cpu_kernels.py)
+    read W's rows, so there every matrix stays row-major [out, in] (mini, batch 32: a step ~1.35x
+    faster than input-major through BLAS; batch 1, where BLAS keeps the single rows, within noise).
     Parameters keep their identity, shape and values (an optimizer sharing the model keeps working);
     distributed (DTensor) parameters are left alone."""
+    input_major = not kernels
     for module in model.modules():
         if isinstance(module, nn.Linear):
             weights = [(module.weight, 0, 1)]
@@ -71,8 +77,9 @@ def lay_out_for_decode(model: Transformer) -> None:
         else:
             continue
         for weight, a, b in weights:
-            if type(weight.data) is torch.Tensor and weight.data.transpose(a, b).is_contiguous() is False:
-                weight.data = weight.data.transpose(a, b).contiguous().transpose(a, b)
+            stored = weight.data.transpose(a, b) if input_major else weight.data
+            if type(weight.data) is torch.Tensor and not stored.is_contiguous():
+                weight.data = stored.contiguous().transpose(a, b) if input_major else stored.contiguous()
 
 
 @dataclass
@@ -119,8 +126,8 @@ class Engine:
             raise ValueError(
                 "speculative=True: expected a model with MTP modules (num_nextn_predict_layers >= 1)"
             )
-        lay_out_for_decode(model)
         param = next(model.parameters())
+        lay_out_for_decode(model, compile and param.device.type == "cpu" and cpu_kernels.load())
         n_layers = config.num_hidden_layers + (1 if speculative else 0)
         per_token = LatentCache.bytes_per_token_for(config, param.dtype, n_layers)
         if max_cache_tokens is None:

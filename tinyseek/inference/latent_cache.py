@@ -36,7 +36,7 @@ Design choices:
   its guards: the decode forward took 8.7 ms at mini batch 1 (eager 8.5, with the ops 4.2-4.6) and
   12.9 ms at tiny batch 256 (eager 13.7, with the ops 9.5). The reads travel packed in one tensor
   (`bind_tables`). On the CPU both give way to `write_attend_paged` where its C++ kernel builds
-  (paged_attention.py): it attends over the pool in place, so nothing is gathered at all.
+  (cpu_kernels.py): it attends over the pool in place, so nothing is gathered at all.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ _ARGS = "Tensor(a!) latents, int layer, Tensor write_slots, Tensor new, Tensor r
 _lib.define(f"write_gather({_ARGS}) -> Tensor")
 _ATTEND_ARGS = f"{_ARGS}, Tensor q, Tensor positions, float softmax_scale, int kv_lora_rank"
 _lib.define(f"write_attend({_ATTEND_ARGS}) -> Tensor")
-# The same step with the CPU C++ kernel (paged_attention.py builds it and registers its implementation).
+# The same step with the CPU C++ kernel (cpu_kernels.py builds it and registers its implementation).
 _lib.define(f"write_attend_paged({_ATTEND_ARGS}) -> Tensor")
 
 
@@ -183,7 +183,7 @@ class LatentCache:
         self.read_blocks: list[tuple[slice, torch.Tensor]] = []
         self.reads = torch.zeros(0, dtype=torch.long, device=device)  # `read_blocks` packed, see bind_tables
         self.uniform = True
-        self.paged_kernel = False  # set by a compiled CPU engine whose paged_attention kernel loaded
+        self.paged_kernel = False  # set by a compiled CPU engine whose CPU kernels loaded
 
     @staticmethod
     def bytes_per_token_for(config: ModelConfig, dtype: torch.dtype, n_layers: int) -> int:

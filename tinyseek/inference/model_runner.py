@@ -19,9 +19,10 @@ Design choices:
   0.6 ms a step at mini batch 1 and 1 ms at tiny batch 256, of 4.4 and 10.8 ms): one graph for
   batch 1 and one for larger batches (sizes 0 and 1 are specialized), plus one when a step's
   attention is ragged, whatever the batch, context lengths and requests coming and going (the
-  pool's sizes are marked static); the pool writes stay in place (latent_cache.py). On the CPU the
-  attention is a C++ kernel over the pool where it builds (paged_attention.py; rows then neither
-  sorted nor grouped, no ragged graph). Opt-in: a graph takes ~10-60 s to compile on a small CPU.
+  pool's sizes are marked static); the pool writes stay in place (latent_cache.py). On the CPU, where
+  the C++ kernels build (cpu_kernels.py), the attention reads the pool in place (rows then neither
+  sorted nor grouped, no ragged graph) and a graph pass hands the projections of a few rows and the
+  routed experts to a kernel that streams the weights. Opt-in: a graph takes ~10-60 s to compile.
   Prefill and the speculative verify forward stay eager (their shapes vary more; decoding is where
   steps repeat).
 - MTP speculative decoding (`speculative=True`): every decode forward verifies [last token, draft]
@@ -34,11 +35,11 @@ Design choices:
 from __future__ import annotations
 
 from collections.abc import Sequence as Seq
-from typing import cast
+from typing import Any, cast
 
 import torch
 
-from tinyseek.inference import paged_attention
+from tinyseek.inference import cpu_kernels
 from tinyseek.inference.latent_cache import LatentCache
 from tinyseek.inference.request import Sequence, StepTokens
 from tinyseek.inference.sampler import Sampler, top_logprobs
@@ -104,9 +105,12 @@ class ModelRunner:
             # The pool's sizes are fixed: left dynamic, one equal to the batch size by chance (the latent
             # width, 12, at batch 12) was guarded equal to it, and the next batch size recompiled.
             torch._dynamo.mark_static(cache.latents)
-            cache.paged_kernel = self.device.type == "cpu" and paged_attention.load()
+            cache.paged_kernel = self.device.type == "cpu" and cpu_kernels.load()
+            options: dict[str, Any] = {"cpp_wrapper": True}
+            if cache.paged_kernel:  # the projections of a few rows, too (weights laid out by the engine)
+                options["post_grad_custom_post_pass"] = cpu_kernels.DecodeLinears()
             self.compiled_decode = torch.compile(
-                self._decode_logits, dynamic=True, fullgraph=True, options={"cpp_wrapper": True}
+                self._decode_logits, dynamic=True, fullgraph=True, options=options
             )
         # The compiled decode over the paged kernel: no ragged groups, so no sorting of rows either.
         self.paged_decode = self.compiled_decode is not None and cache.paged_kernel and not speculative

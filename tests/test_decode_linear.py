@@ -1,0 +1,123 @@
+"""The compiled engine's few-row projections (tinyseek/inference/csrc/decode_linear.cpp): the kernels
+equal x @ Wᵀ, per expert for the routed experts, and the graph pass that calls them rewrites the
+Linears and experts of a compiled function, and only those whose weights it can read."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tests.fixtures import random_model
+from tinyseek import LLM
+from tinyseek.inference.cpu_kernels import DecodeLinears
+from tinyseek.model.moe import Experts, swiglu_experts
+
+pytestmark = pytest.mark.usefixtures("cpu_kernels_built")
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 5, 8, 32, 48, 49, 64])
+@pytest.mark.parametrize("in_dim, out_dim", [(16, 4), (384, 100), (128, 12), (40, 8), (64, 10)])
+def test_decode_linear_equals_x_times_w_transposed(rows: int, in_dim: int, out_dim: int):
+    """Every row count around the kernel's limits (1 and above 48 rows go to BLAS), widths that are
+    whole vectors and ones that are not (in 40, out 10: BLAS), a weight read in place."""
+    gen = torch.Generator().manual_seed(rows)
+    x, weight = torch.randn(rows, in_dim, generator=gen), torch.randn(out_dim, in_dim, generator=gen)
+    got = torch.ops.tinyseek.decode_linear(x, weight)
+    torch.testing.assert_close(got, x @ weight.T, atol=1e-4, rtol=1e-4)  # sums of 384 terms ~20
+
+
+def test_decode_linear_takes_any_layout_and_dtype():
+    """A weight stored input-major, a non-contiguous x and bf16 all give x @ Wᵀ (through BLAS)."""
+    gen = torch.Generator().manual_seed(0)
+    weight = torch.randn(48, 32, generator=gen)
+    x = torch.randn(32, 8, generator=gen).T  # [8, 32], not contiguous
+    input_major = weight.T.contiguous().T
+    torch.testing.assert_close(torch.ops.tinyseek.decode_linear(x, input_major), x @ weight.T)
+    torch.testing.assert_close(
+        torch.ops.tinyseek.decode_linear(x, weight), x @ weight.T, atol=1e-5, rtol=1e-5
+    )
+    got = torch.ops.tinyseek.decode_linear(x.bfloat16(), weight.bfloat16())
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), x @ weight.T, atol=0.1, rtol=0.05)
+
+
+def test_decode_linear_rejects_mismatched_shapes():
+    with pytest.raises(RuntimeError, match=r"weight: expected \[out, in\] with in = 32, got \[8, 16\]"):
+        torch.ops.tinyseek.decode_linear(torch.zeros(4, 32), torch.zeros(8, 16))
+
+
+def test_decode_grouped_linear_equals_each_experts_product():
+    """Experts with no rows, one row, a few, and more than the kernel takes (BLAS), in one call."""
+    gen = torch.Generator().manual_seed(0)
+    counts = [0, 1, 7, 0, 60, 3]
+    weight = torch.randn(len(counts), 24, 64, generator=gen)
+    x = torch.randn(sum(counts), 64, generator=gen)
+    offs = torch.tensor(counts).cumsum(0).to(torch.int32)
+    got = torch.ops.tinyseek.decode_grouped_linear(x, weight, offs)
+    expected = torch.cat([rows @ weight[e].T for e, rows in enumerate(x.split(counts))])
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_decode_grouped_linear_rejects_groups_that_do_not_cover_the_rows():
+    weight, x = torch.zeros(2, 8, 16), torch.zeros(5, 16)
+    with pytest.raises(RuntimeError, match="offs: expected the last end to be 5"):
+        torch.ops.tinyseek.decode_grouped_linear(x, weight, torch.tensor([2, 4]))
+    with pytest.raises(RuntimeError, match="non-decreasing ends within"):
+        torch.ops.tinyseek.decode_grouped_linear(x, torch.zeros(3, 8, 16), torch.tensor([3, 1, 5]))
+
+
+def compiled_with(pass_: DecodeLinears, fn, *args, dynamic: bool = False):  # type: ignore[no-untyped-def]
+    torch._dynamo.reset()  # a fresh trace: no shape carried over from the previous compile
+    options = {"post_grad_custom_post_pass": pass_, "fx_graph_cache": False}  # so the pass runs (and counts)
+    return torch.compile(fn, dynamic=dynamic, fullgraph=True, options=options)(*args)
+
+
+def test_the_pass_turns_row_major_linears_of_several_rows_into_the_kernel():
+    """Two Linears of row-major weights over 8 rows are rewritten and give the eager result; over one
+    row, or with input-major weights (BLAS's NN layout), the graph is left as it was."""
+    gen = torch.Generator().manual_seed(0)
+    w1, w2 = torch.randn(64, 32, generator=gen), torch.randn(16, 64, generator=gen)
+
+    def mlp(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+        return F.linear(F.silu(F.linear(x, w1)), w2)
+
+    x = torch.randn(8, 32, generator=gen)
+    rewrite = DecodeLinears()
+    with torch.inference_mode():
+        torch.testing.assert_close(
+            compiled_with(rewrite, mlp, x, w1, w2), mlp(x, w1, w2), atol=1e-5, rtol=1e-5
+        )
+        assert rewrite.replaced == 2
+        one_row, input_major = DecodeLinears(), DecodeLinears()
+        torch.testing.assert_close(compiled_with(one_row, mlp, x[:1], w1, w2), mlp(x[:1], w1, w2))
+        w1t, w2t = w1.T.contiguous().T, w2.T.contiguous().T
+        torch.testing.assert_close(compiled_with(input_major, mlp, x, w1t, w2t), mlp(x, w1, w2))
+    assert one_row.replaced == 0 and input_major.replaced == 0
+
+
+def test_the_pass_turns_the_routed_experts_into_the_grouped_kernel():
+    gen = torch.Generator().manual_seed(0)
+    experts = Experts(4, 32, 16)
+    for weight in experts.parameters():
+        weight.data = torch.randn(weight.shape, generator=gen) * 0.1
+    x, counts = torch.randn(10, 32, generator=gen), torch.tensor([3, 0, 6, 1])
+    rewrite = DecodeLinears()
+    args = (x, experts.gate_up_proj, experts.down_proj, counts)
+    with torch.inference_mode():
+        got = compiled_with(rewrite, swiglu_experts, *args)
+        torch.testing.assert_close(got, swiglu_experts(*args), atol=1e-5, rtol=1e-5)
+    assert rewrite.replaced == 2
+
+
+def test_a_compiled_engine_keeps_the_experts_row_major_for_the_kernel():
+    """The layout the kernels read (engine.lay_out_for_decode): row-major experts for a compiled CPU
+    engine, input-major (BLAS's NN product) for an eager one; values never change."""
+    model = random_model()
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    LLM(model, max_model_len=64)
+    experts = next(m for m in model.modules() if isinstance(m, Experts))
+    assert experts.gate_up_proj.transpose(1, 2).is_contiguous()
+    LLM(model, max_model_len=64, compile=True)
+    assert experts.gate_up_proj.is_contiguous() and experts.down_proj.is_contiguous()
+    assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())

@@ -1,0 +1,148 @@
+"""The CPU kernels of compiled decoding (`Engine(compile=True)`), built on first use.
+
+Two costs dominated a compiled decode step on a CPU, and each has a C++ kernel in `csrc/`:
+- attention (`paged_latent_attention.cpp`): every layer gathered each row's context out of the latent
+  pool (an index_select of whole blocks) and ran two batched matmuls over the copy; the kernel reads
+  each row's latents where they lie, through its block table, and stops at the row's own position;
+- the projections of a few rows (`decode_linear.cpp`): BLAS multiplies 8-32 rows by fp32 weights that
+  come from memory at 3-6 GB/s (one row: 11-12); the kernel reads each weight row once, in place, with
+  its loads requested ahead, for the dense layers, the head and, per expert, the routed experts.
+
+Design choices:
+- Built with `torch.utils.cpp_extension.load` (ninja and the C++ compiler that torch.compile needs
+  anyway), for this CPU (`-march=native`; the build's name holds a hash of the CPU's feature flags, so
+  that a cache shared between machines never hands one CPU a binary built for another's
+  instructions), then cached by torch (`TORCH_EXTENSIONS_DIR`); the first build takes ~30-40 s. Only
+  compiled CPU engines use them: the eager engine, the model's tests and the GPU path need no compiler.
+- The model code stays plain torch: `DecodeLinears`, a pass over the compiled graph, turns each
+  `mm(x, weightᵀ)` and each `tinyseek::grouped_linear` into the kernel's op. The kernels read weights
+  [out, in] row-major, so an engine that uses them keeps that layout (engine.lay_out_for_decode).
+- The ops' schemas and shapes are defined here (the engine's `write_attend_paged` beside its other
+  cache ops in latent_cache.py), so torch.compile traces them whether or not the kernels are built;
+  the C++ files only register CPU implementations. Inputs the kernels do not cover (other dtypes,
+  more than 48 rows, widths that are not whole vectors) go to at::mm inside the op.
+- Same mathematics as the eager forward; additions run in another order (vectorized), so results
+  agree to rounding, not bit for bit.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import platform
+from pathlib import Path
+
+import torch
+from torch._inductor.custom_graph_pass import CustomGraphPass, get_hash_for_files
+
+log = logging.getLogger(__name__)
+
+SOURCES = [
+    Path(__file__).parent / "csrc" / name for name in ("paged_latent_attention.cpp", "decode_linear.cpp")
+]
+
+_lib = torch.library.Library("tinyseek", "FRAGMENT")
+_lib.define(
+    "paged_latent_attention(Tensor q, Tensor pool, Tensor table, Tensor positions, int block_size, "
+    "float scale, int rank) -> Tensor"
+)
+_lib.define("decode_linear(Tensor x, Tensor weight) -> Tensor")
+_lib.define("decode_grouped_linear(Tensor x, Tensor weight, Tensor offs) -> Tensor")
+
+
+@torch.library.register_fake("tinyseek::paged_latent_attention")
+def _paged_fake(
+    q: torch.Tensor, pool: torch.Tensor, table: torch.Tensor, positions: torch.Tensor, block_size: int,
+    scale: float, rank: int,
+) -> torch.Tensor:  # fmt: skip
+    return q.new_empty(q.shape[0], q.shape[1], rank, dtype=pool.dtype)
+
+
+@torch.library.register_fake("tinyseek::decode_linear")
+def _linear_fake(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return x.new_empty(x.shape[0], weight.shape[0])
+
+
+@torch.library.register_fake("tinyseek::decode_grouped_linear")
+def _grouped_fake(x: torch.Tensor, weight: torch.Tensor, offs: torch.Tensor) -> torch.Tensor:
+    return x.new_empty(x.shape[0], weight.shape[1])
+
+
+class DecodeLinears(CustomGraphPass):
+    """Inductor post-grad pass: `mm(x, permute(w, [1, 0]))` (a Linear) becomes `decode_linear(x, w)` and
+    `grouped_linear` (the routed experts) `decode_grouped_linear`; `replaced` counts the rewrites."""
+
+    def __init__(self) -> None:
+        self.replaced = 0
+
+    def __call__(self, graph: torch.fx.Graph) -> None:
+        aten, tinyseek = torch.ops.aten, torch.ops.tinyseek
+        for node in list(graph.nodes):
+            if node.op != "call_function":
+                continue
+            if node.target is aten.mm.default and _row_major_linear(*node.args):
+                target, args = tinyseek.decode_linear.default, (node.args[0], node.args[1].args[0])
+            elif node.target is tinyseek.grouped_linear.default:
+                target, args = tinyseek.decode_grouped_linear.default, node.args
+            else:
+                continue
+            with graph.inserting_before(node):
+                kernel = graph.call_function(target, args)
+            kernel.meta = dict(node.meta)
+            node.replace_all_uses_with(kernel)
+            graph.erase_node(node)
+            self.replaced += 1
+        graph.eliminate_dead_code()
+
+    def uuid(self) -> bytes:  # compiled graphs are cached under this pass's source
+        return get_hash_for_files((__file__,))
+
+
+def _row_major_linear(x: object, weight_t: object) -> bool:
+    """mm(x, permute(w, [1, 0])) with w row-major [out, in] and x not a single row (the batch-1 graph
+    keeps BLAS's matrix-vector product, which streams one row as fast as the kernel)."""
+    if not (isinstance(x, torch.fx.Node) and isinstance(weight_t, torch.fx.Node)):
+        return False
+    weight, dims = weight_t.args[0], weight_t.args[1]
+    if weight_t.target is not torch.ops.aten.permute.default or not isinstance(weight, torch.fx.Node):
+        return False
+    value, rows = weight.meta.get("val"), x.meta["val"].shape[0]
+    row_major = value is not None and dims in ([1, 0], (1, 0)) and value.is_contiguous()
+    return row_major and not (isinstance(rows, int) and rows == 1)
+
+
+def _cpu_features() -> str:
+    """A short hash of this CPU's feature flags (what `-march=native` compiles for)."""
+    flags = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = line
+                break
+    except OSError:
+        pass
+    return hashlib.sha1(flags.encode()).hexdigest()[:10]
+
+
+@functools.cache
+def load() -> bool:
+    """Build (first time) and load the CPU kernels; False, with the reason logged, where they cannot be
+    built (no compiler or ninja): the compiled engine then gathers, attends and multiplies as before."""
+    isa = f"{torch.backends.cpu.get_cpu_capability().lower()}_{_cpu_features()}"
+    try:
+        from torch.utils.cpp_extension import load as load_extension
+
+        load_extension(
+            name=f"tinyseek_cpu_kernels_{isa}",
+            sources=[str(source) for source in SOURCES],
+            extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp-simd"],
+            is_python_module=False,
+        )
+    except Exception as error:  # any build or load failure leaves the slower, portable path
+        log.warning(
+            "CPU decode kernels not built (%s): compiled decoding gathers and uses BLAS instead", error
+        )
+        return False
+    log.info("CPU decode kernels loaded (%s)", isa)
+    return True
