@@ -27,6 +27,19 @@ def test_decode_linear_equals_x_times_w_transposed(rows: int, in_dim: int, out_d
     torch.testing.assert_close(got, x @ weight.T, atol=1e-4, rtol=1e-4)  # sums of 384 terms ~20
 
 
+def test_decode_linear_splits_columns_over_two_threads():
+    """Two threads take a column range each (the weight-row requests ahead stop at each range's end)."""
+    gen = torch.Generator().manual_seed(0)
+    x, weight = torch.randn(32, 384, generator=gen), torch.randn(200, 384, generator=gen)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        got = torch.ops.tinyseek.decode_linear(x, weight)
+    finally:
+        torch.set_num_threads(before)
+    torch.testing.assert_close(got, x @ weight.T, atol=1e-4, rtol=1e-4)
+
+
 def test_decode_linear_takes_any_layout_and_dtype():
     """A weight stored input-major, a non-contiguous x and bf16 all give x @ Wᵀ (through BLAS)."""
     gen = torch.Generator().manual_seed(0)
@@ -75,7 +88,7 @@ def compiled_with(pass_: DecodeLinears, fn, *args, dynamic: bool = False):  # ty
 
 def test_the_pass_turns_row_major_linears_of_several_rows_into_the_kernel():
     """Two Linears of row-major weights over 8 rows are rewritten and give the eager result; over one
-    row, or with input-major weights (BLAS's NN layout), the graph is left as it was."""
+    row, with input-major weights (BLAS's NN layout) or in bf16, the graph is left as it was."""
     gen = torch.Generator().manual_seed(0)
     w1, w2 = torch.randn(64, 32, generator=gen), torch.randn(16, 64, generator=gen)
 
@@ -93,7 +106,9 @@ def test_the_pass_turns_row_major_linears_of_several_rows_into_the_kernel():
         torch.testing.assert_close(compiled_with(one_row, mlp, x[:1], w1, w2), mlp(x[:1], w1, w2))
         w1t, w2t = w1.T.contiguous().T, w2.T.contiguous().T
         torch.testing.assert_close(compiled_with(input_major, mlp, x, w1t, w2t), mlp(x, w1, w2))
-    assert one_row.replaced == 0 and input_major.replaced == 0
+        bf16 = DecodeLinears()  # the kernels are fp32: bf16 stays with BLAS
+        compiled_with(bf16, mlp, x.bfloat16(), w1.bfloat16(), w2.bfloat16())
+    assert one_row.replaced == 0 and input_major.replaced == 0 and bf16.replaced == 0
 
 
 def test_the_pass_turns_the_routed_experts_into_the_grouped_kernel():
@@ -121,3 +136,5 @@ def test_a_compiled_engine_keeps_the_experts_row_major_for_the_kernel():
     LLM(model, max_model_len=64, compile=True)
     assert experts.gate_up_proj.is_contiguous() and experts.down_proj.is_contiguous()
     assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())
+    LLM(model.to_dtype(torch.bfloat16), max_model_len=64, compile=True)  # the kernels are fp32: BLAS layout
+    assert experts.gate_up_proj.transpose(1, 2).is_contiguous()

@@ -71,7 +71,8 @@ def _grouped_fake(x: torch.Tensor, weight: torch.Tensor, offs: torch.Tensor) -> 
 
 class DecodeLinears(CustomGraphPass):
     """Inductor post-grad pass: `mm(x, permute(w, [1, 0]))` (a Linear) becomes `decode_linear(x, w)` and
-    `grouped_linear` (the routed experts) `decode_grouped_linear`; `replaced` counts the rewrites."""
+    `grouped_linear` (the routed experts) `decode_grouped_linear`, for fp32 weights (the kernels'
+    dtype); `replaced` counts the rewrites."""
 
     def __init__(self) -> None:
         self.replaced = 0
@@ -83,7 +84,7 @@ class DecodeLinears(CustomGraphPass):
                 continue
             if node.target is aten.mm.default and _row_major_linear(*node.args):
                 target, args = tinyseek.decode_linear.default, (node.args[0], node.args[1].args[0])
-            elif node.target is tinyseek.grouped_linear.default:
+            elif node.target is tinyseek.grouped_linear.default and _fp32(node.args[1]):
                 target, args = tinyseek.decode_grouped_linear.default, node.args
             else:
                 continue
@@ -99,6 +100,11 @@ class DecodeLinears(CustomGraphPass):
         return get_hash_for_files((__file__,))
 
 
+def _fp32(weight: object) -> bool:
+    value = weight.meta.get("val") if isinstance(weight, torch.fx.Node) else None
+    return value is not None and value.dtype == torch.float32
+
+
 def _row_major_linear(x: object, weight_t: object) -> bool:
     """mm(x, permute(w, [1, 0])) with w row-major [out, in] and x not a single row (the batch-1 graph
     keeps BLAS's matrix-vector product, which streams one row as fast as the kernel)."""
@@ -107,9 +113,10 @@ def _row_major_linear(x: object, weight_t: object) -> bool:
     weight, dims = weight_t.args[0], weight_t.args[1]
     if weight_t.target is not torch.ops.aten.permute.default or not isinstance(weight, torch.fx.Node):
         return False
-    value, rows = weight.meta.get("val"), x.meta["val"].shape[0]
-    row_major = value is not None and dims in ([1, 0], (1, 0)) and value.is_contiguous()
-    return row_major and not (isinstance(rows, int) and rows == 1)
+    if dims not in ([1, 0], (1, 0)) or not _fp32(weight):  # the kernels' dtype
+        return False
+    rows = x.meta["val"].shape[0]
+    return weight.meta["val"].is_contiguous() and not (isinstance(rows, int) and rows == 1)
 
 
 def _cpu_features() -> str:

@@ -64,11 +64,10 @@ def lay_out_for_decode(model: Transformer, kernels: bool = False) -> None:
     nn.Linear computes x @ Wᵀ: with W [out, in] row-major that is an NT product, which CPU BLAS runs
     markedly slower than NN for a few rows (a decode step's shape), so for BLAS each matrix is stored
     input-major (Wᵀ contiguous). The CPU decode kernels of a compiled engine (`kernels`, cpu_kernels.py)
-    read W's rows, so there every matrix stays row-major [out, in] (mini, batch 32: a step ~1.35x
+    read the rows of fp32 W, so there every fp32 matrix stays row-major [out, in] (mini, batch 32: a step ~1.35x
     faster than input-major through BLAS; batch 1, where BLAS keeps the single rows, within noise).
     Parameters keep their identity, shape and values (an optimizer sharing the model keeps working);
     distributed (DTensor) parameters are left alone."""
-    input_major = not kernels
     for module in model.modules():
         if isinstance(module, nn.Linear):
             weights = [(module.weight, 0, 1)]
@@ -77,6 +76,7 @@ def lay_out_for_decode(model: Transformer, kernels: bool = False) -> None:
         else:
             continue
         for weight, a, b in weights:
+            input_major = not (kernels and weight.dtype == torch.float32)  # the kernels' dtype
             stored = weight.data.transpose(a, b) if input_major else weight.data
             if type(weight.data) is torch.Tensor and not stored.is_contiguous():
                 weight.data = stored.contiguous().transpose(a, b) if input_major else stored.contiguous()

@@ -198,7 +198,7 @@ torch::Tensor write_attend_paged(torch::Tensor latents, int64_t layer, const tor
                                 kv_lora_rank);
 }
 
-// The schemas are defined in Python (paged_attention.py, latent_cache.py), with their shape functions.
+// The schemas are defined in Python (cpu_kernels.py, latent_cache.py), with their shape functions.
 TORCH_LIBRARY_IMPL(tinyseek, CPU, m) {
   m.impl("paged_latent_attention", &paged_latent_attention);
   m.impl("write_attend_paged", &write_attend_paged);
