@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 SOURCES = [
     Path(__file__).parent / "csrc" / name for name in ("paged_latent_attention.cpp", "decode_linear.cpp")
 ]
+HEADER = Path(__file__).parent / "csrc" / "vector16.h"  # the 16-float vectors both sources include
 
 _lib = torch.library.Library("tinyseek", "FRAGMENT")
 _lib.define(
@@ -137,13 +138,21 @@ def load() -> bool:
     """Build (first time) and load the CPU kernels; False, with the reason logged, where they cannot be
     built (no compiler or ninja): the compiled engine then gathers, attends and multiplies as before."""
     isa = f"{torch.backends.cpu.get_cpu_capability().lower()}_{_cpu_features()}"
+    header = hashlib.sha1(HEADER.read_bytes()).hexdigest()[:10]
     try:
         from torch.utils.cpp_extension import load as load_extension
 
         load_extension(
             name=f"tinyseek_cpu_kernels_{isa}",
             sources=[str(source) for source in SOURCES],
-            extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp-simd"],
+            # torch rebuilds when a source or a flag changes, not a header: the header's hash is a flag.
+            extra_cflags=[
+                "-O3",
+                "-march=native",
+                "-ffast-math",
+                "-fopenmp-simd",
+                f"-DTINYSEEK_VECTOR16={header}",
+            ],
             is_python_module=False,
         )
     except Exception as error:  # any build or load failure leaves the slower, portable path

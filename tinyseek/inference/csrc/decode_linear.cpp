@@ -16,37 +16,17 @@
 
 #include <ATen/Parallel.h>
 
+#include "vector16.h"
+
 namespace {
 
-typedef float vec __attribute__((vector_size(64)));
-typedef float unaligned_vec __attribute__((vector_size(64), aligned(4)));
-constexpr int64_t W = 16;               // floats per vector
+using tinyseek::hsum4;
+using tinyseek::load_unaligned;
+using tinyseek::vec;
+using tinyseek::W;
+
 constexpr int64_t kMaxRows = 48;        // above this BLAS wins (measured crossover ~64 rows)
 constexpr int64_t kPrefetchTiles = 2;   // how far ahead (in 4-row weight tiles) rows are requested
-#if defined(__clang__)
-#define SHUFFLE(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
-#else
-typedef int lanes __attribute__((vector_size(64)));
-#define SHUFFLE(a, b, ...) __builtin_shuffle(a, b, lanes{__VA_ARGS__})
-#endif
-
-inline vec load(const float* p) { return *reinterpret_cast<const unaligned_vec*>(p); }
-
-// The sums of a, b, c and d written to out[0..3]: halves merged twice, then two in-vector steps.
-inline void hsum4(vec a, vec b, vec c, vec d, float* out) {
-  const vec ab = SHUFFLE(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
-                 SHUFFLE(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
-  const vec cd = SHUFFLE(c, d, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
-                 SHUFFLE(c, d, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
-  vec v = SHUFFLE(ab, cd, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
-          SHUFFLE(ab, cd, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
-  v += SHUFFLE(v, v, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
-  v += SHUFFLE(v, v, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
-  out[0] = v[0];
-  out[1] = v[4];
-  out[2] = v[8];
-  out[3] = v[12];
-}
 
 // Cache lines still to request, handed from tile to tile: `per_step` of them at each k step.
 struct Prefetch {
@@ -64,17 +44,17 @@ inline void tile(const float* x, const float* w, int64_t k_dim, float* y, int64_
   for (int64_t k = 0; k < k_dim; k += W) {
     for (int64_t p = 0; p < ahead.per_step && ahead.next < ahead.end; ++p, ahead.next += 64)
       __builtin_prefetch(ahead.next, 0, 1);
-    const vec w0 = load(w + k), w1 = load(w + k_dim + k), w2 = load(w + 2 * k_dim + k),
-              w3 = load(w + 3 * k_dim + k);
+    const vec w0 = load_unaligned(w + k), w1 = load_unaligned(w + k_dim + k),
+              w2 = load_unaligned(w + 2 * k_dim + k), w3 = load_unaligned(w + 3 * k_dim + k);
     for (int r = 0; r < ROWS; ++r) {
-      const vec xr = load(x + r * k_dim + k);
+      const vec xr = load_unaligned(x + r * k_dim + k);
       acc[r][0] += xr * w0;
       acc[r][1] += xr * w1;
       acc[r][2] += xr * w2;
       acc[r][3] += xr * w3;
     }
   }
-  for (int r = 0; r < ROWS; ++r) hsum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3], y + r * n_dim);
+  for (int r = 0; r < ROWS; ++r) hsum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3], y + r * n_dim, 1);
 }
 
 // Output columns [n_begin, n_end) (multiples of 4) of y [m, n_dim] = x [m, k_dim] @ w [n_dim, k_dim]ᵀ.
