@@ -111,6 +111,28 @@ def test_the_pass_turns_row_major_linears_of_several_rows_into_the_kernel():
     assert one_row.replaced == 0 and input_major.replaced == 0 and bf16.replaced == 0
 
 
+def test_the_pass_turns_a_linear_with_a_residual_add_into_the_kernel_and_the_add():
+    """Inductor fuses `residual + linear(h, w)` into addmm(residual, h, wᵀ); the pass still gives it to the
+    kernel, adding the residual after (the shared expert's down projection in a decode step)."""
+
+    class Recording(DecodeLinears):
+        def __call__(self, graph: torch.fx.Graph) -> None:
+            self.targets = {node.target for node in graph.nodes}
+            super().__call__(graph)
+
+    gen = torch.Generator().manual_seed(0)
+    residual, h, w = torch.randn(8, 16, generator=gen), torch.randn(8, 32, generator=gen), torch.randn(16, 32)
+
+    def block(residual: torch.Tensor, h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return residual + F.linear(h, w)
+
+    rewrite = Recording()
+    with torch.inference_mode():
+        got = compiled_with(rewrite, block, residual, h, w)
+    assert torch.ops.aten.addmm.default in rewrite.targets and rewrite.replaced == 1
+    torch.testing.assert_close(got, block(residual, h, w), atol=1e-5, rtol=1e-5)
+
+
 def test_the_pass_turns_the_routed_experts_into_the_grouped_kernel():
     gen = torch.Generator().manual_seed(0)
     experts = Experts(4, 32, 16)

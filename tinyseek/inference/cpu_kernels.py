@@ -71,9 +71,9 @@ def _grouped_fake(x: torch.Tensor, weight: torch.Tensor, offs: torch.Tensor) -> 
 
 
 class DecodeLinears(CustomGraphPass):
-    """Inductor post-grad pass: `mm(x, permute(w, [1, 0]))` (a Linear) becomes `decode_linear(x, w)` and
-    `grouped_linear` (the routed experts) `decode_grouped_linear`, for fp32 weights (the kernels'
-    dtype); `replaced` counts the rewrites."""
+    """Inductor post-grad pass: `mm(x, permute(w, [1, 0]))` (a Linear) becomes `decode_linear(x, w)`,
+    `addmm(b, x, permute(w, [1, 0]))` `decode_linear(x, w) + b`, and `grouped_linear` (the routed
+    experts) `decode_grouped_linear`, for fp32 weights (the kernels' dtype); `replaced` counts them."""
 
     def __init__(self) -> None:
         self.replaced = 0
@@ -83,15 +83,23 @@ class DecodeLinears(CustomGraphPass):
         for node in list(graph.nodes):
             if node.op != "call_function":
                 continue
+            bias = None
             if node.target is aten.mm.default and _row_major_linear(*node.args):
                 target, args = tinyseek.decode_linear.default, (node.args[0], node.args[1].args[0])
+            elif node.target is aten.addmm.default and not node.kwargs and _row_major_linear(*node.args[1:]):
+                # bias + x @ wᵀ, as inductor fuses a residual add into the product (beta = alpha = 1)
+                bias = node.args[0]
+                target, args = tinyseek.decode_linear.default, (node.args[1], node.args[2].args[0])
             elif node.target is tinyseek.grouped_linear.default and _fp32(node.args[1]):
                 target, args = tinyseek.decode_grouped_linear.default, node.args
             else:
                 continue
             with graph.inserting_before(node):
                 kernel = graph.call_function(target, args)
-            kernel.meta = dict(node.meta)
+                kernel.meta = dict(node.meta)
+                if bias is not None:
+                    kernel = graph.call_function(aten.add.Tensor, (kernel, bias))
+                    kernel.meta = dict(node.meta)
             node.replace_all_uses_with(kernel)
             graph.erase_node(node)
             self.replaced += 1

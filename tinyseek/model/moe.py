@@ -218,8 +218,10 @@ class MoE(nn.Module):
             counts = torch.bincount(chosen, minlength=self.n_routed_experts)
         self.tokens_per_expert = counts
         routed = self.experts(flat[order // self.num_experts_per_tok], counts)
-        # Back to token order, then each token's weighted sum over its k experts (fp32, as the weights).
-        routed = routed[order.argsort()].view(*weights.shape, -1)
+        # Back to token order (order's inverse, scattered rather than sorted again), then each token's
+        # weighted sum over its k experts (fp32, as the weights).
+        slots = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel(), device=order.device))
+        routed = routed[slots].view(*weights.shape, -1)
         out = (routed * weights.unsqueeze(-1)).sum(dim=1).to(x.dtype)
         if self.shared_experts is not None:
             out = out + self.shared_experts(flat)
