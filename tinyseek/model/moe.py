@@ -217,12 +217,12 @@ class MoE(nn.Module):
         else:
             counts = torch.bincount(chosen, minlength=self.n_routed_experts)
         self.tokens_per_expert = counts
-        routed = self.experts(flat[order // self.num_experts_per_tok], counts)
-        # Back to token order (order's inverse, scattered rather than sorted again), then each token's
-        # weighted sum over its k experts (fp32, as the weights).
-        slots = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel(), device=order.device))
-        routed = routed[slots].view(*weights.shape, -1)
-        out = (routed * weights.unsqueeze(-1)).sum(dim=1).to(x.dtype)
+        token = order // self.num_experts_per_tok
+        routed = self.experts(flat[token], counts)
+        # Each token's weighted sum over its k experts (fp32, as the weights), added where the rows lie,
+        # in expert order as transformers' loop over experts adds them: no gather back to token order.
+        weighted = routed * weights.flatten()[order].unsqueeze(-1)
+        out = weighted.new_zeros(flat.shape).index_add_(0, token, weighted).to(x.dtype)
         if self.shared_experts is not None:
             out = out + self.shared_experts(flat)
         return out.view_as(x)
