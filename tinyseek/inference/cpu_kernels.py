@@ -15,8 +15,9 @@ Design choices:
   instructions), then cached by torch (`TORCH_EXTENSIONS_DIR`); the first build takes ~30-40 s. Only
   compiled CPU engines use them: the eager engine, the model's tests and the GPU path need no compiler.
 - The model code stays plain torch: `DecodeLinears`, a pass over the compiled graph, turns each
-  `mm(x, weightᵀ)` and each `tinyseek::grouped_linear` into the kernel's op. The kernels read weights
-  [out, in] row-major, so an engine that uses them keeps that layout (engine.lay_out_for_decode).
+  `mm(x, weightᵀ)` (with its fused residual add, `addmm`) and each `tinyseek::grouped_linear` into the
+  kernel's op. The kernels read weights [out, in] row-major, so an engine that uses them keeps that
+  layout (engine.lay_out_for_decode).
 - The ops' schemas and shapes are defined here (the engine's `write_attend_paged` beside its other
   cache ops in latent_cache.py), so torch.compile traces them whether or not the kernels are built;
   the C++ files only register CPU implementations. Inputs the kernels do not cover (other dtypes,
