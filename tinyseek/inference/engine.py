@@ -38,7 +38,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from tinyseek.inference import cpu_kernels
 from tinyseek.inference.block_manager import BlockManager
 from tinyseek.inference.detokenizer import IncrementalDetokenizer
 from tinyseek.inference.latent_cache import LatentCache
@@ -127,7 +126,6 @@ class Engine:
                 "speculative=True: expected a model with MTP modules (num_nextn_predict_layers >= 1)"
             )
         param = next(model.parameters())
-        lay_out_for_decode(model, compile and param.device.type == "cpu" and cpu_kernels.load())
         n_layers = config.num_hidden_layers + (1 if speculative else 0)
         per_token = LatentCache.bytes_per_token_for(config, param.dtype, n_layers)
         if max_cache_tokens is None:
@@ -157,6 +155,7 @@ class Engine:
         self.runner = ModelRunner(
             model, self.cache, self.scheduler.block_table, Sampler(seed), speculative, compile
         )
+        lay_out_for_decode(model, self.cache.paged_kernel)  # the runner decided where the kernels run
         self.requests: dict[str, _Request] = {}
         self._ids = itertools.count()
         self._lock = threading.RLock()
