@@ -17,7 +17,8 @@ Design choices:
 - Weights are laid out for decoding when the engine is built (`lay_out_for_decode`): same values and
   shapes, each matrix stored input-major, so that x @ Wᵀ for a few rows is a plain (NN) product for
   BLAS (on one CPU a decode step at batch 1 ~30% faster, mini preset), or row-major [out, in] where
-  a compiled CPU engine's kernels read them (cpu_kernels.py); outputs are unchanged.
+  a compiled CPU engine's kernels read them (cpu_kernels.py); outputs are unchanged. On the CPU they
+  then move into one huge-page-backed buffer in forward order (weight_arena.py).
 - `compile=True` compiles the decode forward with torch.compile (model_runner.py, latent_cache.py):
   faster steps at every batch size, after tens of seconds of compiling per graph, so it is opt-in
   (tests, the GRPO loop and the server run eager).
@@ -47,6 +48,7 @@ from tinyseek.inference.request import Sequence as Seq
 from tinyseek.inference.sampler import Sampler
 from tinyseek.inference.sampling_params import SamplingParams
 from tinyseek.inference.scheduler import EngineStats, Scheduler
+from tinyseek.inference.weight_arena import pack_weights
 from tinyseek.model.moe import Experts
 from tinyseek.model.transformer import Transformer
 
@@ -156,6 +158,8 @@ class Engine:
             model, self.cache, self.scheduler.block_table, Sampler(seed), speculative, compile
         )
         lay_out_for_decode(model, self.cache.paged_kernel)  # the runner decided where the kernels run
+        if param.device.type == "cpu":  # decoding streams the weights: one buffer, 2 MB pages
+            pack_weights(model)
         self.requests: dict[str, _Request] = {}
         self._ids = itertools.count()
         self._lock = threading.RLock()

@@ -1,0 +1,74 @@
+"""One contiguous, huge-page-backed buffer for a CPU model's weights, in the order the forward reads them.
+
+Why: a decode step streams every weight once, more megabytes than the caches hold, so it runs at the
+speed of memory. Spread over 4 KB pages, that stream misses the TLB every 4 KB and the hardware
+prefetchers stop at every page's end; in 2 MB pages, read back to back, it does neither. Measured on
+the README's 2-core CPU, one thread: a sum over 256 MB read 10.8 GB/s in 4 KB pages and 14.7 GB/s in
+2 MB pages; the compiled `mini` decode step at batch 32 took 15.3 ms instead of 17.5 ms, `small` at
+batch 1 15.5 instead of 16.2 ms, same tokens.
+
+Design choices:
+- Linux transparent huge pages, asked for with `madvise(MADV_HUGEPAGE)` on a private anonymous mapping
+  (a shared one is shmem, which THP's usual `madvise` setting leaves in 4 KB pages). Where the system
+  grants none (THP `never`, or not Linux) the weights still move into one buffer: same values.
+- Each distinct storage is copied once, 64-byte aligned, and every tensor on it re-pointed with its own
+  offset and strides, so views, layouts (engine.lay_out_for_decode) and tied weights stay as they were.
+- Parameters keep their identity (`param.data` is swapped), so an optimizer sharing the model (RL)
+  keeps working; distributed (DTensor) and non-CPU tensors are left alone. The buffer lives as long as
+  any tensor on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+HUGE_PAGE = 2 * 2**20
+ALIGN = 64  # a cache line
+
+
+def _storage_bytes(storage: torch.UntypedStorage) -> torch.Tensor:
+    return torch.empty(0, dtype=torch.uint8).set_(storage)
+
+
+def pack_weights(model: nn.Module) -> int:
+    """Move the model's CPU parameters and buffers into one huge-page-backed buffer, in registration
+    (forward) order, values unchanged; returns the bytes moved (0 when there is nothing to move)."""
+    tensors = [t for t in (*model.parameters(), *model.buffers()) if t.device.type == "cpu"]
+    tensors = [t for t in tensors if type(t.data) is torch.Tensor and t.numel() > 0]
+    offsets: dict[int, int] = {}  # storage address -> offset in the buffer
+    storages: list[torch.UntypedStorage] = []
+    total = 0
+    for t in tensors:
+        storage = t.data.untyped_storage()
+        if storage.data_ptr() not in offsets:
+            offsets[storage.data_ptr()] = total
+            storages.append(storage)
+            total += -(-storage.nbytes() // ALIGN) * ALIGN
+    if total == 0:
+        return 0
+    # Whole 2 MB pages from the first aligned address on (a page not wholly inside gets none).
+    size = -(-total // HUGE_PAGE) * HUGE_PAGE + HUGE_PAGE
+    mapping = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if hasattr(mapping, "madvise") and hasattr(mmap, "MADV_HUGEPAGE"):
+        mapping.madvise(mmap.MADV_HUGEPAGE)
+    raw = torch.frombuffer(mapping, dtype=torch.uint8)  # keeps the mapping alive
+    start = -raw.data_ptr() % HUGE_PAGE  # the first weight on a 2 MB boundary
+    for storage in storages:
+        offset = start + offsets[storage.data_ptr()]
+        raw[offset : offset + storage.nbytes()].copy_(_storage_bytes(storage))
+    arena = raw.untyped_storage()
+    for t in tensors:
+        data = t.data
+        offset = start + offsets[data.untyped_storage().data_ptr()]
+        moved = torch.empty(0, dtype=data.dtype).set_(
+            arena, offset // data.element_size() + data.storage_offset(), data.size(), data.stride()
+        )
+        t.data = moved
+    log.info("weights: %.1f MiB packed into one huge-page-backed buffer", total / 2**20)
+    return total
