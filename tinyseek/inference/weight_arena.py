@@ -40,16 +40,12 @@ def pack_weights(model: nn.Module) -> int:
     """Move the model's CPU parameters and buffers into one huge-page-backed buffer, in registration
     (forward) order, values unchanged; returns the bytes moved (0 when there is nothing to move)."""
     tensors = [t for t in (*model.parameters(), *model.buffers()) if t.device.type == "cpu"]
-    tensors = [t for t in tensors if type(t.data) is torch.Tensor and t.numel() > 0]
-    offsets: dict[int, int] = {}  # storage address -> offset in the buffer
-    storages: list[torch.UntypedStorage] = []
-    total = 0
+    on_storage: dict[int, list[torch.Tensor]] = {}  # storage address -> its tensors, in order
     for t in tensors:
-        storage = t.data.untyped_storage()
-        if storage.data_ptr() not in offsets:
-            offsets[storage.data_ptr()] = total
-            storages.append(storage)
-            total += -(-storage.nbytes() // ALIGN) * ALIGN
+        if type(t.data) is torch.Tensor and t.numel() > 0:
+            on_storage.setdefault(t.data.untyped_storage().data_ptr(), []).append(t)
+    sizes = [-(-group[0].data.untyped_storage().nbytes() // ALIGN) * ALIGN for group in on_storage.values()]
+    total = sum(sizes)
     if total == 0:
         return 0
     # Whole 2 MB pages from the first aligned address on (a page not wholly inside gets none).
@@ -58,17 +54,18 @@ def pack_weights(model: nn.Module) -> int:
     if hasattr(mapping, "madvise") and hasattr(mmap, "MADV_HUGEPAGE"):
         mapping.madvise(mmap.MADV_HUGEPAGE)
     raw = torch.frombuffer(mapping, dtype=torch.uint8)  # keeps the mapping alive
-    start = -raw.data_ptr() % HUGE_PAGE  # the first weight on a 2 MB boundary
-    for storage in storages:
-        offset = start + offsets[storage.data_ptr()]
-        raw[offset : offset + storage.nbytes()].copy_(_storage_bytes(storage))
     arena = raw.untyped_storage()
-    for t in tensors:
-        data = t.data
-        offset = start + offsets[data.untyped_storage().data_ptr()]
-        moved = torch.empty(0, dtype=data.dtype).set_(
-            arena, offset // data.element_size() + data.storage_offset(), data.size(), data.stride()
-        )
-        t.data = moved
+    offset = -raw.data_ptr() % HUGE_PAGE  # the first weight on a 2 MB boundary
+    for group, nbytes in zip(on_storage.values(), sizes, strict=True):
+        # Storage by storage, so each old one is freed as soon as it is copied: memory peaks at the
+        # model plus its largest tensor, not twice the model.
+        storage = group[0].data.untyped_storage()
+        raw[offset : offset + storage.nbytes()].copy_(_storage_bytes(storage))
+        for t in group:
+            data = t.data
+            t.data = torch.empty(0, dtype=data.dtype).set_(
+                arena, offset // data.element_size() + data.storage_offset(), data.size(), data.stride()
+            )
+        offset += nbytes
     log.info("weights: %.1f MiB packed into one huge-page-backed buffer", total / 2**20)
     return total
