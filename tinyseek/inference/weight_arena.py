@@ -4,8 +4,9 @@ Why: a decode step streams every weight once, more megabytes than the caches hol
 speed of memory. Spread over 4 KB pages, that stream misses the TLB every 4 KB and the hardware
 prefetchers stop at every page's end; in 2 MB pages, read back to back, it does neither. Measured on
 the README's 2-core CPU, one thread: a sum over 256 MB read 10.8 GB/s in 4 KB pages and 14.7 GB/s in
-2 MB pages; the compiled `mini` decode step at batch 32 took 15.3 ms instead of 17.5 ms, `small` at
-batch 1 15.5 instead of 16.2 ms, same tokens.
+2 MB pages; when the machine's shared L3 gave us little, the compiled `mini` decode step at batch 32
+took 15.3 ms instead of 17.5 ms and `small` at batch 1 15.5 instead of 16.2 ms (same tokens); when it
+gave us more, within noise (README, engine section).
 
 Design choices:
 - Linux transparent huge pages, asked for with `madvise(MADV_HUGEPAGE)` on a private anonymous mapping
@@ -15,7 +16,10 @@ Design choices:
   offset and strides, so views, layouts (engine.lay_out_for_decode) and tied weights stay as they were.
 - Parameters keep their identity (`param.data` is swapped), so an optimizer sharing the model (RL)
   keeps working; distributed (DTensor) and non-CPU tensors are left alone. The buffer lives as long as
-  any tensor on it.
+  any tensor on it. As for any view, `torch.save` of one weight alone writes the whole buffer;
+  `save_pretrained` (safetensors) and a saved state_dict hold each weight once.
+- Storage by storage: each old one is freed once copied, so memory peaks at the model plus its largest
+  tensor, not twice the model.
 """
 
 from __future__ import annotations
@@ -57,8 +61,6 @@ def pack_weights(model: nn.Module) -> int:
     arena = raw.untyped_storage()
     offset = -raw.data_ptr() % HUGE_PAGE  # the first weight on a 2 MB boundary
     for group, nbytes in zip(on_storage.values(), sizes, strict=True):
-        # Storage by storage, so each old one is freed as soon as it is copied: memory peaks at the
-        # model plus its largest tensor, not twice the model.
         storage = group[0].data.untyped_storage()
         raw[offset : offset + storage.nbytes()].copy_(_storage_bytes(storage))
         for t in group:
