@@ -48,6 +48,8 @@ def test_packing_keeps_values_layout_identity_and_outputs():
         assert p.stride() == stride and torch.equal(p, value), name
     with torch.no_grad():
         assert torch.equal(model(ids), expected)
+    assert pack_weights(model) == 0  # packed already: nothing copied again
+    assert [p.data_ptr() for p in params.values()] == [p.data_ptr() for p in model.parameters()]
     # One buffer, in registration (forward) order, the first weight on a 2 MB boundary.
     assert len({p.untyped_storage().data_ptr() for p in params.values()}) == 1
     addresses = [p.data_ptr() for p in params.values()]

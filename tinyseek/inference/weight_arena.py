@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import mmap
+import weakref
 
 import torch
 from torch import nn
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 HUGE_PAGE = 2 * 2**20
 ALIGN = 64  # a cache line
+_packed: weakref.WeakKeyDictionary[nn.Module, int] = weakref.WeakKeyDictionary()  # model -> its buffer
 
 
 def _storage_bytes(storage: torch.UntypedStorage) -> torch.Tensor:
@@ -42,16 +44,17 @@ def _storage_bytes(storage: torch.UntypedStorage) -> torch.Tensor:
 
 def pack_weights(model: nn.Module) -> int:
     """Move the model's CPU parameters and buffers into one huge-page-backed buffer, in registration
-    (forward) order, values unchanged; returns the bytes moved (0 when there is nothing to move)."""
+    (forward) order, values unchanged; returns the bytes moved (0 when there is nothing to move, or
+    when they are packed already)."""
     tensors = [t for t in (*model.parameters(), *model.buffers()) if t.device.type == "cpu"]
     on_storage: dict[int, list[torch.Tensor]] = {}  # storage address -> its tensors, in order
     for t in tensors:
         if type(t.data) is torch.Tensor and t.numel() > 0:
             on_storage.setdefault(t.data.untyped_storage().data_ptr(), []).append(t)
+    if not on_storage or list(on_storage) == [_packed.get(model)]:
+        return 0  # nothing on the CPU, or packed already (an engine built again on the same model)
     sizes = [-(-group[0].data.untyped_storage().nbytes() // ALIGN) * ALIGN for group in on_storage.values()]
     total = sum(sizes)
-    if total == 0:
-        return 0
     # Whole 2 MB pages from the first aligned address on (a page not wholly inside gets none).
     size = -(-total // HUGE_PAGE) * HUGE_PAGE + HUGE_PAGE
     mapping = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
@@ -69,5 +72,6 @@ def pack_weights(model: nn.Module) -> int:
                 arena, offset // data.element_size() + data.storage_offset(), data.size(), data.stride()
             )
         offset += nbytes
+    _packed[model] = arena.data_ptr()
     log.info("weights: %.1f MiB packed into one huge-page-backed buffer", total / 2**20)
     return total
