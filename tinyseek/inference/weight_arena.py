@@ -11,7 +11,8 @@ gave us more, within noise (README, engine section).
 Design choices:
 - Linux transparent huge pages, asked for with `madvise(MADV_HUGEPAGE)` on a private anonymous mapping
   (a shared one is shmem, which THP's usual `madvise` setting leaves in 4 KB pages). Where the system
-  grants none (THP `never`, or not Linux) the weights still move into one buffer: same values.
+  grants none (THP `never`, macOS) the weights still move into one buffer, same values; where Python's
+  mmap has no anonymous private mapping (Windows) nothing moves.
 - Each distinct storage is copied once, 64-byte aligned, and every tensor on it re-pointed with its own
   offset and strides, so views, layouts (engine.lay_out_for_decode) and tied weights stay as they were.
 - Parameters keep their identity (`param.data` is swapped), so an optimizer sharing the model (RL)
@@ -51,8 +52,8 @@ def pack_weights(model: nn.Module) -> int:
     for t in tensors:
         if type(t.data) is torch.Tensor and t.numel() > 0:
             on_storage.setdefault(t.data.untyped_storage().data_ptr(), []).append(t)
-    if not on_storage or list(on_storage) == [_packed.get(model)]:
-        return 0  # nothing on the CPU, or packed already (an engine built again on the same model)
+    if not on_storage or list(on_storage) == [_packed.get(model)] or not hasattr(mmap, "MAP_ANONYMOUS"):
+        return 0  # nothing on the CPU, packed already (an engine built again), or no such mapping (Windows)
     sizes = [-(-group[0].data.untyped_storage().nbytes() // ALIGN) * ALIGN for group in on_storage.values()]
     total = sum(sizes)
     # Whole 2 MB pages from the first aligned address on (a page not wholly inside gets none).
