@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "vector16.h"
@@ -24,6 +25,7 @@ namespace {
 
 using tinyseek::hsum;
 using tinyseek::hsum4;
+using tinyseek::load_unaligned;
 using tinyseek::vec;
 using tinyseek::W;
 
@@ -67,8 +69,14 @@ void attend_rows(const scalar_t* q, const scalar_t* pool, int64_t pool_stride, c
       const int64_t* blocks = table + b * table_width;
       for (int64_t l = 0; l < len; ++l) {
         const scalar_t* slot = pool + (blocks[l / block_size] * block_size + l % block_size) * pool_stride;
-        float* dst = reinterpret_cast<float*>(context.data() + l * chunks);
-        for (int64_t d = 0; d < dim; ++d) dst[d] = static_cast<float>(slot[d]);
+        vec* dst = context.data() + l * chunks;
+        if constexpr (std::is_same_v<scalar_t, float>) {
+          if (dim % W == 0) {  // whole vectors, copied as such: faster than the element loop (timed)
+            for (int64_t c = 0; c < chunks; ++c) dst[c] = load_unaligned(slot + c * W);
+            continue;
+          }
+        }
+        for (int64_t d = 0; d < dim; ++d) reinterpret_cast<float*>(dst)[d] = static_cast<float>(slot[d]);
       }
       for (int64_t l = 0; l < len; ++l) {  // scores, four queries at a time
         const vec* latent = context.data() + l * chunks;
