@@ -158,8 +158,7 @@ class Engine:
             model, self.cache, self.scheduler.block_table, Sampler(seed), speculative, compile
         )
         lay_out_for_decode(model, self.cache.paged_kernel)  # the runner decided where the kernels run
-        if param.device.type == "cpu":  # decoding streams the weights: one buffer, 2 MB pages
-            pack_weights(model)
+        pack_weights(model)  # its CPU weights (decoding streams them) into one buffer of 2 MB pages
         self.requests: dict[str, _Request] = {}
         self._ids = itertools.count()
         self._lock = threading.RLock()
