@@ -3,10 +3,16 @@
 // A decode step multiplies a handful of rows (the batch, or an expert's share of it) by weights that
 // come from memory or L3, not from a warm cache. With fp32 weights of [out, in] and 8-32 rows, BLAS
 // reached 3-6 GB/s there (it packs the weights first and its loads do not overlap the arithmetic),
-// against 11-12 GB/s for one row. This kernel reads each weight row once, in place, as dot products
-// of 4 weight rows with 4 input rows at a time (16 vector accumulators, the input rows staying in
-// L1/L2), and requests the weight rows two tiles ahead spread over the tile's iterations, so that
-// memory and arithmetic overlap: 1.3-1.8x BLAS for 8-32 rows over 94 MB of distinct fp32 weights.
+// against 11-12 GB/s for one row. This kernel reads each weight row once, in place, in one of two
+// ways, both with the weights requested ahead of use so that memory and arithmetic overlap:
+// - up to 27 rows, as dot products of 4 weight rows with 4 input rows at a time (16 vector
+//   accumulators, the input rows in L1/L2), the rows two tiles ahead requested over the tile's
+//   iterations: 1.3-1.8x BLAS for 8-32 rows over 94 MB of distinct fp32 weights;
+// - from 28 rows, the input transposed ([in, rows], 16 rows a vector) and each weight broadcast
+//   against it, for 12 (8) weight rows at once: no horizontal sums (the dot products' cost at short
+//   inputs), and the next 12 rows - one contiguous block - requested in one linear sweep as these
+//   are computed. 32 rows over 64 MB of distinct weights from memory: 124-131 against 95-106 GFLOP/s
+//   for the dot products; at 8-16 rows, where a half-empty vector wastes work, it is slower.
 // From ~64 rows on BLAS is faster (it reuses packed weights across more rows), so larger inputs,
 // other dtypes and shapes that are not whole vectors (in % 16, out % 4) go to at::mm.
 //
@@ -15,6 +21,8 @@
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
+
+#include <algorithm>
 
 #include "vector16.h"
 
@@ -26,6 +34,7 @@ using tinyseek::vec;
 using tinyseek::W;
 
 constexpr int64_t kMaxRows = 48;        // above this BLAS wins (measured crossover ~64 rows)
+constexpr int64_t kBroadcastRows = 28;  // from here on the broadcast form (below it wastes vector lanes)
 constexpr int64_t kPrefetchTiles = 2;   // how far ahead (in 4-row weight tiles) rows are requested
 
 // Cache lines still to request, handed from tile to tile: `per_step` of them at each k step.
@@ -74,9 +83,59 @@ void linear_columns(const float* x, const float* w, float* y, int64_t m, int64_t
   }
 }
 
+// y[r, 0..C) = x[r] . w[0..C) for every input row r, from xt = x transposed and zero-padded to
+// [k_dim, V * W]: each weight broadcast against V vectors of 16 rows; the C weight rows that follow
+// (contiguous) are requested in one linear sweep meanwhile.
+template <int C, int V>
+inline void broadcast_block(const float* xt, const float* w, int64_t k_dim, float* y, int64_t m,
+                            int64_t n_dim) {
+  vec acc[C][V];
+  for (int c = 0; c < C; ++c)
+    for (int v = 0; v < V; ++v) acc[c][v] = vec{};
+  const float* next = w + C * k_dim;
+  for (int64_t k = 0; k < k_dim; ++k) {
+    __builtin_prefetch(next + k * C, 0, 1);
+    vec xv[V];
+    for (int v = 0; v < V; ++v) xv[v] = *reinterpret_cast<const vec*>(xt + (k * V + v) * W);
+    for (int c = 0; c < C; ++c) {
+      const vec b = vec{} + w[c * k_dim + k];
+      for (int v = 0; v < V; ++v) acc[c][v] += b * xv[v];
+    }
+  }
+  alignas(64) float out[C][V * W];
+  for (int c = 0; c < C; ++c)
+    for (int v = 0; v < V; ++v) *reinterpret_cast<vec*>(&out[c][v * W]) = acc[c][v];
+  for (int64_t r = 0; r < m; ++r)
+    for (int c = 0; c < C; ++c) y[r * n_dim + c] = out[c][r];
+}
+
+template <int C, int V>
+void broadcast_columns(const float* xt, const float* w, float* y, int64_t m, int64_t k_dim, int64_t n_dim,
+                       int64_t n_begin, int64_t n_end) {
+  int64_t n = n_begin;
+  for (; n + C <= n_end; n += C) broadcast_block<C, V>(xt, w + n * k_dim, k_dim, y + n, m, n_dim);
+  for (; n < n_end; ++n) broadcast_block<1, V>(xt, w + n * k_dim, k_dim, y + n, m, n_dim);
+}
+
 void linear_rows(const float* x, const float* w, float* y, int64_t m, int64_t k_dim, int64_t n_dim) {
-  at::parallel_for(0, n_dim / 4, 16, [&](int64_t begin, int64_t end) {
-    linear_columns(x, w, y, m, k_dim, n_dim, begin * 4, end * 4);
+  if (m < kBroadcastRows) {
+    at::parallel_for(0, n_dim / 4, 16, [&](int64_t begin, int64_t end) {
+      linear_columns(x, w, y, m, k_dim, n_dim, begin * 4, end * 4);
+    });
+    return;
+  }
+  const int64_t v = (m + W - 1) / W;  // 2 or 3 (m <= kMaxRows)
+  at::Tensor xt_buffer = at::empty({k_dim, v * W}, at::kFloat);
+  float* xt = xt_buffer.data_ptr<float>();
+  for (int64_t k = 0; k < k_dim; ++k) {
+    for (int64_t r = 0; r < m; ++r) xt[k * v * W + r] = x[r * k_dim + k];
+    for (int64_t r = m; r < v * W; ++r) xt[k * v * W + r] = 0.f;
+  }
+  const int64_t c = v == 2 ? 12 : 8;  // weight rows a block: C * V accumulators of 32 registers
+  at::parallel_for(0, (n_dim + c - 1) / c, 8, [&](int64_t begin, int64_t end) {
+    const int64_t n_begin = begin * c, n_end = std::min(end * c, n_dim);
+    if (v == 2) broadcast_columns<12, 2>(xt, w, y, m, k_dim, n_dim, n_begin, n_end);
+    else broadcast_columns<8, 3>(xt, w, y, m, k_dim, n_dim, n_begin, n_end);
   });
 }
 
