@@ -4,9 +4,10 @@ Two costs dominated a compiled decode step on a CPU, and each has a C++ kernel i
 - attention (`paged_latent_attention.cpp`): every layer gathered each row's context out of the latent
   pool (an index_select of whole blocks) and ran two batched matmuls over the copy; the kernel reads
   each row's latents where they lie, through its block table, and stops at the row's own position;
-- the projections of a few rows (`decode_linear.cpp`): BLAS multiplies 8-32 rows by fp32 weights that
-  come from memory at 3-6 GB/s (one row: 11-12); the kernel reads each weight row once, in place, with
-  its loads requested ahead, for the dense layers, the head and, per expert, the routed experts.
+- the projections of 1-48 rows (`decode_linear.cpp`): BLAS multiplies 8-32 rows by fp32 weights that
+  come from memory at 3-6 GB/s (one row of row-major weights: 12-14); the kernel reads each weight row
+  once, in place, with its loads requested ahead, for the dense layers, the head and, per expert, the
+  routed experts.
 
 Design choices:
 - Built with `torch.utils.cpp_extension.load` (ninja and the C++ compiler that torch.compile needs
@@ -116,8 +117,8 @@ def _fp32(weight: object) -> bool:
 
 
 def _row_major_linear(x: object, weight_t: object) -> bool:
-    """mm(x, permute(w, [1, 0])) with w row-major [out, in] and x not a single row (the batch-1 graph
-    keeps BLAS's matrix-vector product, which streams one row as fast as the kernel)."""
+    """mm(x, permute(w, [1, 0])) with w row-major [out, in] (the batch-1 graph's too: for one row the
+    kernel streams row-major weights faster than BLAS's matrix-vector product)."""
     if not (isinstance(x, torch.fx.Node) and isinstance(weight_t, torch.fx.Node)):
         return False
     weight, dims = weight_t.args[0], weight_t.args[1]
@@ -125,8 +126,7 @@ def _row_major_linear(x: object, weight_t: object) -> bool:
         return False
     if dims not in ([1, 0], (1, 0)) or not _fp32(weight):  # the kernels' dtype
         return False
-    rows = x.meta["val"].shape[0]
-    return weight.meta["val"].is_contiguous() and not (isinstance(rows, int) and rows == 1)
+    return bool(weight.meta["val"].is_contiguous())
 
 
 def _cpu_features() -> str:

@@ -66,7 +66,7 @@ def lay_out_for_decode(model: Transformer, kernels: bool = False) -> None:
     markedly slower than NN for a few rows (a decode step's shape), so for BLAS each matrix is stored
     input-major (Wᵀ contiguous). The CPU decode kernels of a compiled engine (`kernels`, cpu_kernels.py)
     read the rows of fp32 W, so there every fp32 matrix stays row-major [out, in] (mini, batch 32: a step ~1.35x
-    faster than input-major through BLAS; batch 1, where BLAS keeps the single rows, within noise).
+    faster than input-major through BLAS; at batch 1 the kernel reads them as fast as BLAS input-major).
     Parameters keep their identity, shape and values (an optimizer sharing the model keeps working);
     distributed (DTensor) parameters are left alone."""
     for module in model.modules():

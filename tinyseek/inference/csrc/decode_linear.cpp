@@ -3,9 +3,12 @@
 // A decode step multiplies a handful of rows (the batch, or an expert's share of it) by weights that
 // come from memory or L3, not from a warm cache. With fp32 weights of [out, in] and 8-32 rows, BLAS
 // reached 3-6 GB/s there (it packs the weights first and its loads do not overlap the arithmetic),
-// against 11-12 GB/s for one row. This kernel reads each weight row once, in place, in one of two
-// ways, both with the weights requested ahead of use so that memory and arithmetic overlap:
-// - up to 27 rows, as dot products of 4 weight rows with 4 input rows at a time (16 vector
+// against 12-14 GB/s for one row. This kernel reads each weight row once, in place, in one of three
+// ways, each with the weights requested ahead of use so that memory and arithmetic overlap:
+// - one row, as dot products with 8 weight rows at a time, each weight row requested two blocks
+//   (16 rows) ahead: 14.9-16.3 GB/s from memory where BLAS read row-major weights at 12.4-13.9 (and
+//   input-major ones, its faster layout for one row, at 15.4-16.0);
+// - 2 to 27 rows, as dot products of 4 weight rows with 4 input rows at a time (16 vector
 //   accumulators, the input rows in L1/L2), the rows two tiles ahead requested over the tile's
 //   iterations: 1.3-1.8x BLAS for 8-32 rows over 94 MB of distinct fp32 weights;
 // - from 28 rows, the input transposed ([in, rows], 16 rows a vector) and each weight broadcast
@@ -36,6 +39,7 @@ using tinyseek::W;
 constexpr int64_t kMaxRows = 48;        // above this BLAS wins (measured crossover ~64 rows)
 constexpr int64_t kBroadcastRows = 28;  // from here on the broadcast form (below it wastes vector lanes)
 constexpr int64_t kPrefetchTiles = 2;   // how far ahead (in 4-row weight tiles) rows are requested
+constexpr int64_t kOneRowAhead = 16;    // one row: how many weight rows ahead each row is requested
 
 // Cache lines still to request, handed from tile to tile: `per_step` of them at each k step.
 struct Prefetch {
@@ -117,7 +121,42 @@ void broadcast_columns(const float* xt, const float* w, float* y, int64_t m, int
   for (; n < n_end; ++n) broadcast_block<1, V>(xt, w + n * k_dim, k_dim, y + n, m, n_dim);
 }
 
+// y[n_begin, n_end) = x . w[n] for one input row x: 8 weight rows at a time (4 for a last 4), each
+// requested kOneRowAhead rows ahead, one cache line per row and step, as its own lines are read.
+void one_row_columns(const float* x, const float* w, float* y, int64_t k_dim, int64_t n_begin, int64_t n_end) {
+  int64_t n = n_begin;
+  for (; n + 8 <= n_end; n += 8) {
+    const float* wn = w + n * k_dim;
+    vec acc[8];
+    for (int j = 0; j < 8; ++j) acc[j] = vec{};
+    for (int64_t k = 0; k < k_dim; k += W) {
+      const vec xv = load_unaligned(x + k);
+      for (int j = 0; j < 8; ++j) {
+        __builtin_prefetch(wn + (j + kOneRowAhead) * k_dim + k, 0, 1);
+        acc[j] += load_unaligned(wn + j * k_dim + k) * xv;
+      }
+    }
+    hsum4(acc[0], acc[1], acc[2], acc[3], y + n, 1);
+    hsum4(acc[4], acc[5], acc[6], acc[7], y + n + 4, 1);
+  }
+  if (n < n_end) {  // out % 4 == 0, so 4 rows are left
+    const float* wn = w + n * k_dim;
+    vec acc[4] = {};
+    for (int64_t k = 0; k < k_dim; k += W) {
+      const vec xv = load_unaligned(x + k);
+      for (int j = 0; j < 4; ++j) acc[j] += load_unaligned(wn + j * k_dim + k) * xv;
+    }
+    hsum4(acc[0], acc[1], acc[2], acc[3], y + n, 1);
+  }
+}
+
 void linear_rows(const float* x, const float* w, float* y, int64_t m, int64_t k_dim, int64_t n_dim) {
+  if (m == 1) {
+    at::parallel_for(0, (n_dim + 7) / 8, 16, [&](int64_t begin, int64_t end) {
+      one_row_columns(x, w, y, k_dim, begin * 8, std::min(end * 8, n_dim));
+    });
+    return;
+  }
   if (m < kBroadcastRows) {
     at::parallel_for(0, n_dim / 4, 16, [&](int64_t begin, int64_t end) {
       linear_columns(x, w, y, m, k_dim, n_dim, begin * 4, end * 4);
@@ -155,7 +194,7 @@ void check_shapes(const at::Tensor& x, const at::Tensor& weight, int64_t weight_
 
 at::Tensor decode_linear(const at::Tensor& x_in, const at::Tensor& weight) {
   check_shapes(x_in, weight, 2);
-  if (x_in.size(0) < 2 || x_in.size(0) > kMaxRows || !kernel_fits(x_in, weight)) return at::mm(x_in, weight.t());
+  if (x_in.size(0) < 1 || x_in.size(0) > kMaxRows || !kernel_fits(x_in, weight)) return at::mm(x_in, weight.t());
   const at::Tensor x = x_in.contiguous();
   at::Tensor y = at::empty({x.size(0), weight.size(0)}, x.options());
   linear_rows(x.data_ptr<float>(), weight.data_ptr<float>(), y.data_ptr<float>(), x.size(0), x.size(1),
