@@ -16,11 +16,11 @@ from tinyseek.model.moe import Experts, swiglu_experts
 pytestmark = pytest.mark.usefixtures("cpu_kernels_built")
 
 
-@pytest.mark.parametrize("rows", [1, 2, 3, 5, 8, 27, 28, 32, 33, 48, 49, 64])
+@pytest.mark.parametrize("rows", [1, 2, 3, 5, 8, 27, 28, 32, 33, 48, 49, 64, 65])
 @pytest.mark.parametrize("in_dim, out_dim", [(16, 4), (384, 100), (128, 12), (40, 8), (64, 10)])
 def test_decode_linear_equals_x_times_w_transposed(rows: int, in_dim: int, out_dim: int):
-    """Every row count around the kernel's limits (one row its own form; above 48 rows BLAS; from 28
-    the broadcast form, in two or three vectors of rows), widths that are whole vectors and ones that
+    """Every row count around the kernel's limits (one row its own form; from 28 the broadcast form,
+    in two to four vectors of rows; above 64 BLAS), widths that are whole vectors and ones that
     are not (in 40, out 10: BLAS), outputs that are not whole blocks of weight rows (100, 12, 4), a
     weight read in place."""
     gen = torch.Generator().manual_seed(rows)
@@ -67,7 +67,7 @@ def test_decode_grouped_linear_equals_each_experts_product():
     """Experts with no rows, one row, a few, enough for the broadcast form, and more than the kernel
     takes (BLAS), in one call."""
     gen = torch.Generator().manual_seed(0)
-    counts = [0, 1, 7, 0, 60, 3, 30, 41]
+    counts = [0, 1, 7, 0, 60, 3, 30, 41, 70]
     weight = torch.randn(len(counts), 24, 64, generator=gen)
     x = torch.randn(sum(counts), 64, generator=gen)
     offs = torch.tensor(counts).cumsum(0).to(torch.int32)

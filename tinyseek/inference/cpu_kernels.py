@@ -4,7 +4,7 @@ Two costs dominated a compiled decode step on a CPU, and each has a C++ kernel i
 - attention (`paged_latent_attention.cpp`): every layer gathered each row's context out of the latent
   pool (an index_select of whole blocks) and ran two batched matmuls over the copy; the kernel reads
   each row's latents where they lie, through its block table, and stops at the row's own position;
-- the projections of 1-48 rows (`decode_linear.cpp`): BLAS multiplies 8-32 rows by fp32 weights that
+- the projections of 1-64 rows (`decode_linear.cpp`): BLAS multiplies 8-32 rows by fp32 weights that
   come from memory at 3-6 GB/s (one row of row-major weights: 12-14); the kernel reads each weight row
   once, in place, with its loads requested ahead, for the dense layers, the head and, per expert, the
   routed experts.
@@ -22,7 +22,7 @@ Design choices:
 - The ops' schemas and shapes are defined here (the engine's `write_attend_paged` beside its other
   cache ops in latent_cache.py), so torch.compile traces them whether or not the kernels are built;
   the C++ files only register CPU implementations. Inputs the kernels do not cover (other dtypes,
-  more than 48 rows, widths that are not whole vectors) go to at::mm inside the op.
+  more than 64 rows, widths that are not whole vectors) go to at::mm inside the op.
 - Same mathematics as the eager forward; additions run in another order (vectorized), so results
   agree to rounding, not bit for bit.
 """

@@ -12,12 +12,12 @@
 //   accumulators, the input rows in L1/L2), the rows two tiles ahead requested over the tile's
 //   iterations: 1.3-1.8x BLAS for 8-32 rows over 94 MB of distinct fp32 weights;
 // - from 28 rows, the input transposed ([in, rows], 16 rows a vector) and each weight broadcast
-//   against it, for 12 (8) weight rows at once: no horizontal sums (the dot products' cost at short
-//   inputs), and the next 12 rows - one contiguous block - requested in one linear sweep as these
-//   are computed. 32 rows over 64 MB of distinct weights from memory: 124-131 against 95-106 GFLOP/s
-//   for the dot products; at 8-16 rows, where a half-empty vector wastes work, it is slower.
-// From ~64 rows on BLAS is faster (it reuses packed weights across more rows), so larger inputs,
-// other dtypes and shapes that are not whole vectors (in % 16, out % 4) go to at::mm.
+//   against it, for 12, 8 or 6 weight rows at once (2, 3 or 4 vectors of rows): no horizontal sums
+//   (the dot products' cost at short inputs), and the next rows - one contiguous block - requested
+//   in one linear sweep as these are computed. 32 rows over 64 MB of distinct weights from memory:
+//   124-131 against 95-106 GFLOP/s for the dot products (at 8-16 rows, where a half-empty vector
+//   wastes work, it is slower); 64 rows: 122-152 against BLAS's 86-117 on the same row-major weights.
+// Larger inputs, other dtypes and shapes that are not whole vectors (in % 16, out % 4) go to at::mm.
 //
 // decode_grouped_linear does the same per expert for rows sorted by expert (the MoE's routed
 // experts), with weights [experts, out, in] and offs[e] the end of expert e's rows.
@@ -36,7 +36,7 @@ using tinyseek::load_unaligned;
 using tinyseek::vec;
 using tinyseek::W;
 
-constexpr int64_t kMaxRows = 48;        // above this BLAS wins (measured crossover ~64 rows)
+constexpr int64_t kMaxRows = 64;        // above this BLAS (its packed weights reused over more rows)
 constexpr int64_t kBroadcastRows = 28;  // from here on the broadcast form (below it wastes vector lanes)
 constexpr int64_t kPrefetchTiles = 2;   // how far ahead (in 4-row weight tiles) rows are requested
 constexpr int64_t kOneRowAhead = 16;    // one row: how many weight rows ahead each row is requested
@@ -163,18 +163,19 @@ void linear_rows(const float* x, const float* w, float* y, int64_t m, int64_t k_
     });
     return;
   }
-  const int64_t v = (m + W - 1) / W;  // 2 or 3 (m <= kMaxRows)
+  const int64_t v = (m + W - 1) / W;  // 2 to 4 (m <= kMaxRows)
   at::Tensor xt_buffer = at::empty({k_dim, v * W}, at::kFloat);
   float* xt = xt_buffer.data_ptr<float>();
   for (int64_t k = 0; k < k_dim; ++k) {
     for (int64_t r = 0; r < m; ++r) xt[k * v * W + r] = x[r * k_dim + k];
     for (int64_t r = m; r < v * W; ++r) xt[k * v * W + r] = 0.f;
   }
-  const int64_t c = v == 2 ? 12 : 8;  // weight rows a block: C * V accumulators of 32 registers
+  const int64_t c = v == 2 ? 12 : v == 3 ? 8 : 6;  // weight rows a block: C * V accumulators of 32 registers
   at::parallel_for(0, (n_dim + c - 1) / c, 8, [&](int64_t begin, int64_t end) {
     const int64_t n_begin = begin * c, n_end = std::min(end * c, n_dim);
     if (v == 2) broadcast_columns<12, 2>(xt, w, y, m, k_dim, n_dim, n_begin, n_end);
-    else broadcast_columns<8, 3>(xt, w, y, m, k_dim, n_dim, n_begin, n_end);
+    else if (v == 3) broadcast_columns<8, 3>(xt, w, y, m, k_dim, n_dim, n_begin, n_end);
+    else broadcast_columns<6, 4>(xt, w, y, m, k_dim, n_dim, n_begin, n_end);
   });
 }
 
