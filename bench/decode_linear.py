@@ -21,9 +21,10 @@ import torch
 from tinyseek.inference import cpu_kernels
 
 # (rows, in, out): mini's head and dense MLP at batch 32, an expert's gate_up and down at 8 rows (top-4
-# of 16 experts at batch 32), small's head at batch 32, then batch 16 and 1 (BLAS keeps one row).
+# of 16 experts at batch 32), small's head at batch 32, then batch 16, 64 and 1 (each of the kernel's
+# three forms: dot products up to 27 rows, the broadcast form from 28 to 64, its own one for one row).
 SHAPES = [(32, 384, 10240), (32, 384, 1024), (8, 384, 256), (8, 128, 384), (32, 512, 32000), (16, 384, 576),
-          (1, 384, 10240)]  # fmt: skip
+          (64, 384, 10240), (1, 384, 10240), (1, 512, 32000)]  # fmt: skip
 
 
 def best_seconds(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
