@@ -10,7 +10,7 @@
 //   input-major ones, its faster layout for one row, at 15.4-16.0);
 // - 2 to 27 rows, as dot products of 4 weight rows with 4 input rows at a time (16 vector
 //   accumulators, the input rows in L1/L2), the rows two tiles ahead requested over the tile's
-//   iterations: 1.3-1.8x BLAS for 8-32 rows over 94 MB of distinct fp32 weights;
+//   iterations: 1.3-1.7x BLAS for 8-16 rows over 94 MB of distinct fp32 weights;
 // - from 28 rows, the input transposed ([in, rows], 16 rows a vector) and each weight broadcast
 //   against it, for 12, 8 or 6 weight rows at once (2, 3 or 4 vectors of rows): no horizontal sums
 //   (the dot products' cost at short inputs), and the next rows - one contiguous block - requested
@@ -195,7 +195,7 @@ void check_shapes(const at::Tensor& x, const at::Tensor& weight, int64_t weight_
 
 at::Tensor decode_linear(const at::Tensor& x_in, const at::Tensor& weight) {
   check_shapes(x_in, weight, 2);
-  if (x_in.size(0) < 1 || x_in.size(0) > kMaxRows || !kernel_fits(x_in, weight)) return at::mm(x_in, weight.t());
+  if (x_in.size(0) == 0 || x_in.size(0) > kMaxRows || !kernel_fits(x_in, weight)) return at::mm(x_in, weight.t());
   const at::Tensor x = x_in.contiguous();
   at::Tensor y = at::empty({x.size(0), weight.size(0)}, x.options());
   linear_rows(x.data_ptr<float>(), weight.data_ptr<float>(), y.data_ptr<float>(), x.size(0), x.size(1),
