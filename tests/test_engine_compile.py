@@ -125,10 +125,14 @@ def test_write_attend_paged_writes_the_pool_and_attends_like_the_eager_cache(cpu
 
 
 @pytest.mark.slow
-def test_compiled_engine_decodes_the_eager_engines_tokens():
+@pytest.mark.parametrize("kernels", [True, False])
+def test_compiled_engine_decodes_the_eager_engines_tokens(kernels: bool, monkeypatch):
     """Batch 1, a batch of equal lengths (one attention group), a batch whose contexts differ tenfold
     (ragged groups), and 40 requests through 12 rows and a small cache (the batch changes size every
-    few steps, requests wait for blocks): every token equals the eager engine's."""
+    few steps, requests wait for blocks): every token equals the eager engine's, with the CPU kernels
+    and without them (a CPU without AVX-512: gathering and BLAS under torch.compile)."""
+    if not kernels:
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
     model = random_model()
     options = dict(max_model_len=160, max_num_seqs=12, max_cache_tokens=640, max_num_batched_tokens=512)
     eager, compiled = LLM(model, **options), LLM(model, compile=True, **options)  # type: ignore[arg-type]

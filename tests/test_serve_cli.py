@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import torch
 
 from tests.fixtures import chat_model_dir
 from tests.serve_harness import free_port
@@ -130,5 +131,6 @@ def test_compiled_server_answers_as_the_eager_one(tmp_path: Path) -> None:
             server.stop()
     eager, compiled = replies
     assert compiled == eager
-    assert "CPU decode kernels loaded" in (tmp_path / "server1.log").read_text()  # compile=True only
+    if torch.backends.cpu.get_cpu_capability() == "AVX512":  # the kernels' CPUs (cpu_kernels.usable)
+        assert "CPU decode kernels loaded" in (tmp_path / "server1.log").read_text()  # compile=True only
     assert eager[0][0]["message"]["content"] or eager[0][0]["message"].get("reasoning_content")

@@ -10,6 +10,10 @@ Two costs dominated a compiled decode step on a CPU, and each has a C++ kernel i
   routed experts.
 
 Design choices:
+- Used on CPUs with AVX-512 only (`usable`), where they were measured. Their 16-float vectors are GCC
+  vector extensions, which GCC lowers for AVX2 through memory: built for AVX2 (`-march=haswell`, run
+  here) the projections' kernel read 0.1-0.9 GB/s of weights where BLAS read 4-5. Compiled engines on
+  other CPUs gather and use BLAS, as without a compiler.
 - Built with `torch.utils.cpp_extension.load` (ninja and the C++ compiler that torch.compile needs
   anyway), for this CPU (`-march=native`; the build's name holds a hash of the CPU's feature flags, so
   that a cache shared between machines never hands one CPU a binary built for another's
@@ -140,6 +144,18 @@ def _cpu_features() -> str:
     except OSError:
         pass
     return hashlib.sha1(flags.encode()).hexdigest()[:10]
+
+
+def usable() -> bool:
+    """Whether a compiled CPU engine uses the kernels: on a CPU with AVX-512, once they are built."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability != "AVX512":
+        log.info(
+            "CPU decode kernels not used on %s (AVX-512 only): compiled decoding gathers and uses BLAS",
+            capability,
+        )
+        return False
+    return load()
 
 
 @functools.cache

@@ -19,8 +19,8 @@ Design choices:
   0.6 ms a step at mini batch 1 and 1 ms at tiny batch 256, of 4.4 and 10.8 ms): one graph for
   batch 1 and one for larger batches (sizes 0 and 1 are specialized), plus one when a step's
   attention is ragged, whatever the batch, context lengths and requests coming and going (the
-  pool's sizes are marked static); the pool writes stay in place (latent_cache.py). On the CPU, where
-  the C++ kernels build (cpu_kernels.py), the attention reads the pool in place (rows then neither
+  pool's sizes are marked static); the pool writes stay in place (latent_cache.py). On a CPU with
+  AVX-512, where the C++ kernels build (cpu_kernels.py), the attention reads the pool in place (rows then neither
   sorted nor grouped, no ragged graph) and a graph pass hands the projections of a few rows and the
   routed experts to a kernel that streams the weights. Opt-in: a graph takes ~10-60 s to compile.
   Prefill and the speculative verify forward stay eager (their shapes vary more; decoding is where
@@ -105,7 +105,7 @@ class ModelRunner:
             # The pool's sizes are fixed: left dynamic, one equal to the batch size by chance (the latent
             # width, 12, at batch 12) was guarded equal to it, and the next batch size recompiled.
             torch._dynamo.mark_static(cache.latents)
-            cache.paged_kernel = self.device.type == "cpu" and cpu_kernels.load()
+            cache.paged_kernel = self.device.type == "cpu" and cpu_kernels.usable()
             options: dict[str, Any] = {"cpp_wrapper": True}
             if cache.paged_kernel:  # the projections of a few rows, too (weights laid out by the engine)
                 options["post_grad_custom_post_pass"] = cpu_kernels.DecodeLinears()
