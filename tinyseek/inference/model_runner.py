@@ -20,9 +20,9 @@ Design choices:
   batch 1 and one for larger batches (sizes 0 and 1 are specialized), plus one when a step's
   attention is ragged, whatever the batch, context lengths and requests coming and going (the
   pool's sizes are marked static); the pool writes stay in place (latent_cache.py). On a CPU with
-  AVX-512, where the C++ kernels build (cpu_kernels.py), the attention reads the pool in place (rows then neither
-  sorted nor grouped, no ragged graph) and a graph pass hands the projections of a few rows and the
-  routed experts to a kernel that streams the weights. Opt-in: a graph takes ~10-60 s to compile.
+  AVX-512, where the C++ kernels build (cpu_kernels.py), the attention reads the pool in place (rows
+  then neither sorted nor grouped, no ragged graph) and a graph pass hands the projections of a few
+  rows and the routed experts to a kernel that streams the weights. Opt-in: a graph takes ~10-60 s to compile.
   Prefill and the speculative verify forward stay eager (their shapes vary more; decoding is where
   steps repeat).
 - MTP speculative decoding (`speculative=True`): every decode forward verifies [last token, draft]

@@ -121,8 +121,8 @@ void broadcast_columns(const float* xt, const float* w, float* y, int64_t m, int
   for (; n < n_end; ++n) broadcast_block<1, V>(xt, w + n * k_dim, k_dim, y + n, m, n_dim);
 }
 
-// y[n_begin, n_end) = x . w[n] for one input row x: 8 weight rows at a time (4 for a last 4), each
-// requested kOneRowAhead rows ahead, one cache line per row and step, as its own lines are read.
+// y[n_begin, n_end) = x . w[n] for one input row x: 8 weight rows at a time, each requested
+// kOneRowAhead rows ahead, one cache line per row and step, as its own lines are read.
 void one_row_columns(const float* x, const float* w, float* y, int64_t k_dim, int64_t n_begin, int64_t n_end) {
   int64_t n = n_begin;
   for (; n + 8 <= n_end; n += 8) {
@@ -139,15 +139,8 @@ void one_row_columns(const float* x, const float* w, float* y, int64_t k_dim, in
     hsum4(acc[0], acc[1], acc[2], acc[3], y + n, 1);
     hsum4(acc[4], acc[5], acc[6], acc[7], y + n + 4, 1);
   }
-  if (n < n_end) {  // out % 4 == 0, so 4 rows are left
-    const float* wn = w + n * k_dim;
-    vec acc[4] = {};
-    for (int64_t k = 0; k < k_dim; k += W) {
-      const vec xv = load_unaligned(x + k);
-      for (int j = 0; j < 4; ++j) acc[j] += load_unaligned(wn + j * k_dim + k) * xv;
-    }
-    hsum4(acc[0], acc[1], acc[2], acc[3], y + n, 1);
-  }
+  // out % 4 == 0, so 4 rows may be left: the dot-product form's tile (its output stride unused for one row)
+  if (n < n_end) linear_columns(x, w, y, 1, k_dim, n_end, n, n_end);
 }
 
 void linear_rows(const float* x, const float* w, float* y, int64_t m, int64_t k_dim, int64_t n_dim) {
