@@ -59,24 +59,29 @@ def test_cache_ops_equal_the_eager_write_gather_and_attention():
 
 
 @pytest.mark.parametrize(  # one query token per row (decode) or two (verify); rows split over 2 threads
-    "dtype, steps, threads, width, rank",
+    "dtype, steps, threads, width, rank, heads",
     [
-        (torch.float32, 1, 1, 45, 30),
-        (torch.float32, 2, 2, 45, 30),
-        (torch.float32, 1, 1, 48, 32),  # whole vectors: fp32 latents copied vector by vector
-        (torch.bfloat16, 1, 2, 45, 30),
-        (torch.bfloat16, 2, 1, 45, 30),
+        (torch.float32, 1, 1, 45, 30, 3),
+        (torch.float32, 2, 2, 45, 30, 3),
+        (torch.float32, 1, 1, 48, 32, 3),  # whole vectors: fp32 latents copied vector by vector
+        (torch.bfloat16, 1, 2, 45, 30, 3),
+        (torch.bfloat16, 2, 1, 45, 30, 3),
+        # The weighted sum's blocks of queries x vectors: 17 queries of 1 vector (16 + 1), 6 of 6
+        # (2 + 2 + 2), 2 x 5 of 9 (8 vectors in blocks of 2 queries, then 1 vector: 8 + 2).
+        (torch.float32, 1, 1, 20, 16, 17),
+        (torch.float32, 1, 2, 112, 96, 6),
+        (torch.float32, 2, 1, 160, 144, 5),
     ],
 )
 def test_paged_kernel_equals_gathering_then_attending(
-    cpu_kernels_built, dtype: torch.dtype, steps: int, threads: int, width: int, rank: int
+    cpu_kernels_built, dtype: torch.dtype, steps: int, threads: int, width: int, rank: int, heads: int
 ):
     """Rows of contexts 1 to 70 slots in scattered blocks, widths that are not whole vectors (45 and
     30 of the kernel's 16-float vectors) and that are (48 and 32): the kernel's result equals gathering
     the blocks and attend_cached's, to rounding; the other rows' blocks and the slots past a row's
     position are never read (they hold NaN)."""
     gen = torch.Generator().manual_seed(0)
-    rows, heads, block = 5, 3, 16
+    rows, block = 5, 16
     pool = torch.full((40 * block, width), float("nan"))
     table = torch.randperm(39, generator=gen)[: rows * 5].view(rows, 5) + 1
     last = torch.tensor([0, 69, 15, 16, 40])  # each row's last query position

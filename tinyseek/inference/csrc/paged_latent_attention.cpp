@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -28,6 +29,58 @@ using tinyseek::hsum4;
 using tinyseek::load_unaligned;
 using tinyseek::vec;
 using tinyseek::W;
+
+// The probability-weighted latents of a row's queries, out[i] = sum over slots l of p[i][l] * latent[l]
+// (its first `rank` numbers): blocks of QB queries x CB vectors, one accumulator each (at most 16), so
+// that each slot feeds 16 independent FMAs; a query at a time with 4 vectors was bound by each
+// accumulator's FMA latency.
+template <int CB, int QB, typename scalar_t>
+void weigh_block(const float* probs, int64_t max_len, const vec* context, int64_t chunks, int64_t len,
+                 int64_t rank, int64_t c0, scalar_t* out) {
+  vec acc[QB][CB] = {};
+  for (int64_t l = 0; l < len; ++l) {
+    const vec* latent = context + l * chunks + c0;
+    for (int q = 0; q < QB; ++q) {
+      const float p = probs[q * max_len + l];
+      for (int c = 0; c < CB; ++c) acc[q][c] += p * latent[c];
+    }
+  }
+  for (int q = 0; q < QB; ++q)
+    for (int c = 0; c < CB; ++c)
+      for (int64_t j = 0; j < W && (c0 + c) * W + j < rank; ++j)
+        out[q * rank + (c0 + c) * W + j] = static_cast<scalar_t>(acc[q][c][j]);
+}
+
+// Queries in blocks of QB, then the rest in blocks of QB / 2, ... 1 (4 queries of 2 vectors: one block of 4).
+template <int CB, int QB, typename scalar_t>
+void weigh_chunks(const float* probs, int64_t max_len, const vec* context, int64_t chunks, int64_t len,
+                  int64_t n_queries, int64_t rank, int64_t c0, scalar_t* out) {
+  int64_t i = 0;
+  for (; i + QB <= n_queries; i += QB)
+    weigh_block<CB, QB>(probs + i * max_len, max_len, context, chunks, len, rank, c0, out + i * rank);
+  if constexpr (QB > 1)
+    weigh_chunks<CB, QB / 2>(probs + i * max_len, max_len, context, chunks, len, n_queries - i, rank, c0,
+                             out + i * rank);
+}
+
+template <typename scalar_t>
+void weigh(const float* probs, int64_t max_len, const vec* context, int64_t chunks, int64_t len,
+           int64_t n_queries, int64_t rank, scalar_t* out) {
+  const int64_t vectors = (rank + W - 1) / W;
+  for (int64_t c0 = 0; c0 < vectors; c0 += 8) {
+    const auto args = std::make_tuple(probs, max_len, context, chunks, len, n_queries, rank, c0, out);
+    switch (std::min<int64_t>(8, vectors - c0)) {  // QB * CB <= 16 accumulators
+      case 1: std::apply(weigh_chunks<1, 16, scalar_t>, args); break;
+      case 2: std::apply(weigh_chunks<2, 8, scalar_t>, args); break;
+      case 3: std::apply(weigh_chunks<3, 4, scalar_t>, args); break;
+      case 4: std::apply(weigh_chunks<4, 4, scalar_t>, args); break;
+      case 5: std::apply(weigh_chunks<5, 2, scalar_t>, args); break;
+      case 6: std::apply(weigh_chunks<6, 2, scalar_t>, args); break;
+      case 7: std::apply(weigh_chunks<7, 2, scalar_t>, args); break;
+      default: std::apply(weigh_chunks<8, 2, scalar_t>, args); break;
+    }
+  }
+}
 
 template <typename scalar_t>
 void attend_rows(const scalar_t* q, const scalar_t* pool, int64_t pool_stride, const int64_t* table,
@@ -112,22 +165,10 @@ void attend_rows(const scalar_t* q, const scalar_t* pool, int64_t pool_stride, c
         }
         const float inv = 1.f / sum;
         for (int64_t l = 0; l < limit[i]; ++l) p[l] *= inv;
+        for (int64_t l = limit[i]; l < len; ++l) p[l] = 0.f;  // so that every query sums over the row's len
       }
-      for (int64_t i = 0; i < n_queries; ++i) {  // probability-weighted latents, 4 vectors at a time
-        const float* p = probs.data() + i * max_len;
-        for (int64_t c = 0; c * W < rank; c += 4) {
-          vec acc[4] = {};
-          const int64_t n = std::min<int64_t>(4, (rank - c * W + W - 1) / W);
-          for (int64_t l = 0; l < limit[i]; ++l) {
-            const vec* latent = context.data() + l * chunks + c;
-            for (int64_t k = 0; k < 4; ++k)
-              if (k < n) acc[k] += p[l] * latent[k];
-          }
-          scalar_t* o = out + (b * n_queries + i) * rank + c * W;
-          for (int64_t k = 0; k < n; ++k)
-            for (int64_t j = 0; j < W && (c + k) * W + j < rank; ++j) o[k * W + j] = static_cast<scalar_t>(acc[k][j]);
-        }
-      }
+      weigh(probs.data(), max_len, context.data(), chunks, len, n_queries, rank,
+            out + b * n_queries * rank);
     }
   });
 }
