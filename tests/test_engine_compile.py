@@ -151,3 +151,28 @@ def test_compiled_engine_decodes_the_eager_engines_tokens(kernels: bool, monkeyp
     ):
         expected = [o.token_ids for o in eager.generate(prompts, params)]
         assert [o.token_ids for o in compiled.generate(prompts, params)] == expected
+
+
+@pytest.mark.slow
+def test_compiled_decode_guards_its_inputs_not_the_model():
+    """The compiled decode's guards check the step's inputs, not the model: a trainer flipping the shared
+    model to train() and back (what RL does between rollouts) recompiles nothing, and the tokens stay
+    the eager engine's; a new batch size (an input) still gets its own graph."""
+    from torch._dynamo.utils import counters
+
+    model = random_model()
+    eager, compiled = LLM(model, max_model_len=64), LLM(model, compile=True, max_model_len=64)
+    greedy = SamplingParams(temperature=0, max_tokens=6)
+    one, two = prompts_of([5]), prompts_of([5, 7], seed=2)
+    expected = [o.token_ids for o in eager.generate(one, greedy)]
+    assert [o.token_ids for o in compiled.generate(one, greedy)] == expected
+    graphs = counters["stats"]["unique_graphs"]
+    model.train()
+    assert [o.token_ids for o in compiled.generate(one, greedy)] == expected
+    model.eval()
+    assert [o.token_ids for o in compiled.generate(one, greedy)] == expected
+    assert counters["stats"]["unique_graphs"] == graphs
+    assert [o.token_ids for o in compiled.generate(two, greedy)] == [
+        o.token_ids for o in eager.generate(two, greedy)
+    ]
+    assert counters["stats"]["unique_graphs"] > graphs
