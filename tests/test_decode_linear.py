@@ -76,6 +76,22 @@ def test_decode_grouped_linear_equals_each_experts_product():
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("rows", [1, 3, 40, 70])
+def test_the_ops_fake_kernels_match_them(rows: int):
+    """A compiled engine runs without inductor's per-call size asserts (model_runner.py), so each op's
+    fake kernel must give its real output's shape and strides: torch.library.opcheck checks that (and
+    the schema, and the op under AOT dispatch with dynamic shapes) in each of the kernel's forms."""
+    gen = torch.Generator().manual_seed(rows)
+    x, weight = torch.randn(rows, 64, generator=gen), torch.randn(36, 64, generator=gen)
+    experts = torch.randn(3, 36, 64, generator=gen)
+    offs = torch.tensor([rows // 3, rows // 3, rows], dtype=torch.int32)
+    for op, args in (
+        (torch.ops.tinyseek.decode_linear.default, (x, weight)),
+        (torch.ops.tinyseek.decode_grouped_linear.default, (x, experts, offs)),
+    ):
+        assert set(torch.library.opcheck(op, args).values()) == {"SUCCESS"}
+
+
 def test_decode_grouped_linear_rejects_groups_that_do_not_cover_the_rows():
     weight, x = torch.zeros(2, 8, 16), torch.zeros(5, 16)
     with pytest.raises(RuntimeError, match="offs: expected the last end to be 5"):

@@ -58,6 +58,28 @@ def test_cache_ops_equal_the_eager_write_gather_and_attention():
         assert torch.equal(ops.latents, eager.latents)
 
 
+def test_cache_ops_fake_kernels_match_them(cpu_kernels_built):
+    """A compiled engine runs without inductor's per-call size asserts (model_runner.py), so the fake
+    kernels of the ops it compiles around must give their real outputs' shapes and strides:
+    torch.library.opcheck checks that, the schemas (the pool written in place) and AOT dispatch."""
+    for groups in ([(slice(0, 3), 3)], [(slice(0, 1), 3), (slice(1, 3), 1)]):
+        b = bound_caches(groups)
+        ops = b["ops"]
+        args = (ops.latents, 1, ops.write_slots, b["new"], ops.reads, ops.block_size)
+        attend = (*args, b["q"], b["positions"], 0.3, b["rank"])
+        checks = [(torch.ops.tinyseek.write_attend.default, attend)]
+        if len(groups) == 1:
+            table = ops.reads[1 + 3 * len(groups) :].view(3, -1)
+            checks += [
+                (torch.ops.tinyseek.write_gather.default, args),
+                (torch.ops.tinyseek.write_attend_paged.default, attend),
+                (torch.ops.tinyseek.paged_latent_attention.default,
+                 (b["q"], ops.latents[1], table, b["positions"], ops.block_size, 0.3, b["rank"])),
+            ]  # fmt: skip
+        for op, op_args in checks:
+            assert set(torch.library.opcheck(op, op_args).values()) == {"SUCCESS"}, op
+
+
 @pytest.mark.parametrize(  # one query token per row (decode) or two (verify); rows split over 2 threads
     "dtype, steps, threads, width, rank, heads",
     [
