@@ -138,6 +138,32 @@ def test_paged_kernel_rejects_a_block_outside_the_pool(cpu_kernels_built):
         )
 
 
+def test_paged_ops_reject_offsets_outside_the_pool(cpu_kernels_built):
+    """Block ids, positions and write slots are offsets into memory: each is checked before use."""
+    pool, q = torch.zeros(4 * 16, 8), torch.zeros(1, 2, 8)
+    attend = torch.ops.tinyseek.paged_latent_attention
+    with pytest.raises(RuntimeError, match=r"block ids must lie in \[0, 4\)"):
+        attend(q, pool, torch.tensor([[-1]]), torch.tensor([[3]]), 16, 1.0, 4)
+    with pytest.raises(RuntimeError, match="positions must be >= 0"):
+        attend(q, pool, torch.tensor([[1]]), torch.tensor([[-2]]), 16, 1.0, 4)
+    latents, reads = torch.zeros(2, 4 * 16, 8), torch.tensor([1, 0, 1, 1, 2])
+    for slot in (64, -1):
+        with pytest.raises(RuntimeError, match=r"slots must lie in \[0, 64\)"):
+            torch.ops.tinyseek.write_attend_paged(
+                latents,
+                1,
+                torch.tensor([slot]),
+                torch.ones(1, 1, 8),
+                reads,
+                16,
+                q,
+                torch.tensor([[3]]),
+                1.0,
+                4,
+            )
+    assert not latents.any()  # nothing written
+
+
 def test_write_attend_paged_writes_the_pool_and_attends_like_the_eager_cache(cpu_kernels_built):
     """The op the compiled decode calls: the pool after it equals the eager write's, and its
     attention equals latent_attention over the eager cache, ragged groups included."""

@@ -16,8 +16,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <tuple>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "vector16.h"
@@ -173,6 +175,14 @@ void attend_rows(const scalar_t* q, const scalar_t* pool, int64_t pool_stride, c
   });
 }
 
+// The smallest and largest of a long tensor's numbers (block ids, slots and positions the kernel uses as
+// offsets), by a loop: two reductions and their .item() cost microseconds a call, a step calls it per layer.
+std::pair<int64_t, int64_t> bounds(const torch::Tensor& t) {
+  const int64_t* data = t.data_ptr<int64_t>();
+  const auto [lo, hi] = std::minmax_element(data, data + t.numel());
+  return {*lo, *hi};
+}
+
 }  // namespace
 
 // q [B, T*H, R + r], pool [slots, R + r] (one layer, rows contiguous), table [B, nb] block ids,
@@ -189,10 +199,11 @@ torch::Tensor paged_latent_attention(torch::Tensor q, const torch::Tensor& pool,
   table = table.to(torch::kLong).contiguous();
   positions = positions.to(torch::kLong).contiguous();
   const int64_t num_blocks = pool.size(0) / block_size;
-  TORCH_CHECK(table.numel() == 0 || (table.min().item<int64_t>() >= 0 && table.max().item<int64_t>() < num_blocks),
-              "paged_latent_attention: block ids must lie in [0, ", num_blocks, ")");
-  TORCH_CHECK(positions.numel() == 0 || positions.min().item<int64_t>() >= 0,
-              "paged_latent_attention: positions must be >= 0");
+  if (table.numel() > 0) {
+    const auto [lo, hi] = bounds(table);
+    TORCH_CHECK(lo >= 0 && hi < num_blocks, "paged_latent_attention: block ids must lie in [0, ", num_blocks, ")");
+  }
+  TORCH_CHECK(positions.numel() == 0 || bounds(positions).first >= 0, "paged_latent_attention: positions must be >= 0");
   auto out = torch::empty({q.size(0), q.size(1), rank}, q.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::ScalarType::BFloat16, at::ScalarType::Half, q.scalar_type(), "paged_latent_attention", [&] {
     attend_rows<scalar_t>(q.data_ptr<scalar_t>(), pool.data_ptr<scalar_t>(), pool.stride(0),
@@ -212,8 +223,26 @@ torch::Tensor write_attend_paged(torch::Tensor latents, int64_t layer, const tor
                                  const torch::Tensor& q, const torch::Tensor& positions, double softmax_scale,
                                  int64_t kv_lora_rank) {
   auto pool = latents.select(0, layer);
-  pool.index_copy_(0, write_slots, new_latents.reshape({-1, pool.size(-1)}).to(pool.scalar_type()));
-  const int64_t header = 1 + 3 * reads[0].item<int64_t>();
+  TORCH_CHECK(pool.stride(1) == 1, "write_attend_paged: pool rows must be contiguous");
+  TORCH_CHECK(reads.scalar_type() == torch::kLong && reads.dim() == 1 && reads.is_contiguous(),
+              "write_attend_paged: reads must be a contiguous 1-D long tensor");
+  // The step's latents copied row by row into their slots (index_copy_'s checks and dispatch cost more
+  // than the copy at small batches).
+  const auto rows = new_latents.reshape({-1, pool.size(1)}).to(pool.scalar_type()).contiguous();
+  const auto slots = write_slots.to(torch::kLong).contiguous();
+  TORCH_CHECK(slots.numel() == rows.size(0), "write_attend_paged: ", slots.numel(), " slots for ", rows.size(0),
+              " latents");
+  if (slots.numel() > 0) {
+    const auto [lo, hi] = bounds(slots);
+    TORCH_CHECK(lo >= 0 && hi < pool.size(0), "write_attend_paged: slots must lie in [0, ", pool.size(0), ")");
+  }
+  const int64_t row_bytes = pool.size(1) * pool.element_size();
+  char* dst = static_cast<char*>(pool.data_ptr());
+  const char* src = static_cast<const char*>(rows.data_ptr());
+  const int64_t* slot = slots.data_ptr<int64_t>();
+  for (int64_t i = 0; i < slots.numel(); ++i)
+    std::memcpy(dst + slot[i] * pool.stride(0) * pool.element_size(), src + i * row_bytes, row_bytes);
+  const int64_t header = 1 + 3 * reads.data_ptr<int64_t>()[0];
   const auto table = reads.slice(0, header).view({q.size(0), -1});
   return paged_latent_attention(q.to(pool.scalar_type()), pool, table, positions, block_size, softmax_scale,
                                 kv_lora_rank);
