@@ -159,15 +159,18 @@ class ModelRunner:
         self,
         rows: torch.Tensor,
         write_positions: torch.Tensor,
-        valid: torch.Tensor,
+        valid: torch.Tensor | None,
         spans: list[int],
         tables: bool = False,
     ) -> None:
-        """Bind the cache for one forward: each row writes its valid positions and reads the blocks
-        of its `spans[row]` positions, in ragged groups when the spans differ much (`tables`: also
-        as tensors, for the compiled decode forward)."""
-        clamped = write_positions.masked_fill(~valid, 0)
-        write = self._slots(rows, clamped).masked_fill(~valid, 0).reshape(-1)
+        """Bind the cache for one forward: each row writes its valid positions (None: all, as in
+        decoding) and reads the blocks of its `spans[row]` positions, in ragged groups when the spans
+        differ much (`tables`: also as tensors, for the compiled decode forward)."""
+        if valid is None:
+            write = self._slots(rows, write_positions).reshape(-1)
+        else:
+            clamped = write_positions.masked_fill(~valid, 0)
+            write = self._slots(rows, clamped).masked_fill(~valid, 0).reshape(-1)
         blocks = [-(-span // self.block_size) for span in spans]
         groups = [(slice(0, len(blocks)), max(blocks))] if self.paged_decode else ragged_groups(blocks)
         if tables:
@@ -250,7 +253,7 @@ class ModelRunner:
         ids = torch.tensor([s.token_ids[-1] for s in seqs], device=self.device)[:, None]
         spans = [s.num_computed + 1 for s in seqs]
         compiled = self.compiled_decode
-        self._bind(rows, positions, torch.ones_like(positions, dtype=torch.bool), spans, compiled is not None)
+        self._bind(rows, positions, None, spans, compiled is not None)
         logits = (compiled or self._decode_logits)(ids, positions, self.cache)
         tokens = self._sample(logits, seqs)
         logprobs = self._logprobs(logits, tokens, seqs)
@@ -273,7 +276,7 @@ class ModelRunner:
         last = torch.tensor([s.token_ids[-1] for s in seqs], device=self.device)
         ids = torch.stack([last, drafts], 1)
         spans = [s.num_computed + 2 for s in seqs]
-        self._bind(rows, positions, torch.ones_like(positions, dtype=torch.bool), spans)
+        self._bind(rows, positions, None, spans)
         hidden = self.model.hidden_states(ids, positions, self.cache)
         logits = self._logits(hidden)
         first = self._sample(logits[:, 0], seqs)
