@@ -147,20 +147,18 @@ def test_paged_ops_reject_offsets_outside_the_pool(cpu_kernels_built):
     with pytest.raises(RuntimeError, match="positions must be >= 0"):
         attend(q, pool, torch.tensor([[1]]), torch.tensor([[-2]]), 16, 1.0, 4)
     latents, reads = torch.zeros(2, 4 * 16, 8), torch.tensor([1, 0, 1, 1, 2])
+
+    def write(slot: int, reads: torch.Tensor) -> None:
+        new, positions = torch.ones(1, 1, 8), torch.tensor([[3]])
+        torch.ops.tinyseek.write_attend_paged(
+            latents, 1, torch.tensor([slot]), new, reads, 16, q, positions, 1.0, 4
+        )
+
     for slot in (64, -1):
         with pytest.raises(RuntimeError, match=r"slots must lie in \[0, 64\)"):
-            torch.ops.tinyseek.write_attend_paged(
-                latents,
-                1,
-                torch.tensor([slot]),
-                torch.ones(1, 1, 8),
-                reads,
-                16,
-                q,
-                torch.tensor([[3]]),
-                1.0,
-                4,
-            )
+            write(slot, reads)
+    with pytest.raises(RuntimeError, match="reads must be a non-empty"):  # an engine that never bound
+        write(0, reads[:0])
     assert not latents.any()  # nothing written
 
 

@@ -224,8 +224,8 @@ torch::Tensor write_attend_paged(torch::Tensor latents, int64_t layer, const tor
                                  int64_t kv_lora_rank) {
   auto pool = latents.select(0, layer);
   TORCH_CHECK(pool.stride(1) == 1, "write_attend_paged: pool rows must be contiguous");
-  TORCH_CHECK(reads.scalar_type() == torch::kLong && reads.dim() == 1 && reads.is_contiguous(),
-              "write_attend_paged: reads must be a contiguous 1-D long tensor");
+  TORCH_CHECK(reads.scalar_type() == torch::kLong && reads.dim() == 1 && reads.is_contiguous() && reads.numel() > 0,
+              "write_attend_paged: reads must be a non-empty contiguous 1-D long tensor (bind_tables' packing)");
   // The step's latents copied row by row into their slots (index_copy_'s checks and dispatch cost more
   // than the copy at small batches).
   const auto rows = new_latents.reshape({-1, pool.size(1)}).to(pool.scalar_type()).contiguous();
