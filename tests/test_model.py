@@ -143,6 +143,21 @@ def test_grouped_linear_op_matches_eager_values_and_gradients():
     assert (w2.grad[1] == 0).all()  # an expert without rows gets no gradient
 
 
+def test_grouped_linear_ops_pass_opcheck():
+    """Compiled code runs without inductor's size asserts (the engine's decode), so the ops' fake kernels
+    must give the real outputs' shapes and strides: opcheck checks them, the schemas, the autograd
+    registration and AOT dispatch, with and without gradients."""
+    offs = torch.tensor([4, 4, 12], dtype=torch.int32)
+    for grad in (False, True):
+        x = torch.randn(12, 16, requires_grad=grad)
+        w = torch.randn(3, 8, 16, requires_grad=grad)
+        result = torch.library.opcheck(moe_module._grouped_linear_op, (x, w, offs))
+        assert set(result.values()) == {"SUCCESS"}
+    grad_out = torch.randn(12, 8)
+    result = torch.library.opcheck(moe_module._grouped_weight_grad, (grad_out, torch.randn(12, 16), offs))
+    assert set(result.values()) == {"SUCCESS"}
+
+
 @pytest.mark.slow  # compiles a block forward and backward: about a minute on a busy CPU
 def test_moe_block_compiles_as_one_graph_with_eager_gradients():
     model = Transformer(tiny_config()).train()

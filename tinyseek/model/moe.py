@@ -158,6 +158,7 @@ def _grouped_linear_setup(ctx, inputs, output) -> None:  # type: ignore[no-untyp
 def _grouped_linear_backward(ctx, grad):  # type: ignore[no-untyped-def]
     """Opaque ops again, so that a compiled backward does not trace grouped_mm either."""
     x, weight, offs = ctx.saved_tensors
+    grad = grad.contiguous()  # grouped_mm rejects an expanded gradient (a sum's ones, strides 0)
     grad_x = _grouped_linear_op(grad, weight.transpose(-2, -1), offs) if ctx.needs_input_grad[0] else None
     grad_w = _grouped_weight_grad(grad, x, offs) if ctx.needs_input_grad[1] else None
     return grad_x, grad_w, None
