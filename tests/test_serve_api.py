@@ -239,6 +239,13 @@ def test_completions_text_ids_and_batches(client: openai.OpenAI, tokenizer: Toke
     ids = tokenizer.encode("12 + 30 =")
     by_ids = client.completions.create(model=MODEL, prompt=ids, max_tokens=8, seed=1)
     assert text.choices[0].text == by_ids.choices[0].text
+    # JSON Schema's integers include 12.0: integral floats are token ids too, alone or in a batch.
+    by_floats = client.completions.create(model=MODEL, prompt=[float(i) for i in ids], max_tokens=8, seed=1)
+    assert by_floats.choices[0].text == text.choices[0].text
+    mixed = client.completions.create(
+        model=MODEL, prompt=[ids, [*ids[:-1], float(ids[-1])]], max_tokens=8, seed=1
+    )
+    assert [c.text for c in mixed.choices] == [text.choices[0].text] * 2
     assert text.usage.prompt_tokens == len(ids)
     assert text.usage.completion_tokens == len(text.choices[0].logprobs.tokens)
     batch = client.completions.create(model=MODEL, prompt=["12 + 30 =", "The fox"], max_tokens=8, seed=1, n=2)

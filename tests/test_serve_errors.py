@@ -56,6 +56,15 @@ CASES = [
         400,
         None,
     ),
+    ("trailing-data", CHAT, json.dumps(GOOD).encode() + b" x", {}, 400, None),
+    (
+        "lone-surrogate",
+        CHAT,
+        json.dumps(msg(content="a")).encode().replace(b'"a"', b'"\\ud800"'),
+        {},
+        400,
+        None,
+    ),
     ("body-not-object", CHAT, b"[1, 2, 3]", {}, 400, None),
     ("empty-body", CHAT, b"", {}, 400, None),
     ("missing-messages", CHAT, {"model": MODEL}, {}, 400, "messages"),
@@ -104,6 +113,16 @@ CASES = [
         400,
         "prompt",
     ),
+    ("completion-negative-id", "/v1/completions", {"model": MODEL, "prompt": [1, -2]}, {}, 400, "prompt"),
+    (
+        "completion-negative-id-in-batch",
+        "/v1/completions",
+        {"model": MODEL, "prompt": [[1], [2, -3]]},
+        {},
+        400,
+        "prompt",
+    ),
+    ("completion-fractional-id", "/v1/completions", {"model": MODEL, "prompt": [1, 2.5]}, {}, 400, "prompt"),
     ("completion-empty-ids", "/v1/completions", {"model": MODEL, "prompt": []}, {}, 400, "prompt"),
     ("completion-echo", "/v1/completions", {"model": MODEL, "prompt": "a", "echo": True}, {}, 400, "echo"),
     (
@@ -132,6 +151,8 @@ def test_bad_input_gets_4xx_envelope_and_server_stays_healthy(server: RunningSer
     assert error["message"]
     if param is not None:
         assert error["param"] == param, error
+    if case[0] in ("malformed-json", "trailing-data", "lone-surrogate"):
+        assert error["code"] == "invalid_json" and "line 1 column" in error["message"], error
     if case[0] == "prompt-beyond-context":
         assert str(CONTEXT) in error["message"]
     if status == 401:

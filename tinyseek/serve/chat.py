@@ -34,6 +34,7 @@ from tinyseek.chat_template import ChatTemplateError
 from tinyseek.serve.choices import Accumulated, Reply, merged_events, start_runs
 from tinyseek.serve.errors import APIError
 from tinyseek.serve.generation import ChoiceRun
+from tinyseek.serve.json_body import JSONBodyRoute
 from tinyseek.serve.openapi_docs import generation_route
 from tinyseek.serve.planning import (
     build_usage,
@@ -57,7 +58,7 @@ from tinyseek.serve.protocol import (
 from tinyseek.serve.reasoning import prompt_opens_reasoning
 from tinyseek.serve.state import Ready, ServerState
 
-router = APIRouter()
+router = APIRouter(route_class=JSONBodyRoute)
 
 ROUTE = "/v1/chat/completions"
 SUMMARY = "Chat completion with reasoning_content (DeepSeek API shape)"

@@ -25,6 +25,7 @@ from fastapi.responses import Response
 from tinyseek.serve.choices import Accumulated, Reply, merged_events, start_runs
 from tinyseek.serve.errors import APIError
 from tinyseek.serve.generation import ChoicePlan
+from tinyseek.serve.json_body import JSONBodyRoute
 from tinyseek.serve.openapi_docs import generation_route
 from tinyseek.serve.planning import (
     build_usage,
@@ -36,7 +37,7 @@ from tinyseek.serve.planning import (
 from tinyseek.serve.protocol import MAX_PROMPTS, Completion, CompletionChoice, CompletionRequest
 from tinyseek.serve.state import Ready, ServerState
 
-router = APIRouter()
+router = APIRouter(route_class=JSONBodyRoute)
 
 ROUTE = "/v1/completions"
 MAX_CHOICES = MAX_PROMPTS

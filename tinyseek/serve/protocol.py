@@ -11,8 +11,8 @@ Design choices:
   bounds that do (prompt + max_tokens within the context) are checked once the prompt is tokenized.
   The list bounds are also what keeps a 2 MiB body cheap: pydantic checks a list's length before
   validating its items, so 690,000 prompts (4 MiB) are refused in ~20 ms instead of ~200 ms of validation on
-  the event loop (long enough to stall /health for every client). Token-id lists convert integral
-  floats once per list, not once per id, for the same reason.
+  the event loop (long enough to stall /health for every client). Token-id lists are checked by
+  one call per list, not one per id, for the same reason.
 - `max_reasoning_tokens` is our extension (also reachable through the openai client's `extra_body`).
 - Responses carry DeepSeek's fields: `reasoning_content` beside `content` (mirrored as `reasoning`,
   the name vLLM and Ollama clients read) and the prefix-cache counts `prompt_cache_hit_tokens` /
@@ -23,7 +23,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WithJsonSchema,
+    WrapValidator,
+)
 
 MAX_N = 16
 MAX_STOP = 4
@@ -42,12 +51,20 @@ def _integral_float_to_int(value: object) -> object:
     return value
 
 
-def _integral_floats_in_list(value: object) -> object:
-    """The same for a list of token ids, in one call per list rather than one per id: a prompt of a
-    million ids is validated in C, not through a million Python calls on the event loop."""
-    if isinstance(value, list) and float in set(map(type, value)):
-        return [_integral_float_to_int(item) for item in value]
-    return value
+def _token_ids(value: object, handler: ValidatorFunctionWrapHandler) -> list[int]:
+    """A list of token ids, validated in C: pydantic checks the integers, then one `min` finds a
+    negative id (a per-item `ge=0` bound costs twice as much: 20 ms for 640,000 ids on this CPU).
+    Integral floats are converted only when the plain check fails, not scanned for on every list."""
+    try:
+        ids: list[int] = handler(value)
+    except ValidationError:
+        if not (isinstance(value, list) and float in set(map(type, value))):
+            raise
+        ids = handler([_integral_float_to_int(item) for item in value])
+    if ids and min(ids) < 0:
+        position = next(i for i, token in enumerate(ids) if token < 0)
+        raise ValueError(f"token ids are >= 0, got {ids[position]} at position {position}")
+    return ids
 
 
 _JsonInt = BeforeValidator(_integral_float_to_int)
@@ -57,7 +74,9 @@ SeedInt = Annotated[int, Field(ge=0, le=MAX_SEED), _JsonInt]
 ChoiceCount = Annotated[int, Field(ge=1, le=MAX_N), _JsonInt]
 TopLogprobCount = Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS), _JsonInt]
 CompletionLogprobCount = Annotated[int, Field(ge=0, le=MAX_COMPLETION_LOGPROBS), _JsonInt]
-TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], BeforeValidator(_integral_floats_in_list)]
+TokenIds = Annotated[
+    list[Annotated[int, WithJsonSchema({"type": "integer", "minimum": 0})]], WrapValidator(_token_ids)
+]
 FinishReason = Literal["stop", "length"]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 
