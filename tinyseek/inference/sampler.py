@@ -39,17 +39,17 @@ class Sampler:
         generators: Sequence[torch.Generator | None],
     ) -> torch.Tensor:
         """Token ids [B] from logits [B, V]."""
-        greedy_tokens = logits.max(dim=-1).indices  # argmax's first-maximum rule; several times faster on CPU
         sampled_rows = [i for i, p in enumerate(params) if not p.greedy]
+        if len(sampled_rows) == len(params):  # no greedy row (a rollout's batch): no argmax pass either
+            return self._sample_rows(logits, params, generators)
+        greedy_tokens = logits.max(dim=-1).indices  # argmax's first-maximum rule; several times faster on CPU
         if not sampled_rows:
             return greedy_tokens
-        if len(sampled_rows) < len(params):
-            rows = torch.tensor(sampled_rows, device=logits.device)
-            tokens = self._sample_rows(
-                logits[rows], [params[i] for i in sampled_rows], [generators[i] for i in sampled_rows]
-            )
-            return greedy_tokens.index_copy(0, rows, tokens)
-        return self._sample_rows(logits, params, generators)
+        rows = torch.tensor(sampled_rows, device=logits.device)
+        tokens = self._sample_rows(
+            logits[rows], [params[i] for i in sampled_rows], [generators[i] for i in sampled_rows]
+        )
+        return greedy_tokens.index_copy(0, rows, tokens)
 
     def _sample_rows(
         self,
