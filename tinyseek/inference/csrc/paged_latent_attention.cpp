@@ -32,6 +32,13 @@ using tinyseek::load_unaligned;
 using tinyseek::vec;
 using tinyseek::W;
 
+// Four queries' products with one slot's latent, summed over its vectors but not yet across lanes.
+inline void dot4(const vec* q4, const vec* latent, int64_t chunks, vec* s) {
+  for (int k = 0; k < 4; ++k) s[k] = q4[k * chunks] * latent[0];
+  for (int64_t c = 1; c < chunks; ++c)
+    for (int k = 0; k < 4; ++k) s[k] += q4[k * chunks + c] * latent[c];
+}
+
 // The probability-weighted latents of a row's queries, out[i] = sum over slots l of p[i][l] * latent[l]
 // (its first `rank` numbers): blocks of QB queries x CB vectors, one accumulator each (at most 16), so
 // that each slot feeds 16 independent FMAs; a query at a time with 4 vectors was bound by each
@@ -122,34 +129,45 @@ void attend_rows(const scalar_t* q, const scalar_t* pool, int64_t pool_stride, c
         for (int64_t d = 0; d < dim; ++d) qi[d] = static_cast<float>(q[(b * n_queries + i) * dim + d]);
       }
       const int64_t* blocks = table + b * table_width;
-      for (int64_t l = 0; l < len; ++l) {
-        const scalar_t* slot = pool + (blocks[l / block_size] * block_size + l % block_size) * pool_stride;
-        vec* dst = context.data() + l * chunks;
-        if constexpr (std::is_same_v<scalar_t, float>) {
-          if (dim % W == 0) {  // whole vectors, copied as such: faster than the element loop (timed)
-            for (int64_t c = 0; c < chunks; ++c) dst[c] = load_unaligned(slot + c * W);
-            continue;
+      // Block by block: a slot's block and offset without a division per slot (a 64-bit division
+      // cost more than copying the slot's three vectors at rank 32).
+      for (int64_t start = 0; start < len; start += block_size) {
+        const scalar_t* block = pool + blocks[start / block_size] * block_size * pool_stride;
+        const int64_t stop = std::min(start + block_size, len);
+        for (int64_t l = start; l < stop; ++l) {
+          const scalar_t* slot = block + (l - start) * pool_stride;
+          vec* dst = context.data() + l * chunks;
+          if constexpr (std::is_same_v<scalar_t, float>) {
+            if (dim % W == 0) {  // whole vectors, copied as such: faster than the element loop (timed)
+              for (int64_t c = 0; c < chunks; ++c) dst[c] = load_unaligned(slot + c * W);
+              continue;
+            }
           }
+          for (int64_t d = 0; d < dim; ++d) reinterpret_cast<float*>(dst)[d] = static_cast<float>(slot[d]);
         }
-        for (int64_t d = 0; d < dim; ++d) reinterpret_cast<float*>(dst)[d] = static_cast<float>(slot[d]);
       }
-      for (int64_t l = 0; l < len; ++l) {  // scores, four queries at a time
-        const vec* latent = context.data() + l * chunks;
-        int64_t i = 0;
-        for (; i + 4 <= n_queries; i += 4) {
-          const vec* q0 = query.data() + i * chunks;
-          vec s0 = q0[0] * latent[0], s1 = q0[chunks] * latent[0], s2 = q0[2 * chunks] * latent[0],
-              s3 = q0[3 * chunks] * latent[0];
-          for (int64_t c = 1; c < chunks; ++c) {
-            s0 += q0[c] * latent[c];
-            s1 += q0[chunks + c] * latent[c];
-            s2 += q0[2 * chunks + c] * latent[c];
-            s3 += q0[3 * chunks + c] * latent[c];
-          }
-          hsum4(s0 * scale, s1 * scale, s2 * scale, s3 * scale, probs.data() + i * max_len + l, max_len);
+      int64_t i = 0;  // scores: four queries at a time over the slots, two slots at a time
+      for (; i + 4 <= n_queries; i += 4) {
+        const vec* q4 = query.data() + i * chunks;
+        float* p4 = probs.data() + i * max_len;
+        int64_t l = 0;
+        for (; l + 2 <= len; l += 2) {  // two slots' sums in flight: each waits on FMA and shuffle latency
+          vec s[4], t[4];
+          dot4(q4, context.data() + l * chunks, chunks, s);
+          dot4(q4, context.data() + (l + 1) * chunks, chunks, t);
+          hsum4(s[0] * scale, s[1] * scale, s[2] * scale, s[3] * scale, p4 + l, max_len);
+          hsum4(t[0] * scale, t[1] * scale, t[2] * scale, t[3] * scale, p4 + l + 1, max_len);
         }
-        for (; i < n_queries; ++i) {
-          const vec* qi = query.data() + i * chunks;
+        if (l < len) {
+          vec s[4];
+          dot4(q4, context.data() + l * chunks, chunks, s);
+          hsum4(s[0] * scale, s[1] * scale, s[2] * scale, s[3] * scale, p4 + l, max_len);
+        }
+      }
+      for (; i < n_queries; ++i) {
+        const vec* qi = query.data() + i * chunks;
+        for (int64_t l = 0; l < len; ++l) {
+          const vec* latent = context.data() + l * chunks;
           vec s = qi[0] * latent[0];
           for (int64_t c = 1; c < chunks; ++c) s += qi[c] * latent[c];
           probs[i * max_len + l] = hsum(s) * scale;
