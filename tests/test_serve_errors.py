@@ -120,9 +120,17 @@ CASES = [
         {"model": MODEL, "prompt": [[1], [2, -3]]},
         {},
         400,
-        "prompt",
+        "prompt[1]",
     ),
-    ("completion-fractional-id", "/v1/completions", {"model": MODEL, "prompt": [1, 2.5]}, {}, 400, "prompt"),
+    (
+        "completion-fractional-id",
+        "/v1/completions",
+        {"model": MODEL, "prompt": [1, 2.5]},
+        {},
+        400,
+        "prompt[1]",
+    ),
+    ("completion-prompt-number", "/v1/completions", {"model": MODEL, "prompt": 5}, {}, 400, "prompt"),
     ("completion-empty-ids", "/v1/completions", {"model": MODEL, "prompt": []}, {}, 400, "prompt"),
     ("completion-echo", "/v1/completions", {"model": MODEL, "prompt": "a", "echo": True}, {}, 400, "echo"),
     (
@@ -153,6 +161,10 @@ def test_bad_input_gets_4xx_envelope_and_server_stays_healthy(server: RunningSer
         assert error["param"] == param, error
     if case[0] in ("malformed-json", "trailing-data", "lone-surrogate"):
         assert error["code"] == "invalid_json" and "line 1 column" in error["message"], error
+    if case[0].startswith("completion-negative-id"):  # the token-id form's own message, not the union's first
+        assert "token ids are >= 0, got -" in error["message"], error
+    if case[0] == "completion-prompt-number":
+        assert "a list of token ids" in error["message"], error
     if case[0] == "prompt-beyond-context":
         assert str(CONTEXT) in error["message"]
     if status == 401:

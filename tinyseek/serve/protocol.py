@@ -28,11 +28,14 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
+    TypeAdapter,
     ValidationError,
     ValidatorFunctionWrapHandler,
     WithJsonSchema,
     WrapValidator,
 )
+from pydantic_core import PydanticCustomError
 
 MAX_N = 16
 MAX_STOP = 4
@@ -63,7 +66,11 @@ def _token_ids(value: object, handler: ValidatorFunctionWrapHandler) -> list[int
         ids = handler([_integral_float_to_int(item) for item in value])
     if ids and min(ids) < 0:
         position = next(i for i, token in enumerate(ids) if token < 0)
-        raise ValueError(f"token ids are >= 0, got {ids[position]} at position {position}")
+        raise PydanticCustomError(
+            "token_id",
+            "token ids are >= 0, got {id} at position {position}",
+            {"id": ids[position], "position": position},
+        )
     return ids
 
 
@@ -153,13 +160,36 @@ class ChatCompletionRequest(_SamplingFields):
 # -- completions ------------------------------------------------------------------------------
 
 
+PromptTexts = Annotated[list[str], Field(min_length=1, max_length=MAX_PROMPTS)]
+PromptBatch = Annotated[list[TokenIds], Field(min_length=1, max_length=MAX_PROMPTS)]
+_PromptForms = str | TokenIds | PromptTexts | PromptBatch
+_PROMPT_FORMS = {
+    form: TypeAdapter(annotation, config=ConfigDict(strict=True))
+    for form, annotation in (("ids", TokenIds), ("texts", PromptTexts), ("batch", PromptBatch))
+}
+
+
+def _prompt(value: object) -> object:
+    """A completion prompt, validated as the one form its first item shows. As a plain union every
+    form's errors came back and the first was the string form's: a negative token id was answered
+    "Input should be a valid string"; now it is "token ids are >= 0, got -2 at position 1", at
+    `prompt[i]` for the i-th prompt of a batch. The schema still lists the four forms."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        raise PydanticCustomError(
+            "prompt_type",
+            "Input should be a string, a list of strings, a list of token ids or a list of those",
+        )
+    first = value[0] if value else None
+    form = "texts" if isinstance(first, str) else "batch" if isinstance(first, list) else "ids"
+    return _PROMPT_FORMS[form].validate_python(value)
+
+
 class CompletionRequest(_SamplingFields):
-    prompt: (
-        str
-        | TokenIds
-        | Annotated[list[str], Field(min_length=1, max_length=MAX_PROMPTS)]
-        | Annotated[list[TokenIds], Field(min_length=1, max_length=MAX_PROMPTS)]
-    ) = Field(
+    prompt: Annotated[
+        _PromptForms, PlainValidator(_prompt), WithJsonSchema(TypeAdapter(_PromptForms).json_schema())
+    ] = Field(
         description=f"A string, a list of strings, a list of token ids or a list of those (at most {MAX_PROMPTS})."
     )
     max_tokens: PositiveInt = Field(16, description="Cap on completion tokens (OpenAI's default: 16).")
