@@ -80,7 +80,8 @@ def main() -> None:
     parser.add_argument(
         "--compile",
         action="store_true",
-        help="compile tinyseek's blocks, as `tinyseek pretrain --compile` does",
+        help="compile tinyseek's blocks (and, on a CPU, use its attention kernel), as `tinyseek pretrain "
+        "--compile` does",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args()
@@ -88,6 +89,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM
 
     from tinyseek import ModelConfig, Transformer
+    from tinyseek.model import cpu_attention
     from tinyseek.train.peak import device_peak_flops, flops_per_token
 
     if args.threads:
@@ -99,9 +101,11 @@ def main() -> None:
         Transformer(config).save_pretrained(tmp)
         ours = Transformer.from_pretrained(tmp, device=args.device).train()
         hf = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32).to(args.device).train()
-    if args.compile:
+    if args.compile:  # as prepare_model does for `--compile`: compiled blocks, the CPU attention kernel
         for block in ours.layers:
             block.compile()
+        if args.device == "cpu":
+            cpu_attention.enable(ours)
     steps = {
         "tinyseek": make_step(ours, list(ours.parameters()), args.device, bf16),
         "transformers": make_step(lambda ids: hf(ids).logits, list(hf.parameters()), args.device, bf16),

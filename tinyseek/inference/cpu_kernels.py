@@ -15,11 +15,9 @@ Design choices:
   here) the projections' kernel read 0.1-0.9 GB/s of weights where BLAS read 4-5, and the attention op
   took 3.1 ms for 256 rows where the AVX-512 build took 0.33. Compiled engines on other CPUs gather and
   use BLAS, as without a compiler.
-- Built with `torch.utils.cpp_extension.load` (ninja and the C++ compiler that torch.compile needs
-  anyway), for this CPU (`-march=native`; the build's name holds a hash of the CPU's feature flags, so
-  that a cache shared between machines never hands one CPU a binary built for another's
-  instructions), then cached by torch (`TORCH_EXTENSIONS_DIR`); the first build takes ~30-40 s. Only
-  compiled CPU engines use them: the eager engine, the model's tests and the GPU path need no compiler.
+- Built for this CPU by `tinyseek.cpu_extension` (ninja and the C++ compiler that torch.compile needs
+  anyway), then cached by torch; the first build takes ~30-40 s. Only compiled CPU engines use them:
+  the eager engine, the model's tests and the GPU path need no compiler.
 - The model code stays plain torch: `DecodeLinears`, a pass over the compiled graph, turns each
   `mm(x, weightᵀ)` (with its fused residual add, `addmm`) and each `tinyseek::grouped_linear` into the
   kernel's op. The kernels read weights [out, in] row-major, so an engine that uses them keeps that
@@ -35,13 +33,13 @@ Design choices:
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
-import platform
 from pathlib import Path
 
 import torch
 from torch._inductor.custom_graph_pass import CustomGraphPass, get_hash_for_files
+
+from tinyseek import cpu_extension
 
 log = logging.getLogger(__name__)
 
@@ -134,19 +132,6 @@ def _row_major_linear(x: object, weight_t: object) -> bool:
     return bool(weight.meta["val"].is_contiguous())
 
 
-def _cpu_features() -> str:
-    """A short hash of this CPU's feature flags (what `-march=native` compiles for)."""
-    flags = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                flags = line
-                break
-    except OSError:
-        pass
-    return hashlib.sha1(flags.encode()).hexdigest()[:10]
-
-
 def usable() -> bool:
     """Whether a compiled CPU engine uses the kernels: on a CPU with AVX-512, once they are built."""
     capability = torch.backends.cpu.get_cpu_capability()
@@ -163,28 +148,15 @@ def usable() -> bool:
 def load() -> bool:
     """Build (first time) and load the CPU kernels; False, with the reason logged, where they cannot be
     built (no compiler or ninja): the compiled engine then gathers, attends and multiplies as before."""
-    isa = f"{torch.backends.cpu.get_cpu_capability().lower()}_{_cpu_features()}"
-    header = hashlib.sha1(HEADER.read_bytes()).hexdigest()[:10]
     try:
-        from torch.utils.cpp_extension import load as load_extension
-
-        load_extension(
-            name=f"tinyseek_cpu_kernels_{isa}",
-            sources=[str(source) for source in SOURCES],
-            # torch rebuilds when a source or a flag changes, not a header: the header's hash is a flag.
-            extra_cflags=[
-                "-O3",
-                "-march=native",
-                "-ffast-math",
-                "-fopenmp-simd",
-                f"-DTINYSEEK_VECTOR16={header}",
-            ],
-            is_python_module=False,
+        # torch rebuilds when a source or a flag changes, not a header: the header's hash is a flag.
+        cpu_extension.build(
+            "tinyseek_cpu_kernels", SOURCES, [cpu_extension.header_flag("TINYSEEK_VECTOR16", HEADER)]
         )
     except Exception as error:  # any build or load failure leaves the slower, portable path
         log.warning(
             "CPU decode kernels not built (%s): compiled decoding gathers and uses BLAS instead", error
         )
         return False
-    log.info("CPU decode kernels loaded (%s)", isa)
+    log.info("CPU decode kernels loaded")
     return True

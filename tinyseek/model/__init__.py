@@ -2,5 +2,6 @@
 
 rope.py (RoPE + YaRN), attention.py (MLA, both paths), moe.py (Gate, Experts, MoE),
 transformer.py (Block, MTPModule, Transformer), hf_checkpoint.py (the Hugging Face directory:
-safetensors shards, FP8). The latent cache lives in tinyseek.inference.latent_cache.
+safetensors shards, FP8), cpu_attention.py (the C++ causal attention compiled CPU training uses,
+csrc/). The latent cache lives in tinyseek.inference.latent_cache.
 """

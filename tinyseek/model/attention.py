@@ -2,7 +2,8 @@
 
 Keys and values are compressed into a `kv_lora_rank` latent (normalized by kv_a_layernorm) plus one
 rotated rope key shared by all heads. Two ways to attend, same result:
-- expanded (training, no cache): kv_b_proj expands the latent to per-head k_nope and v, then SDPA;
+- expanded (training, no cache): kv_b_proj expands the latent to per-head k_nope and v, then SDPA
+  (or, compiled on a CPU, the causal kernel of cpu_attention.py);
 - absorbed (inference, over a cache): W_UK is folded into the query and W_UV applied after attention,
   so attention runs directly over the cached latent; the cache holds kv_lora_rank + qk_rope_head_dim
   numbers per token per layer, nothing per head.
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinyseek.config import ModelConfig
+from tinyseek.model import cpu_attention
 from tinyseek.model.norm import RMSNorm
 from tinyseek.model.rope import apply_rope
 
@@ -84,6 +86,8 @@ def attend_cached(
 
 
 class MLA(nn.Module):
+    use_cpu_kernel = False  # the expanded path's C++ attention for fp32 CPU inputs (cpu_attention.enable)
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.hidden_size = config.hidden_size
@@ -153,14 +157,17 @@ class MLA(nn.Module):
             )
             q = torch.cat([q_nope, q_pe], dim=-1)
             k = torch.cat([k_nope, pe.unsqueeze(2).expand(-1, -1, n_heads, -1)], dim=-1)
-            pad = q.shape[-1] - v.shape[-1]  # equal head dims let SDPA take its fused (flash) kernels
-            out = F.scaled_dot_product_attention(
-                q.transpose(1, 2),
-                k.transpose(1, 2),
-                F.pad(v, (0, pad)).transpose(1, 2),
-                is_causal=True,
-                scale=self.softmax_scale,
-            ).transpose(1, 2)[..., : v.shape[-1]]
+            if self.use_cpu_kernel and q.is_cpu and q.dtype == torch.float32:
+                out = cpu_attention.causal_attention(q, k, v, self.softmax_scale)
+            else:
+                pad = q.shape[-1] - v.shape[-1]  # equal head dims let SDPA take its fused (flash) kernels
+                out = F.scaled_dot_product_attention(
+                    q.transpose(1, 2),
+                    k.transpose(1, 2),
+                    F.pad(v, (0, pad)).transpose(1, 2),
+                    is_causal=True,
+                    scale=self.softmax_scale,
+                ).transpose(1, 2)[..., : v.shape[-1]]
         else:  # absorbed: attend over the cached latent directly
             w = self.kv_b_proj.weight.view(
                 n_heads, self.qk_nope_head_dim + self.v_head_dim, self.kv_lora_rank

@@ -55,6 +55,7 @@ from tinyseek.checkpoint.run import (
 )
 from tinyseek.checkpoint.stop import StopSignal
 from tinyseek.config import ModelConfig, load_config
+from tinyseek.model import cpu_attention
 from tinyseek.model.transformer import Transformer
 from tinyseek.tokenizer import Tokenizer
 from tinyseek.train.balance import LoadCounter, sequence_balance_loss
@@ -84,13 +85,16 @@ def parallelize_model(model: Transformer, run: ParallelRun, bf16: bool) -> nn.Mo
 def prepare_model(
     model: Transformer, config: TrainConfig, run: ParallelRun | None = None, bf16: bool = False
 ) -> Transformer:
-    """Activation checkpointing and compilation per block, then parallelism: before the optimizer."""
+    """Activation checkpointing and compilation per block (and, compiled on a CPU, the C++ attention
+    kernel), then parallelism: before the optimizer."""
     blocks = [*model.layers, *(m.block for m in model.mtp)]  # type: ignore[attr-defined]
     for block in blocks:
         if config.activation_checkpointing:
             block.forward = functools.partial(checkpoint, block.forward, use_reentrant=False)
         if config.compile:
             block.compile()
+    if config.compile and next(model.parameters()).is_cpu:
+        cpu_attention.enable(model)  # fp32 attention forward and backward in C++ (~0.6 of SDPA's time)
     parallel = parallelize_model(model, run or ParallelRun(torch.device("cpu")), bf16)
     assert isinstance(parallel, Transformer)
     return parallel
