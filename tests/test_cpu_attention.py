@@ -61,6 +61,23 @@ def test_forward_and_gradients_equal_float64_sdpa(shape: tuple[int, ...]) -> Non
     assert (kv.grad[..., :width] == 0).all()  # only the value half of the view gets gradients
 
 
+def test_two_threads_give_one_threads_numbers() -> None:
+    """Sequences and heads are split between threads (the build has OpenMP): every one is computed, as
+    on one thread (to rounding: BLAS may pick other kernels inside a parallel region)."""
+    q, k, kv = inputs(2, 70, 3, 48, 32)
+    results = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        out, lse = torch.ops.tinyseek.causal_attention(q, k, kv[..., 48:], 0.2)
+        grads = torch.ops.tinyseek.causal_attention_backward(
+            torch.ones_like(out), q, k, kv[..., 48:], out, lse, 0.2
+        )
+        results.append([out, lse, *grads])
+    torch.set_num_threads(1)
+    for one, two in zip(*results, strict=True):
+        assert torch.allclose(one, two, atol=1e-5)
+
+
 def test_op_passes_opcheck() -> None:
     """Compiled training traces the op through its fake kernels and autograd registration: opcheck
     checks them against the real op, with and without gradients."""

@@ -16,16 +16,25 @@ from pathlib import Path
 import torch
 
 
-def build(name: str, sources: Sequence[Path], extra_cflags: Sequence[str] = ()) -> None:
+def build(name: str, sources: Sequence[Path], extra_cflags: Sequence[str] = (), openmp: bool = False) -> None:
     """Build (first time, tens of seconds) and load `sources` as a library of torch ops; raises where it
-    cannot (no compiler or ninja, a compile error)."""
+    cannot (no compiler or ninja, a compile error). `openmp`: at::parallel_for spreads work over torch's
+    threads (without -fopenmp its header runs the whole range on the calling thread); the library links
+    libgomp by name, so the copy torch loaded is the one it uses."""
     from torch.utils.cpp_extension import load
 
     isa = f"{torch.backends.cpu.get_cpu_capability().lower()}_{_cpu_features()}"
     load(
         name=f"{name}_{isa}",
         sources=[str(source) for source in sources],
-        extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp-simd", *extra_cflags],
+        extra_cflags=[
+            "-O3",
+            "-march=native",
+            "-ffast-math",
+            "-fopenmp" if openmp else "-fopenmp-simd",
+            *extra_cflags,
+        ],  # fmt: skip
+        extra_ldflags=["-fopenmp"] if openmp else [],
         is_python_module=False,
     )
 

@@ -79,7 +79,7 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: f
 def load() -> bool:
     """Build (first time) and load the kernel; False, with the reason logged, where it cannot be built."""
     try:
-        cpu_extension.build("tinyseek_causal_attention", [SOURCE])
+        cpu_extension.build("tinyseek_causal_attention", [SOURCE], openmp=True)
     except Exception as error:  # any build or load failure leaves SDPA
         log.warning("CPU attention kernel not built (%s): training attends with SDPA", error)
         return False
