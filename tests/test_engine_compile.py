@@ -85,7 +85,7 @@ def test_cache_ops_fake_kernels_match_them(cpu_kernels_built):
     [
         (torch.float32, 1, 1, 45, 30, 3),
         (torch.float32, 2, 2, 45, 30, 3),
-        (torch.float32, 1, 1, 48, 32, 3),  # whole vectors: fp32 latents copied vector by vector
+        (torch.float32, 1, 1, 48, 32, 3),  # whole vectors: fp32 latents read in place in the pool
         (torch.bfloat16, 1, 2, 45, 30, 3),
         (torch.bfloat16, 2, 1, 45, 30, 3),
         # The weighted sum's blocks of queries x vectors: 17 queries of 1 vector (16 + 1), 6 of 6
