@@ -33,7 +33,7 @@ def build(name: str, sources: Sequence[Path], extra_cflags: Sequence[str] = (), 
             "-ffast-math",
             "-fopenmp" if openmp else "-fopenmp-simd",
             *extra_cflags,
-        ],  # fmt: skip
+        ],
         extra_ldflags=["-fopenmp"] if openmp else [],
         is_python_module=False,
     )
