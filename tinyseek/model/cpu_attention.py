@@ -1,13 +1,13 @@
 """Causal attention of compiled CPU training: a C++ forward and backward (csrc/causal_attention.cpp).
 
-The expanded MLA path (training, no cache) otherwise calls SDPA, whose CPU flash kernel was a third of
-a compiled tiny training step (fp32, 8 × 256 tokens): at MLA's head dims it pads the values to the
-keys' width and computes each query against the future keys of its block before masking them. The
-kernel computes only the keys a block of queries may see, at the values' own width: forward and
-backward in 0.58-0.62 of SDPA's time at that shape (measured with the model's inputs, one thread).
+The expanded MLA path (training, no cache) otherwise calls SDPA, whose CPU flash kernel was over a
+quarter of a compiled tiny training step (fp32, 8 × 256 tokens): at MLA's head dims it pads the values
+to the keys' width and computes each query against the future keys of its block before masking them.
+The kernel computes only the keys a block of queries may see, at the values' own width: forward and
+backward in ~0.6 of SDPA's time at that shape (bench/causal_attention.py, one thread or two).
 
 Design choices:
-- Opt-in, per model: `enable(model)` builds the kernel (first time ~20 s; `tinyseek.cpu_extension`)
+- Opt-in, per model: `enable(model)` builds the kernel (first time ~35 s; `tinyseek.cpu_extension`)
   and marks the model's attention modules; `prepare_model` does it for `--compile` on a CPU, as
   compiled engines use their decode kernels. Eager training (the demo) keeps SDPA.
 - fp32 inputs only (bf16 autocast keeps SDPA); same mathematics as SDPA, additions in another order:
