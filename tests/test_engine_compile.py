@@ -130,6 +130,22 @@ def test_paged_kernel_equals_gathering_then_attending(
     torch.testing.assert_close(got, expected, atol=tolerance, rtol=tolerance)
 
 
+def test_paged_kernel_copies_fp32_rows_that_are_not_whole_vectors_apart(cpu_kernels_built):
+    """fp32 latents are read in place when the pool's rows lie whole 16-float vectors apart (the
+    engine's pool); rows 50 floats apart (a view of a wider pool) are copied first: same result."""
+    gen = torch.Generator().manual_seed(0)
+    block, width, rank = 16, 48, 32
+    wide = torch.randn(8 * block, 50, generator=gen)
+    strided, packed = wide[:, :width], wide[:, :width].contiguous()
+    table, positions = torch.tensor([[3, 1, 6], [0, 7, 2]]), torch.tensor([[40], [33]])
+    q = torch.randn(2, 4, width, generator=gen)
+    attend = torch.ops.tinyseek.paged_latent_attention
+    got = attend(q, strided, table, positions, block, 0.3, rank)
+    torch.testing.assert_close(
+        got, attend(q, packed, table, positions, block, 0.3, rank), atol=1e-6, rtol=1e-6
+    )
+
+
 def test_paged_kernel_rejects_a_block_outside_the_pool(cpu_kernels_built):
     pool, q = torch.zeros(4 * 16, 8), torch.zeros(1, 2, 8)
     with pytest.raises(RuntimeError, match=r"block ids must lie in \[0, 4\)"):
