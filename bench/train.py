@@ -104,7 +104,7 @@ def main() -> None:
     if args.compile:  # as prepare_model does for `--compile`: compiled blocks, the CPU attention kernel
         for block in ours.layers:
             block.compile()
-        if args.device == "cpu":
+        if torch.device(args.device).type == "cpu":
             cpu_attention.enable(ours)
     steps = {
         "tinyseek": make_step(ours, list(ours.parameters()), args.device, bf16),
