@@ -18,18 +18,10 @@ import time
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
 from tinyseek import ModelConfig
 from tinyseek.model import cpu_attention
-
-
-def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
-    pad = q.shape[-1] - v.shape[-1]
-    out = F.scaled_dot_product_attention(
-        q.transpose(1, 2), k.transpose(1, 2), F.pad(v, (0, pad)).transpose(1, 2), is_causal=True, scale=scale
-    )
-    return out.transpose(1, 2)[..., : v.shape[-1]]
+from tinyseek.model.attention import causal_sdpa
 
 
 def main() -> None:
@@ -62,7 +54,7 @@ def main() -> None:
         out.backward(grad)
         return [out.detach(), q.grad, k.grad, kv.grad]
 
-    runs = {"kernel": cpu_attention.causal_attention, "sdpa": sdpa}
+    runs = {"kernel": cpu_attention.causal_attention, "sdpa": causal_sdpa}
     results = {name: step(attend) for name, attend in runs.items()}
     error = max((a - b).abs().max().item() for a, b in zip(*results.values(), strict=True))
     for _ in range(2):

@@ -85,6 +85,16 @@ def attend_cached(
     return out
 
 
+def causal_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """Causal SDPA of q, k [B, S, H, D] and v [B, S, H, Dv]; returns [B, S, H, Dv]. v is padded to the
+    keys' width: equal head dims let SDPA take its fused (flash) kernels."""
+    pad = q.shape[-1] - v.shape[-1]
+    out = F.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), F.pad(v, (0, pad)).transpose(1, 2), is_causal=True, scale=scale
+    )
+    return out.transpose(1, 2)[..., : v.shape[-1]]
+
+
 class MLA(nn.Module):
     use_cpu_kernel = False  # the expanded path's C++ attention for fp32 CPU inputs (cpu_attention.enable)
 
@@ -160,14 +170,7 @@ class MLA(nn.Module):
             if self.use_cpu_kernel and q.is_cpu and q.dtype == torch.float32:
                 out = cpu_attention.causal_attention(q, k, v, self.softmax_scale)
             else:
-                pad = q.shape[-1] - v.shape[-1]  # equal head dims let SDPA take its fused (flash) kernels
-                out = F.scaled_dot_product_attention(
-                    q.transpose(1, 2),
-                    k.transpose(1, 2),
-                    F.pad(v, (0, pad)).transpose(1, 2),
-                    is_causal=True,
-                    scale=self.softmax_scale,
-                ).transpose(1, 2)[..., : v.shape[-1]]
+                out = causal_sdpa(q, k, v, self.softmax_scale)
         else:  # absorbed: attend over the cached latent directly
             w = self.kv_b_proj.weight.view(
                 n_heads, self.qk_nope_head_dim + self.v_head_dim, self.kv_lora_rank
