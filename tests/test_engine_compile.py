@@ -238,3 +238,18 @@ def test_compiled_decode_guards_its_inputs_not_the_model():
         o.token_ids for o in eager.generate(two, greedy)
     ]
     assert counters["stats"]["unique_graphs"] > graphs
+
+
+@pytest.mark.slow
+def test_compiled_engines_of_one_process_keep_their_own_graphs():
+    """Five compiled engines in one process, caches of five sizes (so graphs of their own), each run at
+    one row and at two: every one decodes the eager engine's tokens. torch.compile keeps graphs per
+    code object, at most 8 under fullgraph; shared by all runners, the fifth engine's hit that limit."""
+    model = random_model()
+    greedy = SamplingParams(temperature=0, max_tokens=4)
+    one, two = prompts_of([5]), prompts_of([5, 9], seed=8)
+    eager = LLM(model, max_model_len=64)
+    expected = [[o.token_ids for o in eager.generate(p, greedy)] for p in (one, two)]
+    for blocks in range(16, 21):
+        compiled = LLM(model, compile=True, max_model_len=64, max_cache_tokens=16 * blocks)
+        assert [[o.token_ids for o in compiled.generate(p, greedy)] for p in (one, two)] == expected

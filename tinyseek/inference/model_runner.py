@@ -36,6 +36,8 @@ Design choices:
 
 from __future__ import annotations
 
+import types
+from collections.abc import Callable
 from collections.abc import Sequence as Seq
 from typing import Any, cast
 
@@ -120,11 +122,19 @@ class ModelRunner:
             }
             if cache.paged_kernel:  # the projections of a few rows, too (weights laid out by the engine)
                 options["post_grad_custom_post_pass"] = cpu_kernels.DecodeLinears()
-            self.compiled_decode = torch.compile(
-                self._decode_logits, dynamic=True, fullgraph=True, options=options
-            )
+            self.compiled_decode = self._compile(self._decode_logits, options)
         # The compiled decode over the paged kernel: no ragged groups, so no sorting of rows either.
         self.paged_decode = self.compiled_decode is not None and cache.paged_kernel and not speculative
+
+    def _compile(
+        self, method: Callable[..., torch.Tensor], options: dict[str, Any]
+    ) -> Callable[..., torch.Tensor]:
+        """torch.compile keeps graphs per code object, at most 8 of them under fullgraph: shared by every
+        runner, the graphs of a process's engines add up (each cache size has its own) and the fifth
+        engine failed. Each runner compiles its own copy of the method's code."""
+        fn = cast(types.MethodType, method).__func__
+        own = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__)
+        return torch.compile(types.MethodType(own, self), dynamic=True, fullgraph=True, options=options)
 
     @torch.inference_mode()
     def run(self, step: ScheduledStep) -> list[StepTokens | None]:
