@@ -241,6 +241,31 @@ def test_compiled_decode_guards_its_inputs_not_the_model():
 
 
 @pytest.mark.slow
+def test_compiled_prefill_keeps_one_graph_per_batch_kind(cpu_kernels_built):
+    """Where the CPU kernels run, the prefill is compiled too: prompts of 1 to 40 tokens, a cached prefix
+    (the chunk starts mid-prompt) and rows that finish at different lengths add no graph after the first
+    one-row and several-row prefills, and every token is the eager engine's."""
+    from torch._dynamo.utils import counters
+
+    model = random_model()
+    eager, compiled = LLM(model, max_model_len=96), LLM(model, compile=True, max_model_len=96)
+    if torch.backends.cpu.get_cpu_capability() != "AVX512":
+        pytest.skip("the CPU kernels (and the compiled prefill) run on AVX-512 only")
+    assert compiled.engine.runner.compiled_prefill is not None
+    greedy = SamplingParams(temperature=0, max_tokens=3)
+    warm = [prompts_of([4]), prompts_of([6, 9], seed=2)]
+    later = [prompts_of([1]), prompts_of([17]), prompts_of([40], seed=5), prompts_of([40], seed=5),
+             prompts_of([1, 33, 2], seed=6), prompts_of([20, 25], seed=7)]  # fmt: skip
+    for i, prompts in enumerate(warm + later):
+        if i == len(warm):
+            graphs = counters["stats"]["unique_graphs"]
+        assert [o.token_ids for o in compiled.generate(prompts, greedy)] == [
+            o.token_ids for o in eager.generate(prompts, greedy)
+        ]
+    assert counters["stats"]["unique_graphs"] == graphs
+
+
+@pytest.mark.slow
 def test_compiled_engines_of_one_process_keep_their_own_graphs():
     """Five compiled engines in one process, caches of five sizes (so graphs of their own), each run at
     one row and at two: every one decodes the eager engine's tokens. torch.compile keeps graphs per

@@ -25,8 +25,11 @@ Design choices:
   AVX-512, where the C++ kernels build (cpu_kernels.py), the attention reads the pool in place (rows
   then neither sorted nor grouped, no ragged graph) and a graph pass hands the projections of a few
   rows and the routed experts to a kernel that streams the weights. Opt-in: a graph takes ~10-60 s to compile.
-  Prefill and the speculative verify forward stay eager (their shapes vary more; decoding is where
-  steps repeat).
+  There the prefill forward is compiled too, the same way (one graph for one row and one for several,
+  any lengths; chunks padded to two tokens at least, every row's last logits computed so that the
+  graph never depends on how many rows complete): its elementwise work fuses, and the head's 32 rows
+  go to the kernel. 32 prompts of 32 tokens prefilled in 0.89 (mini) and 0.86 (small) of the eager
+  prefill's time. The speculative verify forward and prefill elsewhere stay eager.
 - MTP speculative decoding (`speculative=True`): every decode forward verifies [last token, draft]
   at once; tokens are sampled position by position exactly as plain decoding would, and the draft is
   accepted when it equals the sampled token, so greedy (and seeded) output is identical to plain
@@ -42,6 +45,7 @@ from collections.abc import Sequence as Seq
 from typing import Any, cast
 
 import torch
+import torch.fx.experimental._config as fx_config
 
 from tinyseek.inference import cpu_kernels
 from tinyseek.inference.latent_cache import LatentCache
@@ -125,6 +129,10 @@ class ModelRunner:
             self.compiled_decode = self._compile(self._decode_logits, options)
         # The compiled decode over the paged kernel: no ragged groups, so no sorting of rows either.
         self.paged_decode = self.compiled_decode is not None and cache.paged_kernel and not speculative
+        # Prefill compiled too where the paged kernel reads the pool (module docstring).
+        self.compiled_prefill = None
+        if self.paged_decode:
+            self.compiled_prefill = self._compile(self._prefill_logits, options)
 
     def _compile(
         self, method: Callable[..., torch.Tensor], options: dict[str, Any]
@@ -222,7 +230,10 @@ class ModelRunner:
         """Compute the chunks' latents in one forward; a chunk that completes its prompt also yields
         its first token and, speculating, its first draft."""
         results: list[StepTokens | None] = [None] * len(chunks)
+        compiled = self.compiled_prefill
         width = max(c.length for c in chunks)
+        if compiled is not None:  # one-token chunks would get a graph of their own (size 1 specializes)
+            width = max(width, 2)
         ids = torch.zeros(len(chunks), width + 1, dtype=torch.long)
         for i, c in enumerate(chunks):
             part = c.seq.token_ids[c.start : c.start + c.length + 1]  # + the next prompt token, if any
@@ -234,13 +245,21 @@ class ModelRunner:
         positions = starts[:, None] + offsets
         valid = offsets < lengths[:, None]
         rows = torch.tensor([c.seq.row for c in chunks], device=self.device)
-        self._bind(rows, positions, valid, [int((starts + lengths).max())] * len(chunks))
-        hidden = self.model.hidden_states(ids[:, :width], positions, self.cache)
+        self._bind(
+            rows, positions, valid, [int((starts + lengths).max())] * len(chunks), compiled is not None
+        )
+        if compiled is not None:  # every row's logits, however many rows complete: one graph
+            # No duck sizing: sizes equal by chance in the first call (the reads' length and a row's
+            # tokens, say) would be guarded equal, and the next prefill would compile again.
+            with fx_config.patch(use_duck_shape=False):
+                last_logits = compiled(ids[:, :width], positions, self.cache, lengths - 1)
+        else:
+            hidden = self.model.hidden_states(ids[:, :width], positions, self.cache)
         done = [i for i, c in enumerate(chunks) if c.completes_prompt]
         if done:
             idx = torch.tensor(done, device=self.device)
             seqs = [chunks[i].seq for i in done]
-            logits = self._logits(hidden[idx, lengths[idx] - 1])
+            logits = last_logits[idx] if compiled is not None else self._logits(hidden[idx, lengths[idx] - 1])
             tokens = self._sample(logits, seqs)
             logprobs = self._logprobs(logits, tokens, seqs)
             for j, i in enumerate(done):
@@ -271,6 +290,13 @@ class ModelRunner:
             StepTokens([t], None if lp is None else [lp])
             for t, lp in zip(tokens.tolist(), logprobs, strict=True)
         ]
+
+    def _prefill_logits(
+        self, ids: torch.Tensor, positions: torch.Tensor, cache: LatentCache, last: torch.Tensor
+    ) -> torch.Tensor:
+        """The compiled prefill forward: logits [B, vocab] at each row's position `last` [B]."""
+        hidden = self.model.hidden_states(ids, positions, cache)
+        return self._logits(hidden[torch.arange(hidden.shape[0], device=hidden.device), last])
 
     def _decode_logits(self, ids: torch.Tensor, positions: torch.Tensor, cache: LatentCache) -> torch.Tensor:
         """The decode forward: one token per row in, next-token logits [B, vocab] out."""

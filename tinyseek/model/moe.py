@@ -10,8 +10,8 @@ Design choices:
   torch.compile the grouped matmul (and its backward) is a custom op of known output shape and the
   per-expert counts a fixed-size scatter, so a compiled block is one graph, not three.
 - `MoE.tokens_per_expert` keeps the last forward's load, which the trainer's bias balancing reads; in
-  training mode `MoE.route_scores`/`route_indices` keep the last forward's gate scores [B, T, E] and
-  choices [B, T, k] (still in the autograd graph) for the sequence-wise balance loss.
+  training mode, with autograd on, `MoE.route_scores`/`route_indices` keep the last forward's gate
+  scores [B, T, E] and choices [B, T, k] (in the autograd graph) for the sequence-wise balance loss.
 """
 
 from __future__ import annotations
@@ -208,7 +208,9 @@ class MoE(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1])
         weights, indices, scores = self.gate.route(flat)
-        if self.training:
+        # Kept for a loss, so only when one can be taken; grad mode first: a no-grad forward (the
+        # engine's) then never reads `training`, and torch.compile guards nothing on it.
+        if torch.is_grad_enabled() and self.training:
             self.route_scores = scores.view(*x.shape[:-1], -1)
             self.route_indices = indices.view(*x.shape[:-1], -1)
         chosen = indices.flatten()
