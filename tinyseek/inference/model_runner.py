@@ -251,7 +251,7 @@ class ModelRunner:
         if compiled is not None:  # every row's logits, however many rows complete: one graph
             # No duck sizing: sizes equal by chance in the first call (the reads' length and a row's
             # tokens, say) would be guarded equal, and the next prefill would compile again.
-            with fx_config.patch(use_duck_shape=False):
+            with fx_config.patch(use_duck_shape=False):  # type: ignore[attr-defined]
                 last_logits = compiled(ids[:, :width], positions, self.cache, lengths - 1)
         else:
             hidden = self.model.hidden_states(ids[:, :width], positions, self.cache)
