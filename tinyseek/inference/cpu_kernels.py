@@ -1,13 +1,16 @@
 """The CPU kernels of compiled decoding (`Engine(compile=True)`), built on first use.
 
-Two costs dominated a compiled decode step on a CPU, and each has a C++ kernel in `csrc/`:
+Three costs of a compiled decode step on a CPU have a C++ kernel each in `csrc/`:
 - attention (`paged_latent_attention.cpp`): every layer gathered each row's context out of the latent
   pool (an index_select of whole blocks) and ran two batched matmuls over the copy; the kernel reads
   each row's latents where they lie, through its block table, and stops at the row's own position;
 - the projections of 1-64 rows (`decode_linear.cpp`): BLAS multiplies 8-32 rows by fp32 weights that
   come from memory at 3-6 GB/s (one row of row-major weights: 12-14); the kernel reads each weight row
   once, in place, with its loads requested ahead, for the dense layers, the head and, per expert, the
-  routed experts.
+  routed experts;
+- greedy decoding's argmax over the logits (`greedy_argmax.cpp`, the sampler's): at::max(dim) took
+  1.1 ms for 32 rows of a 32,000-word vocabulary, the kernel 0.16 (one vectorized pass a row, the
+  same first maximum); a 32-token `small` generate at batch 32, 0.96 of the time.
 
 Design choices:
 - Used on CPUs with AVX-512 only (`usable`), where they were measured. Their 16-float vectors are GCC
@@ -46,7 +49,8 @@ from tinyseek import cpu_extension
 log = logging.getLogger(__name__)
 
 SOURCES = [
-    Path(__file__).parent / "csrc" / name for name in ("paged_latent_attention.cpp", "decode_linear.cpp")
+    Path(__file__).parent / "csrc" / name
+    for name in ("paged_latent_attention.cpp", "decode_linear.cpp", "greedy_argmax.cpp")
 ]
 HEADER = Path(__file__).parent / "csrc" / "vector16.h"  # the 16-float vectors both sources include
 
@@ -57,6 +61,7 @@ _lib.define(
 )
 _lib.define("decode_linear(Tensor x, Tensor weight) -> Tensor")
 _lib.define("decode_grouped_linear(Tensor x, Tensor weight, Tensor offs) -> Tensor")
+_lib.define("greedy_argmax(Tensor logits) -> Tensor")
 
 
 @torch.library.register_fake("tinyseek::paged_latent_attention")
@@ -75,6 +80,11 @@ def _linear_fake(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 @torch.library.register_fake("tinyseek::decode_grouped_linear")
 def _grouped_fake(x: torch.Tensor, weight: torch.Tensor, offs: torch.Tensor) -> torch.Tensor:
     return x.new_empty(x.shape[0], weight.shape[1])
+
+
+@torch.library.register_fake("tinyseek::greedy_argmax")
+def _argmax_fake(logits: torch.Tensor) -> torch.Tensor:
+    return logits.new_empty(logits.shape[0], dtype=torch.long)
 
 
 class DecodeLinears(CustomGraphPass):

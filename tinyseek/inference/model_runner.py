@@ -114,6 +114,7 @@ class ModelRunner:
             # width, 12, at batch 12) was guarded equal to it, and the next batch size recompiled.
             torch._dynamo.mark_static(cache.latents)
             cache.paged_kernel = self.device.type == "cpu" and cpu_kernels.usable()
+            sampler.cpu_argmax = cache.paged_kernel
             # The model is the engine's and fixed for its life (weights change only in place), so the
             # ~2,000 guards on its modules and parameters go: ~0.4 ms a step (small, batch 1). The
             # guards on the step's inputs (ids, positions, the cache's bound tables) stay.

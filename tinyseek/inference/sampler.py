@@ -23,6 +23,7 @@ from tinyseek.inference.sampling_params import SamplingParams
 class Sampler:
     def __init__(self, seed: int = 0):
         self.generator = torch.Generator().manual_seed(seed)
+        self.cpu_argmax = False  # greedy rows through the CPU kernel (set by compiled CPU engines)
 
     def _uniforms(self, generators: Sequence[torch.Generator | None], device: torch.device) -> torch.Tensor:
         """One uniform in [0, 1) per row: from the row's generator, else from the shared one."""
@@ -42,7 +43,10 @@ class Sampler:
         sampled_rows = [i for i, p in enumerate(params) if not p.greedy]
         if len(sampled_rows) == len(params):  # no greedy row (a rollout's batch): no argmax pass either
             return self._sample_rows(logits, params, generators)
-        greedy_tokens = logits.max(dim=-1).indices  # argmax's first-maximum rule; several times faster on CPU
+        if self.cpu_argmax:  # the same first maximum (cpu_kernels.py)
+            greedy_tokens = torch.ops.tinyseek.greedy_argmax(logits)
+        else:  # argmax's first-maximum rule; several times faster on CPU
+            greedy_tokens = logits.max(dim=-1).indices
         if not sampled_rows:
             return greedy_tokens
         rows = torch.tensor(sampled_rows, device=logits.device)
