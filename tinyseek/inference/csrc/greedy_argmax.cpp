@@ -1,7 +1,7 @@
 // Greedy decoding's argmax over each row of the logits, for the CPU (compiled engines' sampler).
 //
 // at::max(dim) walks a row with its generic reduction (values and indices, NaN propagation): 32 rows of
-// a 32,000-word vocabulary took 1.2-1.7 ms, ~3% of a compiled `small` decode step at batch 32. Here one
+// a 32,000-word vocabulary took 1.1-1.7 ms, ~3% of a compiled `small` decode step at batch 32. Here one
 // pass keeps, per vector lane, the largest value and where it first occurs (a strict `>`), then the
 // lanes are merged: the largest value, at the smallest index among the lanes that hold it. That is
 // at::max's rule (the first maximum), so tokens are the same. A row holding a NaN, whose order this
