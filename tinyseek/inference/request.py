@@ -78,7 +78,7 @@ class RequestOutput:
         return self.outputs[0].logprobs
 
 
-@dataclass
+@dataclass(slots=True)
 class Delta:
     request_id: str
     index: int
@@ -93,7 +93,7 @@ class Delta:
         return self.finish_reason is not None
 
 
-@dataclass
+@dataclass(slots=True)
 class StepTokens:
     """What the model runner computed for one sequence in one step (it changes no sequence itself):
     the new tokens, their logprob entries when asked, and with speculation the next draft."""
@@ -105,7 +105,7 @@ class StepTokens:
     accepted: int = 0
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Sequence:
     """One completion in flight. Latents of positions < num_computed are in the cache."""
 

@@ -205,30 +205,32 @@ class Scheduler:
         for seq, result in zip(step.decode, decoded, strict=True):
             assert result is not None
             seq.num_computed += 1 + result.accepted
-            seq.num_draft_tokens += result.drafted
-            seq.num_accepted_tokens += result.accepted
-            self.stats.draft_tokens += result.drafted
-            self.stats.accepted_tokens += result.accepted
+            if result.drafted:  # speculative decoding
+                seq.num_draft_tokens += result.drafted
+                seq.num_accepted_tokens += result.accepted
+                self.stats.draft_tokens += result.drafted
+                self.stats.accepted_tokens += result.accepted
             deltas.append(self._extend(seq, result))
         self.stats.steps += 1
         return deltas
 
     def _extend(self, seq: Sequence, result: StepTokens) -> Delta:
-        new: list[int] = []
+        """Append the step's tokens up to the first that finishes the sequence; what it gained."""
         seq.draft = result.draft
-        for k, token in enumerate(result.tokens):
+        new = result.tokens
+        for k, token in enumerate(new):
             seq.token_ids.append(token)
-            new.append(token)
-            if seq.logprobs is not None and result.logprobs is not None:
-                seq.logprobs.append(result.logprobs[k])
             seq.finish_reason = self._finish_reason(seq, token)
             if seq.finish_reason is not None:
+                new = new[: k + 1]
                 break
+        logprobs = result.logprobs[: len(new)] if result.logprobs is not None else None
+        if seq.logprobs is not None and logprobs is not None:
+            seq.logprobs.extend(logprobs)
         self.stats.generated_tokens += len(new)
         finished = seq.finish_reason is not None
         detok = seq.detok
         text = detok.take(finished) if detok is not None and seq.stream_text else ""
-        logprobs = result.logprobs[: len(new)] if result.logprobs is not None else None
         if finished:
             if detok is not None:
                 seq.text = detok.text
