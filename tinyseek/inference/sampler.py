@@ -4,6 +4,9 @@ Design choices:
 - One call samples the whole batch: temperature, top-k, top-p and min-p are applied as row-wise tensor
   ops, and each filter runs only when some row uses it (a full-vocabulary sort for top-p is the one
   expensive step, so it is skipped when every row has top_p = 1).
+- That sort, on a CPU, goes through numpy: torch's stable sort of 256 rows took 6.4 ms over 512 words
+  and 194 ms over 10,240; numpy sorting each probability's bits and index packed in one int64 gives the
+  same order (descending, ties by index) in 1.4 and 36 (`sort_descending`).
 - Inverse-CDF sampling with ONE uniform per row per token: a seeded row draws its uniform from its own
   `torch.Generator`, so its tokens depend only on its own logits and seed, never on the batch around it.
   Unseeded rows share the engine's generator. Greedy rows draw nothing.
@@ -15,9 +18,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from tinyseek.inference.sampling_params import SamplingParams
+
+
+def sort_descending(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sorted, order) of fp32 probabilities [B, V] along V, largest first, equal values by index: what
+    `probs.sort(dim=-1, descending=True, stable=True)` returns. On a CPU one int64 key per entry, the
+    high half larger for a smaller probability (the bits of a float >= 0 order as its value, NaN above
+    inf as torch orders it), the low half the index, sorted by numpy's vectorized sort."""
+    if probs.device.type != "cpu" or probs.dtype != torch.float32:
+        return probs.sort(dim=-1, descending=True, stable=True)
+    bits = probs.contiguous().view(torch.int32).numpy().astype(np.int64)
+    keys = ((0x7FFFFFFF - bits) << 32) | np.arange(probs.shape[-1], dtype=np.int64)
+    keys.sort(axis=-1)
+    order = torch.from_numpy(keys & 0xFFFFFFFF)
+    return probs.gather(1, order), order
 
 
 class Sampler:
@@ -74,7 +92,7 @@ class Sampler:
         probs = scaled.softmax(dim=-1)
         if any(p.top_p < 1 for p in params):
             top_p = torch.tensor([p.top_p for p in params], device=device)
-            sorted_probs, order = probs.sort(dim=-1, descending=True, stable=True)
+            sorted_probs, order = sort_descending(probs)
             before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass strictly ahead of each token
             sorted_probs = sorted_probs.masked_fill(before >= top_p[:, None], 0.0)
             probs = torch.zeros_like(probs).scatter_(1, order, sorted_probs)
