@@ -1,5 +1,5 @@
-"""The CPU sort behind top-p (numpy over packed keys) against torch's stable descending sort, and
-top-p sampling through it."""
+"""The sampler's CPU fast paths against what they replace: top-p's sort (numpy over packed keys)
+against torch's stable descending sort, top-p sampling through it, and the per-row uniforms."""
 
 from __future__ import annotations
 
@@ -42,3 +42,16 @@ def test_top_p_samples_only_the_nucleus() -> None:
     counts = torch.bincount(tokens, minlength=4).tolist()
     assert counts[1] == 0 and counts[3] == 0, counts
     assert 0.2 < counts[0] / 400 < 0.5 and counts[0] + counts[2] == 400  # 0.3 / 0.8 = 0.375 expected
+
+
+def test_uniforms_come_from_each_rows_generator_else_the_shared_one_in_order() -> None:
+    sampler = Sampler(seed=3)
+    generators = [torch.Generator().manual_seed(i) if i % 3 else None for i in range(10)]
+    got = sampler._uniforms(generators, torch.device("cpu"))
+    shared = torch.rand(10, generator=torch.Generator().manual_seed(3))
+    want = [
+        shared[i] if i % 3 == 0 else torch.rand((), generator=torch.Generator().manual_seed(i))
+        for i in range(10)
+    ]
+    assert got.dtype == torch.float32 and torch.equal(got, torch.stack(want))
+    assert not torch.equal(sampler._uniforms(generators, torch.device("cpu")), got)  # the streams moved on
