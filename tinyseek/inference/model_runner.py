@@ -244,11 +244,11 @@ class ModelRunner:
         width = max(c.length for c in chunks)
         if compiled is not None:  # one-token chunks would get a graph of their own (size 1 specializes)
             width = max(width, 2)
-        ids = torch.zeros(len(chunks), width + 1, dtype=torch.long)
+        rows_of_ids = np.zeros((len(chunks), width + 1), dtype=np.int64)  # numpy: see long_tensor
         for i, c in enumerate(chunks):
             part = c.seq.token_ids[c.start : c.start + c.length + 1]  # + the next prompt token, if any
-            ids[i, : len(part)] = torch.tensor(part)
-        ids = ids.to(self.device)
+            rows_of_ids[i, : len(part)] = part
+        ids = torch.from_numpy(rows_of_ids).to(self.device)
         starts = long_tensor([c.start for c in chunks], self.device)
         lengths = long_tensor([c.length for c in chunks], self.device)
         offsets = torch.arange(width, device=self.device)
