@@ -139,6 +139,10 @@ def test_gradient_accumulation_equals_the_big_batch(tmp_path: Path, assets) -> N
 def test_bad_config_is_a_clear_error(tmp_path: Path, assets, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ValueError, match=r"TrainConfig.seq_len=0: expected a positive integer"):
         train(_run(tmp_path / "bad", assets, seq_len=0))
+    with pytest.raises(
+        ValueError, match=r"seq_len=257: expected at most the model's max_position_embeddings=256"
+    ):
+        train(_run(tmp_path / "long", assets, seq_len=257))
     from tinyseek.cli import main
 
     assert main(["sft", "--data", str(tmp_path / "nothing.jsonl"), "--out", str(tmp_path / "x")]) == 2

@@ -298,6 +298,11 @@ def _train(config: TrainConfig, run: ParallelRun, progress: Progress | None) -> 
             f"tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is "
             f"{model.config.vocab_size}: expected a tokenizer that fits the embedding"
         )
+    if (config.seq_len or 2) > model.config.max_position_embeddings:  # rope has no angle past it
+        raise ValueError(
+            f"TrainConfig.seq_len={config.seq_len}: expected at most the model's max_position_embeddings="
+            f"{model.config.max_position_embeddings}"
+        )
     model.to(device).train()
     model = prepare_model(model, config, run, bf16)
     with_mtp = config.mtp_weight > 0 and len(model.mtp) > 0
