@@ -63,6 +63,18 @@ def test_ragged_positions_in_one_batch():
     assert torch.allclose(step[1, 0], want_b[0], atol=1e-4)
 
 
+def test_positions_past_max_position_embeddings_are_a_clear_error():
+    """rope's angles are a table of max_position_embeddings rows: a longer input names the limit, and
+    the last position that fits still runs."""
+    model = Transformer(tiny_config(max_position_embeddings=16)).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, 16, dtype=torch.long)).shape == (1, 16, 96)
+        with pytest.raises(
+            ValueError, match="input of 17 tokens: expected at most max_position_embeddings=16"
+        ):
+            model(torch.zeros(1, 17, dtype=torch.long))
+
+
 def test_mtp_incremental_equals_full():
     model = Transformer(tiny_config()).eval()
     x = torch.randint(0, 96, (2, 16))

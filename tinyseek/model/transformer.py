@@ -122,6 +122,11 @@ class Transformer(nn.Module):
 
     def _positions(self, input_ids: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
         if positions is None:
+            if input_ids.shape[1] > self.config.max_position_embeddings:
+                raise ValueError(
+                    f"input of {input_ids.shape[1]} tokens: expected at most max_position_embeddings="
+                    f"{self.config.max_position_embeddings}"
+                )
             positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
         return positions
 
