@@ -4,8 +4,8 @@ The released weights rotate interleaved pairs (x0, x1), (x2, x3), ...; we rotate
 emit the result as [evens' | odds'] halves. Any fixed permutation applied to both q and k leaves
 q·k unchanged, so this equals the released convention (and transformers' `rope_interleave=True`).
 cos/sin come from a table of every position up to max_position_embeddings, computed once (V3's 163,840
-positions: 42 MB, 0.14 s): computed per forward instead, inductor recomputed cos and sin inside every layer's rope
-kernel, for each head; a lookup is one indexed load.
+positions: 42 MB, 0.14 s): computed per forward instead, inductor recomputed cos and sin inside every
+layer's rope kernel, for each head; a lookup is one indexed load.
 YaRN's `attention_factor` scales cos/sin; its mscale² on the softmax lives in ModelConfig.softmax_scale.
 """
 
