@@ -245,3 +245,30 @@ def test_subprocess_json() -> None:
 def test_what_if_preset_is_labelled(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["cost", "r2-hybrid"]) == 0
     assert "NOTE: what-if" in capsys.readouterr().out
+
+
+# ---- decode roofline ------------------------------------------------------------------------------
+
+
+def test_experts_touched_by_a_batch() -> None:
+    from tinyseek.cost.roofline import experts_touched
+
+    small = ModelConfig.preset("small")  # 16 routed experts, 4 a token
+    assert experts_touched(small, 1) == pytest.approx(4)  # one token reaches exactly its top-k
+    assert experts_touched(small, 2) == pytest.approx(16 * (1 - 0.75**2))
+    assert experts_touched(small, 256) == pytest.approx(16)
+
+
+def test_generation_bound_runs_the_head_once_a_sequence_in_the_prefill() -> None:
+    """A prefill samples only at each prompt's last position: a larger vocabulary adds one head's FLOPs
+    per sequence to it, not one per prompt token (which made the bound 1.7x too slow on `small`)."""
+    from tinyseek.cost.roofline import generation_seconds
+
+    base = ModelConfig.preset("small")
+    wider = ModelConfig.preset("small", vocab_size=base.vocab_size + 1000)
+    batch, prompt, peak = 32, 32, 1e11
+    # new_tokens=1: the prefill alone; unbounded bandwidth: compute-bound
+    extra = generation_seconds(wider, batch, prompt, 1, 1e30, peak) - generation_seconds(
+        base, batch, prompt, 1, 1e30, peak
+    )
+    assert extra == pytest.approx(batch * 2 * 1000 * base.hidden_size / peak)

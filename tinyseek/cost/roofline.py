@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tinyseek.config import ModelConfig
-from tinyseek.cost.flops import decode_flops_per_token
+from tinyseek.cost.flops import decode_flops_per_token, head_params
 from tinyseek.model_size import ModelSize
 
 
@@ -74,9 +74,13 @@ def generation_seconds(
     dtype_bytes: int = 4,
 ) -> float:
     """Lower bound of a whole `generate` call: the prefill of batch × prompt_len tokens (weights read
-    once, each token attending to prompt_len / 2 positions on average), then new_tokens − 1 decode steps
-    at the mean context, each at its roofline."""
+    once, each token attending to prompt_len / 2 positions on average, the head run only at each
+    sequence's last position, where its first token is sampled), then new_tokens − 1 decode steps at
+    the mean context, each at its roofline."""
     prefill = decode_roofline(cfg, batch * prompt_len, max(prompt_len // 2, 1), dtype_bytes)
-    prefill_seconds = max(prefill.weight_bytes / bandwidth_bytes_s, prefill.flops / peak_flops_s)
+    no_logits = 2 * head_params(cfg) * batch * (prompt_len - 1)  # prompt positions that sample nothing
+    prefill_seconds = max(
+        prefill.weight_bytes / bandwidth_bytes_s, (prefill.flops - no_logits) / peak_flops_s
+    )
     step = decode_roofline(cfg, batch, prompt_len + new_tokens // 2, dtype_bytes)
     return prefill_seconds + (new_tokens - 1) * step.seconds(bandwidth_bytes_s, peak_flops_s)
