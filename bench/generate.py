@@ -14,7 +14,10 @@ between the timed runs, median: the roof under the load they ran under) and fp32
 matmuls, best of several), and prints the config's bytes and FLOPs per
 decoded token (tinyseek/cost/roofline.py) and each result's tokens/s as a share of the roofline's
 (an fp32 roofline; with `--dtype bfloat16/auto` tinyseek streams half the bytes and is not expected
-to stay greedy-identical to fp32 transformers).
+to stay greedy-identical to fp32 transformers). The fastest engine's generate is also split, from a
+one-token generate timed in the same rounds: its prefill, and a decode step ((generate - prefill) /
+(new tokens - 1)) against the step's roofline and against its serial bound (bytes / bandwidth +
+FLOPs / peak: the step if memory traffic and arithmetic did not overlap at all).
 
     PYTHONPATH=. python bench/generate.py --threads 1                       # mini and small, batch 1 and 32
     PYTHONPATH=. python bench/generate.py --presets tiny --batch-sizes 1 --new-tokens 16
@@ -98,7 +101,7 @@ def bench_preset(preset: str, args: argparse.Namespace, machine: dict[str, float
     from transformers import AutoModelForCausalLM
 
     from tinyseek import LLM, ModelConfig, SamplingParams, Transformer
-    from tinyseek.cost.roofline import decode_roofline, generation_seconds
+    from tinyseek.cost.roofline import decode_roofline, generation_seconds, prefill_seconds
 
     torch.manual_seed(0)
     # transformers neither builds nor loads MTP modules, so the shared checkpoint has none.
@@ -113,6 +116,8 @@ def bench_preset(preset: str, args: argparse.Namespace, machine: dict[str, float
         compiled = LLM(tmp, compile=True, **options) if args.compile else None  # type: ignore[arg-type]
     n, p = args.new_tokens, args.prompt_len
     params = SamplingParams(temperature=0, max_tokens=n, ignore_eos=True)
+    first_token = SamplingParams(temperature=0, max_tokens=1, ignore_eos=True)  # a generate's prefill
+    fastest = compiled or llm  # its generate is split into prefill and decode steps
     peak = machine["fp32_peak_flops_s"]
     per_token = decode_roofline(config, 1, p + n // 2)
     report: dict[str, Any] = {
@@ -138,7 +143,7 @@ def bench_preset(preset: str, args: argparse.Namespace, machine: dict[str, float
     llm.generate([warm[0].tolist()], SamplingParams(temperature=0, max_tokens=4, ignore_eos=True))
     for batch in args.batch_sizes:
         ids = torch.randint(0, config.vocab_size, (batch, p), generator=gen)
-        hf_times, ts_times, compiled_times = [], [], []
+        hf_times, ts_times, compiled_times, prefill_times = [], [], [], []
         hf_out: torch.Tensor | None = None
         ts_out: list[Any] = []
         compiled_out: list[Any] = []
@@ -164,6 +169,10 @@ def bench_preset(preset: str, args: argparse.Namespace, machine: dict[str, float
                 compiled_out = compiled.generate(ids.tolist(), params)
                 sync()
                 compiled_times.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            fastest.generate(ids.tolist(), first_token)
+            sync()
+            prefill_times.append(time.perf_counter() - start)
         assert hf_out is not None
         same = sum(o.token_ids == r for o, r in zip(ts_out, hf_out.tolist(), strict=True))
         hf_s, ts_s = statistics.median(hf_times), statistics.median(ts_times)
@@ -197,6 +206,18 @@ def bench_preset(preset: str, args: argparse.Namespace, machine: dict[str, float
                 "compile_and_first_call_s": compile_s,
                 "seconds_compiled": compiled_times,
             }
+        # The fastest engine's generate split: prefill, then (rest) / (n - 1) a decode step, each against
+        # its roofline; the step also against the serial bound (memory, then arithmetic, no overlap).
+        prefill_s = statistics.median(prefill_times)
+        step_s = (statistics.median(compiled_times or ts_times) - prefill_s) / max(n - 1, 1)
+        run |= {
+            "split_engine": "compiled" if compiled is not None else "eager",
+            "prefill_s": prefill_s,
+            "prefill_roofline_share": prefill_seconds(config, batch, p, bandwidth, peak) / prefill_s,
+            "decode_step_s": step_s,
+            "decode_step_roofline_share": step.seconds(bandwidth, peak) / step_s,
+            "decode_step_serial_share": step.serial_seconds(bandwidth, peak) / step_s,
+        }
         report["runs"].append(run)
         if not args.json:
             print(
@@ -215,6 +236,14 @@ def bench_preset(preset: str, args: argparse.Namespace, machine: dict[str, float
                     f"{run['compiled_same_as_eager']} | compile + first call {compile_s:.1f} s",
                     flush=True,
                 )
+            print(
+                f"{preset:>6} batch {batch:3d}: {run['split_engine']} = prefill {prefill_s * 1e3:.1f} ms "
+                f"({run['prefill_roofline_share']:.0%} of its roofline) + {n - 1} steps of {step_s * 1e3:.2f} ms "
+                f"({run['decode_step_roofline_share']:.0%} of the step's roofline "
+                f"{step.seconds(bandwidth, peak) * 1e3:.2f} ms, {run['decode_step_serial_share']:.0%} of its "
+                f"serial bound {step.serial_seconds(bandwidth, peak) * 1e3:.2f} ms)",
+                flush=True,
+            )
     return report
 
 

@@ -272,3 +272,14 @@ def test_generation_bound_runs_the_head_once_a_sequence_in_the_prefill() -> None
         base, batch, prompt, 1, 1e30, peak
     )
     assert extra == pytest.approx(batch * 2 * 1000 * base.hidden_size / peak)
+
+
+def test_serial_bound_adds_what_the_roofline_overlaps() -> None:
+    from tinyseek.cost.roofline import decode_roofline
+
+    step = decode_roofline(ModelConfig.preset("small"), 32, 48)
+    bandwidth, peak = 10e9, 100e9
+    memory, arithmetic = step.bytes / bandwidth, step.flops / peak
+    assert step.seconds(bandwidth, peak) == pytest.approx(max(memory, arithmetic))
+    assert step.serial_seconds(bandwidth, peak) == pytest.approx(memory + arithmetic)
+    assert step.bound(bandwidth, peak) == "memory" and step.bound(1e15, peak) == "compute"

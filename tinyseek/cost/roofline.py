@@ -9,6 +9,9 @@ Design choices (each term is arithmetic a reader can redo):
 - FLOPs per step: B × `decode_flops_per_token(config, context)` (absorbed MLA).
 - The roofline time of a step is max(bytes / bandwidth, FLOPs / peak); a measured step's share of
   the roofline is roofline time / measured time (1.0 would be at the roofline).
+- That max assumes the arithmetic hides entirely under the memory stream. `serial_seconds` is the
+  sum, the step with no overlap at all: a core that overlaps part of the two lands between them, and
+  a step faster than the sum shows that it overlaps.
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ class DecodeRoofline:
         """The step's lower bound on a machine with this bandwidth and matmul peak."""
         return max(self.bytes / bandwidth_bytes_s, self.flops / peak_flops_s)
 
+    def serial_seconds(self, bandwidth_bytes_s: float, peak_flops_s: float) -> float:
+        """The step with its memory traffic and arithmetic one after the other (no overlap)."""
+        return self.bytes / bandwidth_bytes_s + self.flops / peak_flops_s
+
     def tokens_per_s(self, bandwidth_bytes_s: float, peak_flops_s: float) -> float:
         return self.batch / self.seconds(bandwidth_bytes_s, peak_flops_s)
 
@@ -73,14 +80,24 @@ def generation_seconds(
     peak_flops_s: float,
     dtype_bytes: int = 4,
 ) -> float:
-    """Lower bound of a whole `generate` call: the prefill of batch × prompt_len tokens (weights read
-    once, each token attending to prompt_len / 2 positions on average, the head run only at each
-    sequence's last position, where its first token is sampled), then new_tokens − 1 decode steps at
-    the mean context, each at its roofline."""
+    """Lower bound of a whole `generate` call: its prefill, then new_tokens − 1 decode steps at the
+    mean context, each at its roofline."""
+    prefill = prefill_seconds(cfg, batch, prompt_len, bandwidth_bytes_s, peak_flops_s, dtype_bytes)
+    step = decode_roofline(cfg, batch, prompt_len + new_tokens // 2, dtype_bytes)
+    return prefill + (new_tokens - 1) * step.seconds(bandwidth_bytes_s, peak_flops_s)
+
+
+def prefill_seconds(
+    cfg: ModelConfig,
+    batch: int,
+    prompt_len: int,
+    bandwidth_bytes_s: float,
+    peak_flops_s: float,
+    dtype_bytes: int = 4,
+) -> float:
+    """Lower bound of the prefill of batch × prompt_len tokens: weights read once, each token attending
+    to prompt_len / 2 positions on average, the head run only at each sequence's last position (where
+    its first token is sampled)."""
     prefill = decode_roofline(cfg, batch * prompt_len, max(prompt_len // 2, 1), dtype_bytes)
     no_logits = 2 * head_params(cfg) * batch * (prompt_len - 1)  # prompt positions that sample nothing
-    prefill_seconds = max(
-        prefill.weight_bytes / bandwidth_bytes_s, (prefill.flops - no_logits) / peak_flops_s
-    )
-    step = decode_roofline(cfg, batch, prompt_len + new_tokens // 2, dtype_bytes)
-    return prefill_seconds + (new_tokens - 1) * step.seconds(bandwidth_bytes_s, peak_flops_s)
+    return max(prefill.weight_bytes / bandwidth_bytes_s, (prefill.flops - no_logits) / peak_flops_s)
