@@ -244,7 +244,8 @@ def test_compiled_decode_guards_its_inputs_not_the_model():
 def test_compiled_prefill_keeps_one_graph_per_batch_kind(cpu_kernels_built):
     """Where the CPU kernels run, the prefill is compiled too: prompts of 1 to 40 tokens, a cached prefix
     (the chunk starts mid-prompt) and rows that finish at different lengths add no graph after the first
-    one-row and several-row prefills, and every token is the eager engine's."""
+    one-row and several-row prefills from position 0 (expanded attention) and after a cached prefix
+    (absorbed), and every token is the eager engine's."""
     from torch._dynamo.utils import counters
 
     model = random_model()
@@ -253,7 +254,8 @@ def test_compiled_prefill_keeps_one_graph_per_batch_kind(cpu_kernels_built):
         pytest.skip("the CPU kernels (and the compiled prefill) run on AVX-512 only")
     assert compiled.engine.runner.compiled_prefill is not None
     greedy = SamplingParams(temperature=0, max_tokens=3)
-    warm = [prompts_of([4]), prompts_of([6, 9], seed=2)]
+    cached_one, cached_two = prompts_of([20], seed=9), prompts_of([18, 21], seed=10)  # run twice: hits
+    warm = [prompts_of([4]), prompts_of([6, 9], seed=2), cached_one, cached_one, cached_two, cached_two]
     later = [prompts_of([1]), prompts_of([17]), prompts_of([40], seed=5), prompts_of([40], seed=5),
              prompts_of([1, 33, 2], seed=6), prompts_of([20, 25], seed=7)]  # fmt: skip
     for i, prompts in enumerate(warm + later):

@@ -46,6 +46,28 @@ def test_prefill_then_absorbed_decoding_equals_full_forward(overrides):
     assert (torch.cat(steps, dim=1) - full).abs().max().item() <= 1e-4
 
 
+def test_prefill_from_position_zero_runs_expanded_and_fills_the_cache_for_decoding():
+    """`starts_empty` (the engine sets it when no row continues a cached prefix): the prefill attends
+    over its own tokens, expanded, exactly as the cache-less forward does (bit for bit; the absorbed path
+    agrees only to rounding), and stores the latents that absorbed decoding then reads."""
+    model = Transformer(tiny_config()).eval()
+    x = torch.randint(0, 96, (3, 20))
+    cache = RowCache(model.config, batch_size=3, max_len=32)
+    rows = [0, 1, 2]
+    with torch.no_grad():
+        full = model(x)
+        bound = cache.bind(rows, at(0, 3, 9))
+        bound.starts_empty = True
+        prefill = model(x[:, :9], cache=bound)
+        assert torch.equal(prefill, model(x[:, :9]))
+        bound.starts_empty = False
+        steps = [prefill]
+        for t in range(9, 20):
+            positions = torch.full((3, 1), t)
+            steps.append(model(x[:, t : t + 1], positions=positions, cache=cache.bind(rows, positions)))
+    assert (torch.cat(steps, dim=1) - full).abs().max().item() <= 1e-4
+
+
 def test_ragged_positions_in_one_batch():
     """Rows at different positions decode together: each row equals its own full forward."""
     model = Transformer(tiny_config()).eval()

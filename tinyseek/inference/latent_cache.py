@@ -57,6 +57,20 @@ class LayerSlots:
         self.kv = cache.kv[index]
         self.pe = cache.pe[index]
 
+    @property
+    def starts_empty(self) -> bool:
+        return self.cache.starts_empty
+
+    def write(self, kv: torch.Tensor, pe: torch.Tensor, positions: torch.Tensor) -> None:
+        """Store only (a prefill from position 0 attends over its own latents, expanded)."""
+        cache = self.cache
+        if torch.compiler.is_compiling():  # one op that writes the pool in place (module docstring)
+            new = torch.cat([kv, pe], dim=-1).to(cache.latents.dtype)
+            torch.ops.tinyseek.write_latents(cache.latents, self.index, cache.write_slots, new)
+            return
+        self.kv.index_copy_(0, cache.write_slots, kv.reshape(-1, kv.shape[-1]).to(self.kv.dtype))
+        self.pe.index_copy_(0, cache.write_slots, pe.reshape(-1, pe.shape[-1]).to(self.pe.dtype))
+
     def update(
         self, kv: torch.Tensor, pe: torch.Tensor, positions: torch.Tensor
     ) -> list[tuple[slice, torch.Tensor]]:
@@ -98,6 +112,7 @@ class LayerSlots:
 # (autograd and inplace-or-view handling) cost about 0.1 ms a call on this CPU, ~0.5 ms a step at mini.
 _lib = torch.library.Library("tinyseek", "FRAGMENT")
 _ARGS = "Tensor(a!) latents, int layer, Tensor write_slots, Tensor new, Tensor reads, int block_size"
+_lib.define("write_latents(Tensor(a!) latents, int layer, Tensor write_slots, Tensor new) -> ()")
 _lib.define(f"write_gather({_ARGS}) -> Tensor")
 _ATTEND_ARGS = f"{_ARGS}, Tensor q, Tensor positions, float softmax_scale, int kv_lora_rank"
 _lib.define(f"write_attend({_ATTEND_ARGS}) -> Tensor")
@@ -120,6 +135,18 @@ def _write_and_read(
         (slice(start, stop), blocks.index_select(0, table[start:stop, :width].reshape(-1)))
         for start, stop, width in groups
     ]
+
+
+@torch.library.impl(_lib, "write_latents", "CompositeExplicitAutograd")
+def _write_latents(latents: torch.Tensor, layer: int, write_slots: torch.Tensor, new: torch.Tensor) -> None:
+    latents[layer].index_copy_(0, write_slots, new.reshape(-1, new.shape[-1]))
+
+
+@torch.library.register_fake("tinyseek::write_latents")
+def _write_latents_fake(
+    latents: torch.Tensor, layer: int, write_slots: torch.Tensor, new: torch.Tensor
+) -> None:
+    return None
 
 
 @torch.library.impl(_lib, "write_gather", "CompositeExplicitAutograd")
@@ -184,6 +211,7 @@ class LatentCache:
         self.reads = torch.zeros(0, dtype=torch.long, device=device)  # `read_blocks` packed, see bind_tables
         self.uniform = True
         self.paged_kernel = False  # set by a compiled CPU engine whose CPU kernels loaded
+        self.starts_empty = False  # set around a forward whose rows all start at position 0
 
     @staticmethod
     def bytes_per_token_for(config: ModelConfig, dtype: torch.dtype, n_layers: int) -> int:

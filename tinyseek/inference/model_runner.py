@@ -10,7 +10,8 @@ Design choices:
   0.1 gave ~6% more tokens per CPU-second than 0.25 and ~15% more than one padded group; 0.5 never
   split), so a short row never pays for the longest.
 - The model's absorbed MLA path runs over the latent cache bound for that forward (`LatentCache.bind`),
-  so prefill continues from cached prefixes for free.
+  so prefill continues from cached prefixes for free. A bucket whose chunks all start at position 0
+  runs expanded instead (`starts_empty`, attention.py): it only stores its latents.
 - The head runs only on the rows that produce a token (the last prompt position), not on padding.
 - Decode is lean: a handful of small index tensors per step (rows, positions, slots) built from the
   scheduler's persistent block table, then one forward and one batched sampling call.
@@ -188,10 +189,13 @@ class ModelRunner:
         valid: torch.Tensor | None,
         spans: list[int],
         tables: bool = False,
+        starts_empty: bool = False,
     ) -> None:
         """Bind the cache for one forward: each row writes its valid positions (None: all, as in
         decoding) and reads the blocks of its `spans[row]` positions, in ragged groups when the spans
-        differ much (`tables`: also as tensors, for the compiled decode forward)."""
+        differ much (`tables`: also as tensors, for the compiled decode forward). `starts_empty`: every
+        row starts at position 0, so the model attends over the forward's own tokens (expanded MLA)."""
+        self.cache.starts_empty = starts_empty
         if valid is None:
             write = self._slots(rows, write_positions).reshape(-1)
         else:
@@ -255,9 +259,9 @@ class ModelRunner:
         positions = starts[:, None] + offsets
         valid = offsets < lengths[:, None]
         rows = long_tensor([c.seq.row for c in chunks], self.device)
-        self._bind(
-            rows, positions, valid, [int((starts + lengths).max())] * len(chunks), compiled is not None
-        )
+        spans = [int((starts + lengths).max())] * len(chunks)
+        fresh = all(c.start == 0 for c in chunks)  # no chunk continues a cached prefix
+        self._bind(rows, positions, valid, spans, compiled is not None, starts_empty=fresh)
         if compiled is not None:  # every row's logits, however many rows complete: one graph
             # No duck sizing: sizes equal by chance in the first call (the reads' length and a row's
             # tokens, say) would be guarded equal, and the next prefill would compile again.

@@ -2,9 +2,9 @@
 
 Keys and values are compressed into a `kv_lora_rank` latent (normalized by kv_a_layernorm) plus one
 rotated rope key shared by all heads. Two ways to attend, same result:
-- expanded (training, no cache): kv_b_proj expands the latent to per-head k_nope and v, then SDPA
-  (or, compiled on a CPU, the causal kernel of cpu_attention.py);
-- absorbed (inference, over a cache): W_UK is folded into the query and W_UV applied after attention,
+- expanded (training, and a prefill from position 0): kv_b_proj expands the latent to per-head k_nope
+  and v, then SDPA (or, compiled on a CPU, the causal kernel of cpu_attention.py);
+- absorbed (inference over a cache): W_UK is folded into the query and W_UV applied after attention,
   so attention runs directly over the cached latent; the cache holds kv_lora_rank + qk_rope_head_dim
   numbers per token per layer, nothing per head.
 The cache is anything with `update(kv, pe, positions) -> latents` ([B, S, R + r]: each cached
@@ -12,6 +12,14 @@ token's latent, then its rope key) laid out so that a cached token's index equal
 causal mask then follows from positions alone. One tensor, not two: the latent and the rope key are
 scored by one batched matmul against the joined query, which reads the cache once (at batch 1,000
 on a CPU it was twice as fast as two einsums over the two halves).
+
+A prefill from position 0 (the cache's `starts_empty`: the forward's tokens are each row's whole
+context) only stores its latents (`write`) and attends expanded, as vLLM and SGLang prefill MLA: per
+query-key pair a head computes dn + dr + dv products there against 2R + dr absorbed (160 against 288 at
+`small`, 320 against 1,088 at V3), and expanding the chunk's keys costs what absorbing its queries and
+outputs would (R x H x (dn + dv) a token either way). A compiled `small` engine on a CPU, one thread:
+a 2,048-token prompt's prefill 3.6 s absorbed, 1.46 s expanded; 512 tokens 284 against 223 ms; 32
+prompts of 32 tokens the same (378 against 375 ms).
 """
 
 from __future__ import annotations
@@ -29,6 +37,15 @@ from tinyseek.model.rope import apply_rope
 
 
 class LatentStore(Protocol):
+    @property
+    def starts_empty(self) -> bool:
+        """Every row of this forward starts at position 0 (nothing cached before it)."""
+        ...
+
+    def write(self, kv: torch.Tensor, pe: torch.Tensor, positions: torch.Tensor) -> None:
+        """Store latents kv [B, T, R] and rope keys pe [B, T, r] at `positions` [B, T], nothing else."""
+        ...
+
     def update(
         self, kv: torch.Tensor, pe: torch.Tensor, positions: torch.Tensor
     ) -> torch.Tensor | list[tuple[slice, torch.Tensor]]:
@@ -159,6 +176,9 @@ class MLA(nn.Module):
         n_heads = self.num_attention_heads
         q_nope, q_pe = self.query(x, cos, sin)
         kv, pe = self.latent(x, cos, sin)
+        if cache is not None and cache.starts_empty:  # a prefill from position 0 (module docstring)
+            cache.write(kv, pe, positions)
+            cache = None
         if cache is None:  # expanded: per-head keys and values, causal over this sequence
             k_nope, v = (
                 self.kv_b_proj(kv)

@@ -170,6 +170,10 @@ class SharedPromptLatents:
 class _LayerView:
     store: SharedPromptLatents
     index: int
+    starts_empty = False  # the completion pass reads the prompt pass's latents: always the absorbed path
+
+    def write(self, kv: Tensor, pe: Tensor, positions: Tensor) -> None:
+        raise NotImplementedError("SharedPromptLatents keeps latents through update only")
 
     def update(self, kv: Tensor, pe: Tensor, positions: Tensor) -> Tensor:
         return self.store.update(self.index, kv, pe, positions)
