@@ -67,7 +67,10 @@ def test_cache_ops_fake_kernels_match_them(cpu_kernels_built):
         ops = b["ops"]
         args = (ops.latents, 1, ops.write_slots, b["new"], ops.reads, ops.block_size)
         attend = (*args, b["q"], b["positions"], 0.3, b["rank"])
-        checks = [(torch.ops.tinyseek.write_attend.default, attend)]
+        checks = [
+            (torch.ops.tinyseek.write_attend.default, attend),
+            (torch.ops.tinyseek.write_latents.default, (ops.latents, 1, ops.write_slots, b["new"])),
+        ]
         if len(groups) == 1:
             table = ops.reads[1 + 3 * len(groups) :].view(3, -1)
             checks += [

@@ -36,7 +36,8 @@ Design choices:
   its guards: the decode forward took 8.7 ms at mini batch 1 (eager 8.5, with the ops 4.2-4.6) and
   12.9 ms at tiny batch 256 (eager 13.7, with the ops 9.5). The reads travel packed in one tensor
   (`bind_tables`). On the CPU both give way to `write_attend_paged` where its C++ kernel builds
-  (cpu_kernels.py): it attends over the pool in place, so nothing is gathered at all.
+  (cpu_kernels.py): it attends over the pool in place, so nothing is gathered at all. A prefill from
+  position 0 (`starts_empty`) only writes, through `write_latents`: the model attends expanded.
 """
 
 from __future__ import annotations
@@ -211,7 +212,7 @@ class LatentCache:
         self.reads = torch.zeros(0, dtype=torch.long, device=device)  # `read_blocks` packed, see bind_tables
         self.uniform = True
         self.paged_kernel = False  # set by a compiled CPU engine whose CPU kernels loaded
-        self.starts_empty = False  # set around a forward whose rows all start at position 0
+        self.starts_empty = False  # bound per forward: every row starts at position 0 (expanded MLA)
 
     @staticmethod
     def bytes_per_token_for(config: ModelConfig, dtype: torch.dtype, n_layers: int) -> int:
