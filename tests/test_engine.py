@@ -17,10 +17,39 @@ def prompts_of(lengths: list[int], seed: int = 1, vocab: int = 64) -> list[list[
 
 def test_greedy_prompts_of_different_lengths_equal_full_forward_decoding():
     model = random_model()
-    prompts = prompts_of([1, 5, 16, 17, 40])
-    outs = LLM(model, max_model_len=128).generate(prompts, SamplingParams(temperature=0, max_tokens=20))
+    prompts = prompts_of([1, 5, 16, 17, 40, 150])  # 150: prefilled expanded (model_runner.py)
+    outs = LLM(model, max_model_len=256).generate(prompts, SamplingParams(temperature=0, max_tokens=20))
     for prompt, out in zip(prompts, outs, strict=True):
         assert out.token_ids == greedy_reference(model, prompt, 20)
+
+
+@torch.no_grad()
+def test_long_prompts_prefill_expanded_whatever_shares_their_step():
+    """A prompt of 128 tokens or more from position 0 is prefilled expanded, exactly as the cache-less
+    forward computes it (bit for bit: the absorbed path agrees only to rounding), alone or beside short
+    prompts and a prompt that continues a cached prefix; a 127-token prompt keeps the absorbed path."""
+    model = random_model()
+    long, short = prompts_of([160, 127], seed=3)
+    first = SamplingParams(temperature=0, max_tokens=1, logprobs=3)
+
+    def forward_logprobs(prompt: list[int]) -> dict[int, float]:
+        hidden = model.hidden_states(torch.tensor([prompt]))[:, -1]
+        logp = model.lm_head(hidden).float().log_softmax(dim=-1)[0]
+        top = logp.topk(3)
+        return dict(zip(top.indices.tolist(), top.values.tolist(), strict=True))
+
+    llm = LLM(model, max_model_len=256)
+    alone = llm.generate([long, short], first)
+    assert alone[0].logprobs[0] == forward_logprobs(long)
+    assert alone[1].logprobs[0] != forward_logprobs(short)  # absorbed: equal to rounding only
+    assert alone[1].logprobs[0] == pytest.approx(forward_logprobs(short), abs=1e-5)
+    llm = LLM(model, max_model_len=256)  # `long` not cached yet
+    base, rest = prompts_of([150, 140], seed=4)
+    llm.generate([base], first)
+    cached = base[:64] + rest  # continues base's cached first 64 tokens: a chunk as long as `long`
+    together = llm.generate([cached, *prompts_of([3, 30], seed=5), long], first)
+    assert together[0].prompt_cache_hit_tokens == 64 and together[-1].prompt_cache_hit_tokens == 0
+    assert together[-1].logprobs[0] == forward_logprobs(long)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -247,20 +247,30 @@ def test_compiled_decode_guards_its_inputs_not_the_model():
 def test_compiled_prefill_keeps_one_graph_per_batch_kind(cpu_kernels_built):
     """Where the CPU kernels run, the prefill is compiled too: prompts of 1 to 40 tokens, a cached prefix
     (the chunk starts mid-prompt) and rows that finish at different lengths add no graph after the first
-    one-row and several-row prefills from position 0 (expanded attention) and after a cached prefix
-    (absorbed), and every token is the eager engine's."""
+    one-row and several-row prefills of short prompts, of long ones (128 tokens or more from position
+    0: expanded attention) and after a cached prefix, and every token is the eager engine's."""
     from torch._dynamo.utils import counters
 
     model = random_model()
-    eager, compiled = LLM(model, max_model_len=96), LLM(model, compile=True, max_model_len=96)
+    eager, compiled = LLM(model, max_model_len=256), LLM(model, compile=True, max_model_len=256)
     if torch.backends.cpu.get_cpu_capability() != "AVX512":
         pytest.skip("the CPU kernels (and the compiled prefill) run on AVX-512 only")
     assert compiled.engine.runner.compiled_prefill is not None
     greedy = SamplingParams(temperature=0, max_tokens=3)
     cached_one, cached_two = prompts_of([20], seed=9), prompts_of([18, 21], seed=10)  # run twice: hits
-    warm = [prompts_of([4]), prompts_of([6, 9], seed=2), cached_one, cached_one, cached_two, cached_two]
+    warm = [
+        prompts_of([4]),
+        prompts_of([6, 9], seed=2),
+        cached_one,
+        cached_one,
+        cached_two,
+        cached_two,
+        prompts_of([130], seed=11),
+        prompts_of([130, 140], seed=12),
+    ]
     later = [prompts_of([1]), prompts_of([17]), prompts_of([40], seed=5), prompts_of([40], seed=5),
-             prompts_of([1, 33, 2], seed=6), prompts_of([20, 25], seed=7)]  # fmt: skip
+             prompts_of([1, 33, 2], seed=6), prompts_of([20, 25], seed=7), prompts_of([200], seed=13),
+             prompts_of([150, 10, 160], seed=14)]  # fmt: skip
     for i, prompts in enumerate(warm + later):
         if i == len(warm):
             graphs = counters["stats"]["unique_graphs"]

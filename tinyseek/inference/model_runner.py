@@ -10,8 +10,9 @@ Design choices:
   0.1 gave ~6% more tokens per CPU-second than 0.25 and ~15% more than one padded group; 0.5 never
   split), so a short row never pays for the longest.
 - The model's absorbed MLA path runs over the latent cache bound for that forward (`LatentCache.bind`),
-  so prefill continues from cached prefixes for free. A bucket whose chunks all start at position 0
-  runs expanded instead (`starts_empty`, attention.py): it only stores its latents.
+  so prefill continues from cached prefixes for free. Chunks of 128 tokens or more from position 0
+  run expanded instead, in buckets of their own (`starts_empty`, attention.py): they only store their
+  latents.
 - The head runs only on the rows that produce a token (the last prompt position), not on padding.
 - Decode is lean: a handful of small index tensors per step (rows, positions, slots) built from the
   scheduler's persistent block table, then one forward and one batched sampling call.
@@ -58,6 +59,11 @@ from tinyseek.model.transformer import MTPModule, Transformer
 
 PADDING_WASTE = 0.25  # a prefill bucket pads at most this share of its tokens
 RAGGED_WASTE = 0.1  # a decode attention group pads at most this share of its context blocks
+# A chunk from position 0 of at least this many tokens attends expanded (attention.py). Below it the two
+# paths cost the same (compiled `small`, 32 prompts of 32 tokens: 375 against 378 ms absorbed), and
+# short prompts (every recipe of the README: ~90-token R1-Zero prompts) keep the absorbed path's
+# rounding, so their documented runs stay bit-reproducible.
+EXPANDED_PREFILL_TOKENS = 128
 
 
 def long_tensor(values: Seq[int], device: torch.device) -> torch.Tensor:
@@ -235,14 +241,23 @@ class ModelRunner:
     # ---- prefill -------------------------------------------------------------------------------
     def _prefill(self, chunks: list[PrefillChunk]) -> list[StepTokens | None]:
         results: list[StepTokens | None] = [None] * len(chunks)
-        for bucket in length_buckets([c.length for c in chunks]):
-            for i, result in zip(bucket, self._prefill_bucket([chunks[i] for i in bucket]), strict=True):
-                results[i] = result
+        # Long chunks from position 0 attend expanded, the others absorbed, each kind in buckets of its
+        # own: a chunk's path (and its rounding) never depends on what shares its step.
+        expanded = [c.start == 0 and c.length >= EXPANDED_PREFILL_TOKENS for c in chunks]
+        for kind in (True, False):
+            members = [i for i in range(len(chunks)) if expanded[i] == kind]
+            for bucket in length_buckets([chunks[i].length for i in members]):
+                rows = [members[j] for j in bucket]
+                for i, result in zip(
+                    rows, self._prefill_bucket([chunks[i] for i in rows], kind), strict=True
+                ):
+                    results[i] = result
         return results
 
-    def _prefill_bucket(self, chunks: list[PrefillChunk]) -> list[StepTokens | None]:
-        """Compute the chunks' latents in one forward; a chunk that completes its prompt also yields
-        its first token and, speculating, its first draft."""
+    def _prefill_bucket(self, chunks: list[PrefillChunk], expanded: bool) -> list[StepTokens | None]:
+        """Compute the chunks' latents in one forward (`expanded`: chunks from position 0, attending
+        over themselves); a chunk that completes its prompt also yields its first token and, speculating,
+        its first draft."""
         results: list[StepTokens | None] = [None] * len(chunks)
         compiled = self.compiled_prefill
         width = max(c.length for c in chunks)
@@ -260,8 +275,7 @@ class ModelRunner:
         valid = offsets < lengths[:, None]
         rows = long_tensor([c.seq.row for c in chunks], self.device)
         spans = [int((starts + lengths).max())] * len(chunks)
-        fresh = all(c.start == 0 for c in chunks)  # no chunk continues a cached prefix
-        self._bind(rows, positions, valid, spans, compiled is not None, starts_empty=fresh)
+        self._bind(rows, positions, valid, spans, compiled is not None, starts_empty=expanded)
         if compiled is not None:  # every row's logits, however many rows complete: one graph
             # No duck sizing: sizes equal by chance in the first call (the reads' length and a row's
             # tokens, say) would be guarded equal, and the next prefill would compile again.

@@ -13,8 +13,9 @@ causal mask then follows from positions alone. One tensor, not two: the latent a
 scored by one batched matmul against the joined query, which reads the cache once (at batch 1,000
 on a CPU it was twice as fast as two einsums over the two halves).
 
-A prefill from position 0 (the cache's `starts_empty`: the forward's tokens are each row's whole
-context) only stores its latents (`write`) and attends expanded, as vLLM and SGLang prefill MLA: per
+A prefill from position 0 (the cache's `starts_empty`, which the engine sets for chunks of 128 tokens
+or more: the forward's tokens are each row's whole context) only stores its latents (`write`) and
+attends expanded, as vLLM and SGLang prefill MLA: per
 query-key pair a head computes dn + dr + dv products there against 2R + dr absorbed (160 against 288 at
 `small`, 320 against 1,088 at V3), and expanding the chunk's keys costs what absorbing its queries and
 outputs would (R x H x (dn + dv) a token either way). A compiled `small` engine on a CPU, one thread:
