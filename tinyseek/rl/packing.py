@@ -172,9 +172,6 @@ class _LayerView:
     index: int
     starts_empty = False  # the completion pass reads the prompt pass's latents: always the absorbed path
 
-    def write(self, kv: Tensor, pe: Tensor, positions: Tensor) -> None:
-        raise NotImplementedError("SharedPromptLatents keeps latents through update only")
-
     def update(self, kv: Tensor, pe: Tensor, positions: Tensor) -> Tensor:
         return self.store.update(self.index, kv, pe, positions)
 
