@@ -10,14 +10,15 @@ from tinyseek import LLM, SamplingParams
 
 def _prompts() -> list[list[int]]:
     gen = torch.Generator().manual_seed(0)
-    return [torch.randint(1, 64, (n,), generator=gen).tolist() for n in (1, 3, 15, 16, 17, 30, 41)]
+    lengths = (1, 3, 15, 16, 17, 30, 41, 150)  # 150: prefilled expanded, the MTP layer too
+    return [torch.randint(1, 64, (n,), generator=gen).tolist() for n in lengths]
 
 
 def test_speculative_greedy_equals_plain_with_mixed_acceptance():
     model = bigram_drafted_model()
     params = SamplingParams(temperature=0, max_tokens=30)
-    plain = LLM(model, max_model_len=128).generate(_prompts(), params)
-    spec_llm = LLM(model, max_model_len=128, speculative=True)
+    plain = LLM(model, max_model_len=256).generate(_prompts(), params)
+    spec_llm = LLM(model, max_model_len=256, speculative=True)
     spec = spec_llm.generate(_prompts(), params)
     assert [o.token_ids for o in spec] == [o.token_ids for o in plain]
     stats = spec_llm.stats
@@ -38,8 +39,8 @@ def test_speculative_seeded_sampling_equals_plain_in_a_mixed_batch():
         )
         for i in range(len(_prompts()))
     ]
-    plain = LLM(model, max_model_len=128).generate(_prompts(), params)
-    spec_llm = LLM(model, max_model_len=128, speculative=True, max_num_seqs=3)
+    plain = LLM(model, max_model_len=256).generate(_prompts(), params)
+    spec_llm = LLM(model, max_model_len=256, speculative=True, max_num_seqs=3)
     spec = spec_llm.generate(_prompts(), params)
     for a, b in zip(plain, spec, strict=True):
         assert a.token_ids == b.token_ids
@@ -53,8 +54,8 @@ def test_speculative_with_prefix_hits_and_random_drafts():
     shared = torch.randint(0, 64, (35,), generator=torch.Generator().manual_seed(3)).tolist()
     prompts = [shared + [1], shared + [2, 3]]
     params = SamplingParams(temperature=0, max_tokens=12)
-    plain = LLM(model, max_model_len=128).generate(prompts, params)
-    spec_llm = LLM(model, max_model_len=128, speculative=True)
+    plain = LLM(model, max_model_len=256).generate(prompts, params)
+    spec_llm = LLM(model, max_model_len=256, speculative=True)
     spec = [spec_llm.generate([p], params)[0] for p in prompts]
     assert [o.token_ids for o in spec] == [o.token_ids for o in plain]
     assert spec[1].prompt_cache_hit_tokens == 32

@@ -97,10 +97,12 @@ def test_positions_past_max_position_embeddings_are_a_clear_error():
             model(torch.zeros(1, 17, dtype=torch.long))
 
 
-def test_mtp_incremental_equals_full():
+@pytest.mark.parametrize("starts_empty", [False, True])  # the prefill absorbed, or expanded
+def test_mtp_incremental_equals_full(starts_empty: bool):
     model = Transformer(tiny_config()).eval()
     x = torch.randint(0, 96, (2, 16))
     cache = RowCache(model.config, batch_size=2, max_len=32, n_layers=model.config.num_hidden_layers + 1)
+    cache.cache.starts_empty = starts_empty
     with torch.no_grad():
         full = model.mtp_hidden_states(model.hidden_states(x), x)[0]
         h = model.hidden_states(x[:, :10], cache=cache.bind([0, 1], at(0, 2, 10)))
