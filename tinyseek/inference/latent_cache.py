@@ -76,8 +76,7 @@ class LayerSlots:
         self, kv: torch.Tensor, pe: torch.Tensor, positions: torch.Tensor
     ) -> list[tuple[slice, torch.Tensor]]:
         cache = self.cache
-        self.kv.index_copy_(0, cache.write_slots, kv.reshape(-1, kv.shape[-1]).to(self.kv.dtype))
-        self.pe.index_copy_(0, cache.write_slots, pe.reshape(-1, pe.shape[-1]).to(self.pe.dtype))
+        self.write(kv, pe, positions)
         pool = self.latents.view(cache.num_blocks, cache.block_size, -1)
         return [
             (rows, pool.index_select(0, blocks.reshape(-1)).view(blocks.shape[0], -1, pool.shape[-1]))
@@ -126,9 +125,8 @@ def _write_and_read(
     block_size: int,
 ) -> list[tuple[slice, torch.Tensor]]:  # fmt: skip
     """Write `new` [B, T, R + r] into layer `layer` at `write_slots`; gather the groups of `reads`."""
-    pool = latents[layer]
-    pool.index_copy_(0, write_slots, new.reshape(-1, new.shape[-1]))
-    blocks = pool.view(-1, block_size, pool.shape[-1])
+    _write_latents(latents, layer, write_slots, new)
+    blocks = latents[layer].view(-1, block_size, latents.shape[-1])
     end = 1 + 3 * int(reads[0])
     groups = reads[1:end].view(-1, 3).tolist()
     table = reads[end:].view(new.shape[0], -1)

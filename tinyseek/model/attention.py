@@ -15,10 +15,10 @@ on a CPU it was twice as fast as two einsums over the two halves).
 
 A prefill from position 0 (the cache's `starts_empty`, which the engine sets for chunks of 128 tokens
 or more: the forward's tokens are each row's whole context) only stores its latents (`write`) and
-attends expanded, as vLLM and SGLang prefill MLA: per
-query-key pair a head computes dn + dr + dv products there against 2R + dr absorbed (160 against 288 at
-`small`, 320 against 1,088 at V3), and expanding the chunk's keys costs what absorbing its queries and
-outputs would (R x H x (dn + dv) a token either way). A compiled `small` engine on a CPU, one thread:
+attends expanded, as vLLM and SGLang prefill MLA: per query-key pair a head computes dn + dr + dv
+products there against 2R + dr absorbed (160 against 288 at `small`, 320 against 1,088 at V3), and
+expanding the chunk's keys costs what absorbing its queries and outputs would (R x H x (dn + dv) a
+token either way). A compiled `small` engine on a CPU, one thread:
 a 2,048-token prompt's prefill 3.6 s absorbed, 1.46 s expanded; 512 tokens 284 against 223 ms; 32
 prompts of 32 tokens the same (378 against 375 ms).
 """
